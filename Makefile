@@ -1,0 +1,39 @@
+# edgecam developer entry points. `make run` and `make test` install what they need.
+SHELL := /bin/bash
+# Builds are cached outside the checkout so a fresh clone (CI) reuses them.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/edgecam/target
+export CARGO_TARGET_DIR
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: run test deps test-deps build bench lint fmt clean-var
+
+deps:
+	@bash packaging/install-deps.sh
+
+test-deps:
+	@bash packaging/install-deps.sh --test
+
+build: deps
+	cargo build --release --locked
+
+## Run the daemon on the test pattern: http://127.0.0.1:8080, data under ./var
+run: build
+	$(CARGO_TARGET_DIR)/release/edgecam run --config config/edgecam.toml
+
+## Run the whole test suite
+test: test-deps
+	@bash packaging/run-tests.sh
+
+## Benchmarks (print tables; see README.md)
+bench: deps
+	cargo bench --locked --bench capture
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean-var:
+	rm -rf var

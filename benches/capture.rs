@@ -1,0 +1,229 @@
+//! Benchmarks of the capture backbone; prints tables (run with `make bench`).
+//!
+//! 1. Frame bus: cost per frame of `publish` and of the whole process (publisher plus
+//!    subscriber threads) with 1 and 12 subscribers, at 1080p30-sized frames.
+//! 2. The daemon's own CPU per second of video: the capture path with a passthrough
+//!    H.264 source (no encode, paced at real time, as with an RTSP camera), and for
+//!    context the whole process with the test pattern including its x264 encode.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use edgecam::capture::{self, template, Heartbeat, Outputs, PipelineSpec, TaskConfig};
+use edgecam::config::Camera;
+use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus};
+use edgecam::metrics::CaptureCounters;
+use gstreamer as gst;
+use tokio_util::sync::CancellationToken;
+
+/// 1080p30 at about 4 Mbit/s: 14 KB P-frames, a 120 KB keyframe every 2 s.
+const P_FRAME: usize = 14 * 1024;
+const I_FRAME: usize = 120 * 1024;
+const GOP: usize = 60;
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn frames_1080p() -> Vec<EncodedFrame> {
+    let key = Bytes::from(vec![0x65u8; I_FRAME]);
+    let delta = Bytes::from(vec![0x41u8; P_FRAME]);
+    (0..GOP * 4)
+        .map(|i| EncodedFrame {
+            data: if i % GOP == 0 {
+                key.clone()
+            } else {
+                delta.clone()
+            },
+            pts: Duration::from_millis(i as u64 * 33),
+            captured_at: Utc::now(),
+            keyframe: i % GOP == 0,
+            generation: 1,
+        })
+        .collect()
+}
+
+/// Publishes `count` frames to `subscribers` reader threads, one every `interval`
+/// (zero: as fast as possible). Returns (publish ns/frame, process CPU ns/frame, dropped).
+fn bus_run(subscribers: usize, count: usize, interval: Duration) -> (f64, f64, u64) {
+    let bus = FrameBus::new("bench");
+    let frames = frames_1080p();
+    let readers: Vec<_> = (0..subscribers)
+        .map(|i| {
+            let mut sub = bus.subscribe(&format!("sub{i}"), 64);
+            std::thread::spawn(move || {
+                let mut bytes = 0usize;
+                while let Some(f) = sub.blocking_recv() {
+                    bytes += f.data.len() + usize::from(f.data[0]);
+                }
+                bytes
+            })
+        })
+        .collect();
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let mut publishing = Duration::ZERO;
+    for i in 0..count {
+        if !interval.is_zero() {
+            let due = start + interval * i as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let t = Instant::now();
+        bus.publish(frames[i % frames.len()].clone());
+        publishing += t.elapsed();
+    }
+    let stats = bus.stats();
+    drop(bus);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let cpu = cpu_time() - cpu0;
+    let dropped = stats.per_subscriber.iter().map(|(_, _, d)| d).sum();
+    (
+        publishing.as_nanos() as f64 / count as f64,
+        cpu.as_nanos() as f64 / count as f64,
+        dropped,
+    )
+}
+
+/// Encodes `seconds` of 1080p30 H.264 to a file (outside any measurement).
+fn encode_clip(path: &std::path::Path, seconds: u32) {
+    let text = format!(
+        "videotestsrc num-buffers={} pattern=ball ! video/x-raw,width=1920,height=1080,framerate=30/1,format=I420 \
+         ! x264enc speed-preset=ultrafast tune=zerolatency bframes=0 key-int-max=60 bitrate=4000 \
+         ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! filesink location={}",
+        seconds * 30,
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&text).unwrap();
+    use gst::prelude::*;
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    bus.timed_pop_filtered(
+        gst::ClockTime::NONE,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// Runs the capture task on `spec` with `subscribers` draining tasks for `seconds` of
+/// wall time after a 1 s warm-up; returns (process CPU, frames captured) in the window.
+fn capture_run(spec: PipelineSpec, fps: u32, subscribers: usize, seconds: u64) -> (Duration, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let frames = FrameBus::new("frames");
+        let counters = CaptureCounters::default();
+        let outputs = Outputs::new(
+            frames.clone(),
+            AnalysisBus::new("analysis"),
+            counters.clone(),
+            Heartbeat::new(Instant::now()),
+        );
+        for i in 0..subscribers {
+            let mut sub = frames.subscribe(&format!("sub{i}"), 64);
+            tokio::spawn(async move { while sub.recv().await.is_some() {} });
+        }
+        let cancel = CancellationToken::new();
+        let cfg = TaskConfig {
+            fps,
+            stall_timeout: Duration::from_secs(10),
+        };
+        let (_handle, task) = capture::spawn(spec, cfg, outputs, cancel.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (cpu0, n0) = (cpu_time(), counters.frames_captured.get());
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let (cpu, n) = (cpu_time() - cpu0, counters.frames_captured.get() - n0);
+        cancel.cancel();
+        let _ = task.await;
+        (cpu, n)
+    })
+}
+
+fn main() {
+    gst::init().unwrap();
+    let quick = std::env::args().any(|a| a == "--quick");
+
+    println!(
+        "frame bus, 1080p30-sized frames ({} KB P, {} KB I every {GOP})",
+        P_FRAME / 1024,
+        I_FRAME / 1024
+    );
+    println!(
+        "{:<12} {:<24} {:>16} {:>22} {:>9}",
+        "subscribers", "rate", "publish ns/frame", "process CPU ns/frame", "dropped"
+    );
+    let paced = if quick { 90 } else { 300 };
+    let flood = if quick { 20_000 } else { 200_000 };
+    for subs in [1, 12] {
+        for (rate, count, interval) in [
+            ("30 fps (real time)", paced, Duration::from_micros(33_333)),
+            ("flood (max rate)", flood, Duration::ZERO),
+        ] {
+            let (publish, cpu, dropped) = bus_run(subs, count, interval);
+            println!("{subs:<12} {rate:<24} {publish:>16.0} {cpu:>22.0} {dropped:>9}");
+        }
+    }
+
+    let seconds = if quick { 3 } else { 10 };
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.h264");
+    encode_clip(&clip, seconds as u32 + 3);
+    let passthrough = PipelineSpec {
+        path: "passthrough".into(),
+        text: format!(
+            "filesrc location={} ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au \
+             ! identity sync=true ! appsink name=encoded sync=false",
+            clip.display()
+        ),
+    };
+    let camera = Camera::default();
+    let test_pattern = template::load(&Camera {
+        pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
+        ..camera.clone()
+    })
+    .unwrap();
+
+    println!();
+    println!("daemon CPU per second of video ({seconds} s windows)");
+    println!(
+        "{:<58} {:>8} {:>10} {:>16}",
+        "capture path", "frames", "CPU ms/s", "% of one core"
+    );
+    let runs = [
+        (
+            "passthrough 1080p30 H.264, 3 subscribers (own work only)",
+            passthrough.clone(),
+            30,
+            3,
+        ),
+        (
+            "passthrough 1080p30 H.264, 12 subscribers",
+            passthrough,
+            30,
+            12,
+        ),
+        (
+            "test pattern 720p15 incl. x264 encode, analysis, JPEG",
+            test_pattern,
+            camera.fps,
+            3,
+        ),
+    ];
+    for (label, spec, fps, subs) in runs {
+        let (cpu, frames) = capture_run(spec, fps, subs, seconds);
+        let video_s = frames as f64 / f64::from(fps);
+        let ms_per_s = cpu.as_secs_f64() * 1000.0 / video_s.max(1e-9);
+        println!(
+            "{label:<58} {frames:>8} {ms_per_s:>10.1} {:>15.2}%",
+            ms_per_s / 10.0
+        );
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what edgecam needs to build and run on Debian 12 (and, with --test, to run its
+# test suite). Safe to run repeatedly: it only calls apt-get when something is missing.
+set -euo pipefail
+
+runtime=(
+  build-essential
+  ca-certificates
+  curl
+  pkg-config
+  libssl-dev
+  libgstreamer1.0-dev
+  libgstreamer-plugins-base1.0-dev
+  libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-tools
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav
+)
+testing=(
+  procps
+)
+
+sudo=""
+if [[ "$(id -u)" != 0 ]]; then
+  sudo="sudo"
+fi
+
+want=("${runtime[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${testing[@]}")
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian 12's own rustc is too old for edgecam's dependencies: use rustup's stable.
+if ! command -v cargo >/dev/null 2>&1 && [[ ! -x "$HOME/.cargo/bin/cargo" ]]; then
+  echo "install-deps: installing the Rust toolchain with rustup" >&2
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --component rustfmt,clippy
+fi

@@ -1,0 +1,266 @@
+//! One built GStreamer pipeline and the appsink callbacks that turn its samples into
+//! frames on the buses. Callbacks run on GStreamer streaming threads and never wait.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use tokio::sync::watch;
+
+use super::template::PipelineSpec;
+use super::{CaptureError, Heartbeat};
+use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot};
+use crate::metrics::CaptureCounters;
+
+/// Where a running pipeline delivers what it captures. Survives pipeline rebuilds.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub frames: FrameBus,
+    pub analysis: AnalysisBus,
+    pub snapshot: watch::Sender<Option<Snapshot>>,
+    pub counters: CaptureCounters,
+    pub heartbeat: Heartbeat,
+    /// Last PTS handed out (ns), so PTS keeps increasing across rebuilds.
+    pub last_pts: Arc<AtomicU64>,
+}
+
+impl Outputs {
+    pub fn new(
+        frames: FrameBus,
+        analysis: AnalysisBus,
+        counters: CaptureCounters,
+        heartbeat: Heartbeat,
+    ) -> Self {
+        Self {
+            frames,
+            analysis,
+            snapshot: watch::channel(None).0,
+            counters,
+            heartbeat,
+            last_pts: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A built pipeline with its callbacks attached. Dropping it stops it.
+pub struct Running {
+    pipeline: gst::Pipeline,
+    encoded: gst_app::AppSink,
+}
+
+/// Builds `spec` without starting it: catches syntax errors, missing elements and a
+/// missing `encoded` appsink before the daemon commits to running.
+pub fn check(spec: &PipelineSpec) -> Result<(), CaptureError> {
+    let pipeline = parse(spec)?;
+    let result =
+        appsink(&pipeline, "encoded")
+            .map(|_| ())
+            .ok_or_else(|| CaptureError::MissingEncoded {
+                path: spec.path.clone(),
+            });
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+fn parse(spec: &PipelineSpec) -> Result<gst::Pipeline, CaptureError> {
+    gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+    let element = gst::parse::launch(&spec.text).map_err(|e| CaptureError::Parse {
+        path: spec.path.clone(),
+        message: e.to_string(),
+    })?;
+    element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| CaptureError::Parse {
+            path: spec.path.clone(),
+            message: "the text describes a single element, not a pipeline with appsinks".into(),
+        })
+}
+
+fn appsink(pipeline: &gst::Pipeline, name: &str) -> Option<gst_app::AppSink> {
+    pipeline.by_name(name)?.downcast::<gst_app::AppSink>().ok()
+}
+
+impl Running {
+    /// Builds the pipeline of `spec` and wires its appsinks to `outputs`.
+    pub fn build(
+        spec: &PipelineSpec,
+        outputs: &Outputs,
+        generation: u32,
+        fps: u32,
+    ) -> Result<Self, CaptureError> {
+        let pipeline = parse(spec)?;
+        let encoded =
+            appsink(&pipeline, "encoded").ok_or_else(|| CaptureError::MissingEncoded {
+                path: spec.path.clone(),
+            })?;
+        let last = outputs.last_pts.load(Ordering::Relaxed);
+        let pts_offset = if last == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(last) + Duration::from_secs(1) / fps.max(1)
+        };
+        wire_encoded(&encoded, outputs.clone(), generation, pts_offset);
+        match appsink(&pipeline, "analysis") {
+            Some(sink) => wire_analysis(&sink, outputs.analysis.clone()),
+            None => {
+                tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"analysis\": motion detection gets no frames")
+            }
+        }
+        match appsink(&pipeline, "snapshot") {
+            Some(sink) => wire_snapshot(&sink, outputs.snapshot.clone()),
+            None => {
+                tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"snapshot\": no snapshots or thumbnails")
+            }
+        }
+        Ok(Self { pipeline, encoded })
+    }
+
+    pub fn play(&self) -> Result<(), CaptureError> {
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| CaptureError::StateChange)
+    }
+
+    pub fn bus(&self) -> Option<gst::Bus> {
+        self.pipeline.bus()
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    /// Asks the encoder upstream of `encoded` for an IDR with SPS/PPS (for RTSP
+    /// passthrough the depayloader turns it into a PLI to the camera).
+    pub fn force_keyframe(&self) -> bool {
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        self.encoded.send_event(event)
+    }
+}
+
+/// Dropping stops the pipeline; it blocks until the streaming threads are gone.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Running time of a sample's buffer, and the wall-clock time it was captured.
+fn timing(
+    sink: &gst_app::AppSink,
+    sample: &gst::Sample,
+    pts: Option<gst::ClockTime>,
+) -> (Duration, DateTime<Utc>) {
+    let wall_now = Utc::now();
+    let (clock, base) = (sink.clock(), sink.base_time());
+    let running_now = match (&clock, base) {
+        (Some(clock), Some(base)) => clock.time().saturating_sub(base),
+        _ => gst::ClockTime::ZERO,
+    };
+    let running = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+        .zip(pts)
+        .and_then(|(seg, pts)| seg.to_running_time(pts))
+        .unwrap_or(running_now);
+    let age = Duration::from_nanos(running_now.saturating_sub(running).nseconds());
+    let captured_at = wall_now - chrono::Duration::from_std(age).unwrap_or_default();
+    (Duration::from_nanos(running.nseconds()), captured_at)
+}
+
+fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offset: Duration) {
+    sink.set_property("enable-last-sample", false);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let (running, captured_at) = timing(sink, &sample, buffer.pts());
+                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+                    tracing::warn!("unreadable encoded buffer skipped");
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let pts = pts_offset + running;
+                out.last_pts.store(pts.as_nanos() as u64, Ordering::Relaxed);
+                out.counters.frames_captured.inc();
+                if keyframe {
+                    out.counters.keyframes.inc();
+                }
+                out.heartbeat.beat(Instant::now());
+                out.frames.publish(EncodedFrame {
+                    data: Bytes::from_owner(mapped),
+                    pts,
+                    captured_at,
+                    keyframe,
+                    generation,
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+fn wire_analysis(sink: &gst_app::AppSink, bus: AnalysisBus) {
+    sink.set_property("enable-last-sample", false);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                let (Some(info), Some(buffer)) = (info, sample.buffer_owned()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if info.format() != gst_video::VideoFormat::Gray8 {
+                    tracing::warn!(format = ?info.format(), "analysis appsink must receive GRAY8; frame skipped");
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let (pts, captured_at) = timing(sink, &sample, buffer.pts());
+                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                bus.publish(AnalysisFrame {
+                    data: Bytes::from_owner(mapped),
+                    width: info.width(),
+                    height: info.height(),
+                    stride: info.stride()[0].max(0) as u32,
+                    pts,
+                    captured_at,
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+fn wire_snapshot(sink: &gst_app::AppSink, latest: watch::Sender<Option<Snapshot>>) {
+    sink.set_property("enable-last-sample", false);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let (_, captured_at) = timing(sink, &sample, buffer.pts());
+                if let Ok(mapped) = buffer.into_mapped_buffer_readable() {
+                    latest.send_replace(Some(Snapshot {
+                        jpeg: Bytes::from_owner(mapped),
+                        captured_at,
+                    }));
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}

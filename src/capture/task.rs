@@ -1,0 +1,210 @@
+//! The capture task: owns the running pipeline, turns bus messages into typed errors,
+//! watches for stalls and rebuilds with backoff until cancelled.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::pipeline::{Outputs, Running};
+use super::template::PipelineSpec;
+use super::{Backoff, CaptureError};
+
+/// Commands waiting for the task; a full queue means a keyframe is already on its way.
+const COMMAND_CAPACITY: usize = 8;
+/// A run this long counts as recovered: the next failure starts backoff from scratch.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
+/// What capture is doing, for readiness and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureState {
+    Starting,
+    Playing {
+        generation: u32,
+    },
+    Restarting {
+        attempt: u32,
+        error: String,
+        retry_in: Duration,
+    },
+    Stopped,
+}
+
+#[derive(Debug)]
+enum Command {
+    ForceKeyframe,
+}
+
+/// Reaches the capture task.
+#[derive(Debug, Clone)]
+pub struct CaptureHandle {
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<CaptureState>,
+}
+
+impl CaptureHandle {
+    /// Requests an IDR as soon as possible. Never waits.
+    pub fn force_keyframe(&self) {
+        let _ = self.commands.try_send(Command::ForceKeyframe);
+    }
+
+    pub fn state(&self) -> watch::Receiver<CaptureState> {
+        self.state.clone()
+    }
+}
+
+/// Settings the task needs from `[camera]`.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    pub fps: u32,
+    pub stall_timeout: Duration,
+}
+
+/// Starts capturing `spec` into `outputs` until `cancel` fires.
+pub fn spawn(
+    spec: PipelineSpec,
+    cfg: TaskConfig,
+    outputs: Outputs,
+    cancel: CancellationToken,
+) -> (CaptureHandle, JoinHandle<()>) {
+    let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (state_tx, state) = watch::channel(CaptureState::Starting);
+    let task = Task {
+        spec,
+        cfg,
+        outputs,
+        cancel,
+        commands: rx,
+        state: state_tx,
+    };
+    (CaptureHandle { commands, state }, tokio::spawn(task.run()))
+}
+
+struct Task {
+    spec: PipelineSpec,
+    cfg: TaskConfig,
+    outputs: Outputs,
+    cancel: CancellationToken,
+    commands: mpsc::Receiver<Command>,
+    state: watch::Sender<CaptureState>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+        let mut generation = 0u32;
+        loop {
+            generation = generation.wrapping_add(1);
+            let started = Instant::now();
+            let span = tracing::info_span!("capture", generation);
+            let result = tracing::Instrument::instrument(self.run_once(generation), span).await;
+            let error = match result {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if started.elapsed() >= HEALTHY_RUN {
+                backoff.reset();
+            }
+            self.outputs.counters.pipeline_restarts.inc();
+            let retry_in = backoff.next_delay(fastrand::f64());
+            warn!(error = %error, retryable = error.is_retryable(), attempt = backoff.attempts(), retry_in_ms = retry_in.as_millis() as u64, "capture pipeline failed; rebuilding");
+            self.state.send_replace(CaptureState::Restarting {
+                attempt: backoff.attempts(),
+                error: error.to_string(),
+                retry_in,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(retry_in) => {}
+                _ = self.cancel.cancelled() => break,
+            }
+        }
+        self.state.send_replace(CaptureState::Stopped);
+    }
+
+    /// Runs one pipeline instance: `Ok` when cancelled, `Err` when it must be rebuilt.
+    async fn run_once(&mut self, generation: u32) -> Result<(), CaptureError> {
+        let running = Running::build(&self.spec, &self.outputs, generation, self.cfg.fps)?;
+        let bus = running.bus().ok_or(CaptureError::StateChange)?;
+        let mut messages = bus.stream();
+        running.play()?;
+        let started = Instant::now();
+        let mut stall_check = tokio::time::interval(STALL_CHECK);
+        let outcome = loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break Ok(()),
+                Some(cmd) = self.commands.recv() => match cmd {
+                    Command::ForceKeyframe => {
+                        if !running.force_keyframe() {
+                            tracing::debug!("force-keyframe event not handled upstream");
+                        }
+                    }
+                },
+                msg = messages.next() => match msg {
+                    Some(msg) => {
+                        if let Err(e) = self.on_message(&running, &msg, generation) {
+                            break Err(e);
+                        }
+                    }
+                    None => break Err(CaptureError::StateChange),
+                },
+                _ = stall_check.tick() => {
+                    let now = Instant::now();
+                    let since = self.outputs.heartbeat.last().map_or(started, |t| t.max(started));
+                    let quiet = now.saturating_duration_since(since);
+                    if quiet >= self.cfg.stall_timeout {
+                        break Err(CaptureError::Stalled(quiet));
+                    }
+                }
+            }
+        };
+        // Setting a pipeline to NULL joins its streaming threads: keep that off the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(running)).await;
+        outcome
+    }
+
+    fn on_message(
+        &self,
+        running: &Running,
+        msg: &gst::Message,
+        generation: u32,
+    ) -> Result<(), CaptureError> {
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Error(err) => Err(CaptureError::Element {
+                element: err
+                    .src()
+                    .map_or_else(|| "pipeline".into(), |s| s.path_string().to_string()),
+                message: err.error().to_string(),
+                debug: err.debug().map(|d| d.to_string()),
+            }),
+            MessageView::Eos(_) => Err(CaptureError::EndOfStream),
+            MessageView::Warning(w) => {
+                warn!(element = %w.src().map(|s| s.path_string().to_string()).unwrap_or_default(), warning = %w.error(), "GStreamer warning");
+                Ok(())
+            }
+            MessageView::Latency(_) => {
+                let _ = running.pipeline().recalculate_latency();
+                Ok(())
+            }
+            MessageView::StateChanged(change)
+                if msg.src() == Some(running.pipeline().upcast_ref()) =>
+            {
+                if change.current() == gst::State::Playing {
+                    info!("capture pipeline playing");
+                    self.state
+                        .send_replace(CaptureState::Playing { generation });
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

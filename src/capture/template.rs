@@ -1,0 +1,214 @@
+//! Pipeline files: finding `<name>.pipeline`, filling its `${var}` placeholders from the
+//! config, and rewriting elements (tests swap hardware sources for test sources).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Camera;
+
+use super::CaptureError;
+
+/// Where pipeline files are looked for when `camera.pipeline_dir` is not set.
+pub const SEARCH_DIRS: &[&str] = &[
+    "/etc/edgecam/pipelines",
+    "/usr/share/edgecam/pipelines",
+    "pipelines",
+];
+
+/// A rendered pipeline: launch text with every placeholder filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSpec {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Finds the file for `camera.pipeline`.
+pub fn locate(camera: &Camera) -> Result<PathBuf, CaptureError> {
+    let file = format!("{}.pipeline", camera.pipeline);
+    let dirs: Vec<PathBuf> = match &camera.pipeline_dir {
+        Some(dir) => vec![dir.clone()],
+        None => SEARCH_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    dirs.iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+        .ok_or_else(|| CaptureError::PipelineNotFound {
+            file,
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Reads and renders the configured pipeline file.
+pub fn load(camera: &Camera) -> Result<PipelineSpec, CaptureError> {
+    let path = locate(camera)?;
+    let raw = std::fs::read_to_string(&path).map_err(|source| CaptureError::ReadPipeline {
+        path: path.clone(),
+        source,
+    })?;
+    let text = render(&raw, camera).map_err(|var| CaptureError::UnknownPlaceholder {
+        path: path.clone(),
+        var,
+    })?;
+    Ok(PipelineSpec { path, text })
+}
+
+/// The placeholder values a pipeline file may use.
+pub fn variables(c: &Camera) -> Vec<(&'static str, String)> {
+    vec![
+        ("width", c.width.to_string()),
+        ("height", c.height.to_string()),
+        ("fps", c.fps.to_string()),
+        ("bitrate_kbps", c.bitrate_kbps.to_string()),
+        (
+            "bitrate_bps",
+            (u64::from(c.bitrate_kbps) * 1000).to_string(),
+        ),
+        ("keyframe_interval_s", c.keyframe_interval_s.to_string()),
+        (
+            "keyframe_interval_frames",
+            c.keyframe_interval_frames().to_string(),
+        ),
+        ("device", c.device.clone()),
+        ("url", c.url.clone()),
+        ("analysis_width", c.analysis_width.to_string()),
+        ("analysis_height", c.analysis_height.to_string()),
+        ("analysis_fps", c.analysis_fps.to_string()),
+    ]
+}
+
+/// Drops `#` comment lines and fills `${var}`; an unknown name is returned as the error.
+/// Values are escaped so they are safe inside double quotes in the launch text.
+pub fn render(raw: &str, camera: &Camera) -> Result<String, String> {
+    let vars = variables(camera);
+    let mut out = String::with_capacity(raw.len());
+    for line in raw.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| after.to_owned())?;
+            let name = &after[..end];
+            let value = vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| name.to_owned())?;
+            out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Replaces each element made by `factory` with `replacement` launch text, keeping the
+/// element's `name=` (so `encoder`, `source` stay addressable). Used to run pipeline files
+/// that need hardware on test sources.
+pub fn swap_elements(text: &str, swaps: &[(&str, &str)]) -> String {
+    text.split('!')
+        .map(|segment| {
+            let trimmed = segment.trim();
+            let factory = trimmed.split_whitespace().next().unwrap_or("");
+            match swaps.iter().find(|(f, _)| *f == factory) {
+                Some((_, replacement)) => {
+                    // The name goes on the first element of the replacement.
+                    let name = trimmed.split_whitespace().find(|t| t.starts_with("name="));
+                    match (name, replacement.split_once(' ')) {
+                        (Some(n), Some((factory, props))) => format!(" {factory} {n} {props} "),
+                        (Some(n), None) => format!(" {replacement} {n} "),
+                        (None, _) => format!(" {replacement} "),
+                    }
+                }
+                None => segment.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("!")
+}
+
+/// The file name a spec came from, for log fields.
+pub fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_placeholders_and_drops_comments() {
+        let camera = Camera {
+            width: 640,
+            fps: 10,
+            keyframe_interval_s: 2.0,
+            ..Camera::default()
+        };
+        let raw = "# a comment\nvideotestsrc ! video/x-raw,width=${width},framerate=${fps}/1\n  ! x264enc key-int-max=${keyframe_interval_frames}\n";
+        assert_eq!(
+            render(raw, &camera).unwrap(),
+            "videotestsrc ! video/x-raw,width=640,framerate=10/1\n  ! x264enc key-int-max=20\n"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholder_is_named() {
+        assert_eq!(
+            render("a ${nope} b", &Camera::default()),
+            Err("nope".to_string())
+        );
+        assert_eq!(
+            render("a ${unterminated", &Camera::default()),
+            Err("unterminated".to_string())
+        );
+    }
+
+    #[test]
+    fn values_are_escaped_for_quotes() {
+        let camera = Camera {
+            url: r#"rtsp://u:p"w\d@cam/x"#.into(),
+            ..Camera::default()
+        };
+        assert_eq!(
+            render(r#"location="${url}""#, &camera).unwrap(),
+            "location=\"rtsp://u:p\\\"w\\\\d@cam/x\"\n"
+        );
+    }
+
+    #[test]
+    fn swap_keeps_the_element_name() {
+        let text = "v4l2src device=/dev/video0 name=source ! videoconvert ! v4l2h264enc name=encoder extra-controls=\"c,a=1\" ! appsink name=encoded";
+        let swapped = swap_elements(
+            text,
+            &[
+                ("v4l2src", "videotestsrc is-live=true"),
+                ("v4l2h264enc", "x264enc"),
+            ],
+        );
+        assert_eq!(
+            swapped.split_whitespace().collect::<Vec<_>>().join(" "),
+            "videotestsrc name=source is-live=true ! videoconvert ! x264enc name=encoder ! appsink name=encoded"
+        );
+    }
+
+    #[test]
+    fn missing_file_lists_where_it_looked() {
+        let camera = Camera {
+            pipeline: "nonexistent".into(),
+            pipeline_dir: Some("/nowhere".into()),
+            ..Camera::default()
+        };
+        let err = locate(&camera).unwrap_err().to_string();
+        assert!(
+            err.contains("nonexistent.pipeline") && err.contains("/nowhere"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Typed edgecam configuration: the TOML schema, its defaults and cross-field rules.
+//!
+//! Loading is strict (`deny_unknown_fields`): a typo is an error, not a silently ignored
+//! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, parse, ConfigError, Problem};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub camera: Camera,
+    pub storage: Storage,
+    pub web: Web,
+    pub log: Log,
+}
+
+/// `[camera]`: which pipeline captures video and how it is encoded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Camera {
+    /// Pipeline name: a file `<name>.pipeline` in the pipeline directory.
+    /// Shipped: `test-pattern`, `v4l2`, `rtsp`, `raspberry-pi`. Default `test-pattern`.
+    pub pipeline: String,
+    /// Directory holding the pipeline files. Default: unset, meaning the first of
+    /// `/etc/edgecam/pipelines`, `/usr/share/edgecam/pipelines`, `./pipelines` that has
+    /// the named file.
+    pub pipeline_dir: Option<PathBuf>,
+    /// Frame width in pixels (even). Default 1280.
+    pub width: u32,
+    /// Frame height in pixels (even). Default 720.
+    pub height: u32,
+    /// Frames per second, 1–60. Default 15.
+    pub fps: u32,
+    /// Encoder target bitrate in kbit/s, 100–50000. Default 2000.
+    pub bitrate_kbps: u32,
+    /// Seconds between keyframes, > 0 and ≤ 10. Default 2.
+    pub keyframe_interval_s: f64,
+    /// V4L2 device for the `v4l2` pipeline. Default `/dev/video0`.
+    pub device: String,
+    /// Stream URL for the `rtsp` pipeline (`rtsp://user:pass@host/path`). Default empty.
+    pub url: String,
+    /// Motion-analysis frame size and rate. Defaults 160×90 at 5 fps.
+    pub analysis_width: u32,
+    pub analysis_height: u32,
+    pub analysis_fps: u32,
+    /// Seconds without a frame after which the pipeline is rebuilt. Default 10.
+    pub stall_timeout_s: u64,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Self {
+            pipeline: "test-pattern".into(),
+            pipeline_dir: None,
+            width: 1280,
+            height: 720,
+            fps: 15,
+            bitrate_kbps: 2000,
+            keyframe_interval_s: 2.0,
+            device: "/dev/video0".into(),
+            url: String::new(),
+            analysis_width: 160,
+            analysis_height: 90,
+            analysis_fps: 5,
+            stall_timeout_s: 10,
+        }
+    }
+}
+
+impl Camera {
+    /// Keyframe interval in frames, as encoders want it (at least 1).
+    pub fn keyframe_interval_frames(&self) -> u32 {
+        ((self.keyframe_interval_s * f64::from(self.fps)).round() as u32).max(1)
+    }
+}
+
+/// `[storage]`: where edgecam keeps its data.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Data directory (clips, index). Relative paths are taken from the working
+    /// directory. Default `/var/lib/edgecam`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            data_dir: "/var/lib/edgecam".into(),
+        }
+    }
+}
+
+/// `[web]`: the local HTTP server (health, metrics, API, viewer page).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Web {
+    /// Address and port to listen on. Default `127.0.0.1:8080` (this machine only).
+    pub listen: String,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Web {
+    /// The parsed listen address; `validate()` guarantees it parses.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// `[log]`: diagnostics.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// tracing filter (`error`, `warn`, `info`, `debug`, `trace`, or directives such as
+    /// `edgecam=debug,info`). `RUST_LOG` overrides it. Default `info`.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A rule the values break, naming the field so the message can point at its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Cross-field and range rules that serde cannot express. Returns every problem found.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let mut bad = |section, key, message: String| {
+            out.push(Invalid {
+                section,
+                key,
+                message,
+            })
+        };
+        let c = &self.camera;
+        if c.pipeline.is_empty() || c.pipeline.contains('/') {
+            bad(
+                "camera",
+                "pipeline",
+                "must be a pipeline name such as \"test-pattern\" (no slashes)".into(),
+            );
+        }
+        if !(1..=60).contains(&c.fps) {
+            bad(
+                "camera",
+                "fps",
+                format!("must be between 1 and 60, got {}", c.fps),
+            );
+        }
+        for (key, v) in [("width", c.width), ("height", c.height)] {
+            if !(16..=7680).contains(&v) || v % 2 != 0 {
+                bad(
+                    "camera",
+                    key,
+                    format!("must be an even number between 16 and 7680, got {v}"),
+                );
+            }
+        }
+        if !(100..=50_000).contains(&c.bitrate_kbps) {
+            bad(
+                "camera",
+                "bitrate_kbps",
+                format!("must be between 100 and 50000, got {}", c.bitrate_kbps),
+            );
+        }
+        if !(c.keyframe_interval_s > 0.0 && c.keyframe_interval_s <= 10.0) {
+            bad(
+                "camera",
+                "keyframe_interval_s",
+                format!("must be more than 0 and at most 10 seconds (KVS fragments and pre-roll rely on it), got {}", c.keyframe_interval_s),
+            );
+        }
+        if c.pipeline == "rtsp" && !c.url.starts_with("rtsp://") && !c.url.starts_with("rtsps://") {
+            bad(
+                "camera",
+                "url",
+                "the rtsp pipeline needs url = \"rtsp://host/path\"".into(),
+            );
+        }
+        if c.pipeline == "v4l2" && c.device.is_empty() {
+            bad(
+                "camera",
+                "device",
+                "the v4l2 pipeline needs a device such as \"/dev/video0\"".into(),
+            );
+        }
+        if !(16..=640).contains(&c.analysis_width) || !(16..=480).contains(&c.analysis_height) {
+            bad(
+                "camera",
+                "analysis_width",
+                "analysis frames must be between 16×16 and 640×480".into(),
+            );
+        }
+        if !(1..=c.fps.max(1)).contains(&c.analysis_fps) {
+            bad(
+                "camera",
+                "analysis_fps",
+                format!(
+                    "must be between 1 and fps ({}), got {}",
+                    c.fps, c.analysis_fps
+                ),
+            );
+        }
+        if c.stall_timeout_s < 2 {
+            bad(
+                "camera",
+                "stall_timeout_s",
+                "must be at least 2 seconds".into(),
+            );
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            bad("storage", "data_dir", "must not be empty".into());
+        }
+        if self.web.listen_addr().is_none() {
+            bad(
+                "web",
+                "listen",
+                format!(
+                    "must be an address and port such as \"127.0.0.1:8080\", got {:?}",
+                    self.web.listen
+                ),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad(
+                "log",
+                "level",
+                format!("is not a valid filter: {:?}", self.log.level),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn keyframe_interval_in_frames() {
+        let mut c = Camera::default();
+        assert_eq!(c.keyframe_interval_frames(), 30); // 2 s × 15 fps
+        c.keyframe_interval_s = 0.01;
+        assert_eq!(c.keyframe_interval_frames(), 1);
+    }
+
+    #[test]
+    fn cross_field_rules_name_their_field() {
+        let mut c = Config::default();
+        c.camera.keyframe_interval_s = 12.0;
+        c.camera.fps = 0;
+        c.camera.pipeline = "rtsp".into();
+        c.web.listen = "localhost".into();
+        let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "fps",
+                "keyframe_interval_s",
+                "url",
+                "analysis_fps",
+                "listen"
+            ]
+        );
+    }
+
+    #[test]
+    fn odd_sizes_are_refused() {
+        let mut c = Config::default();
+        c.camera.width = 641;
+        let errs = c.validate();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].key, "width");
+    }
+}

@@ -1,0 +1,147 @@
+//! The supervisor behind `edgecam run`: starts the parts, reports readiness to systemd,
+//! and shuts down in order on SIGTERM/SIGINT (a second signal exits at once).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::capture::{self, CaptureError, CaptureState, Heartbeat, Outputs, TaskConfig};
+use crate::config::Config;
+use crate::media::{AnalysisBus, FrameBus};
+use crate::metrics::Metrics;
+use crate::web::{self, WebState};
+
+/// How long parts get to finish after the shutdown signal before edgecam exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot create the data directory {}: {source} (check storage.data_dir and its permissions)", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source} (is another edgecam running? change web.listen)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// True when the configuration (or pipeline file) must be fixed: exit code 78.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Capture(e) if !e.is_retryable())
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+
+    let spec = capture::template::load(&config.camera)?;
+    capture::check(&spec)?;
+
+    let frames = FrameBus::new("frames");
+    let analysis = AnalysisBus::new("analysis");
+    let metrics = Arc::new(Metrics::new(frames.clone()));
+    let heartbeat = Heartbeat::new(Instant::now());
+    let outputs = Outputs::new(frames, analysis, metrics.capture.clone(), heartbeat.clone());
+
+    let listener = TcpListener::bind(&config.web.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.web.listen.clone(),
+            source,
+        })?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+
+    let cancel = CancellationToken::new();
+    let task_cfg = TaskConfig {
+        fps: config.camera.fps,
+        stall_timeout: Duration::from_secs(config.camera.stall_timeout_s),
+    };
+    let (capture, capture_task) = capture::spawn(
+        spec.clone(),
+        task_cfg,
+        outputs.clone(),
+        cancel.child_token(),
+    );
+    let web_state = WebState {
+        metrics,
+        heartbeat,
+        snapshot: outputs.snapshot.subscribe(),
+    };
+    let web_cancel = cancel.child_token();
+    let web_task = tokio::spawn(async move {
+        if let Err(e) = web::serve(listener, web_state, web_cancel).await {
+            error!(error = %e, "local HTTP server failed");
+        }
+    });
+    info!(
+        pipeline = %spec.path.display(),
+        listen = %config.web.listen,
+        data_dir = %data_dir.display(),
+        "edgecam started"
+    );
+    tokio::spawn(notify_ready_when_playing(capture.state()));
+
+    tokio::select! {
+        _ = sigterm.recv() => info!(signal = "SIGTERM", "shutting down"),
+        _ = sigint.recv() => info!(signal = "SIGINT", "shutting down"),
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // A second signal means "now": skip the orderly part.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+        warn!("second signal: exiting immediately");
+        std::process::exit(130);
+    });
+
+    // Order: stop capture (no new frames), then the HTTP server.
+    cancel.cancel();
+    let orderly = async {
+        let _ = capture_task.await;
+        let _ = web_task.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, orderly).await.is_err() {
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "parts did not stop in time; exiting anyway"
+        );
+    }
+    info!("edgecam stopped");
+    Ok(())
+}
+
+/// Tells systemd READY=1 the first time the pipeline reaches PLAYING.
+async fn notify_ready_when_playing(mut state: tokio::sync::watch::Receiver<CaptureState>) {
+    let playing = state
+        .wait_for(|s| matches!(s, CaptureState::Playing { .. }))
+        .await;
+    if playing.is_ok() {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            warn!(error = %e, "could not notify systemd of readiness");
+        }
+    }
+}

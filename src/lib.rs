@@ -1,0 +1,12 @@
+//! edgecam: a daemon for home security cameras. One GStreamer capture pipeline feeds
+//! live view and the event recorder; see `DESIGN.md` in the project's shared notes.
+
+pub mod capture;
+pub mod config;
+pub mod daemon;
+pub mod media;
+pub mod metrics;
+pub mod web;
+
+/// Exit code for a configuration the daemon cannot use (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 78;

@@ -1,0 +1,168 @@
+//! The `edgecam` command line: `run`, `check-config`, `version`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use edgecam::config::{self, Config};
+use edgecam::{capture, daemon, EXIT_CONFIG};
+
+/// Config used when --config is not given and this file exists.
+const SYSTEM_CONFIG: &str = "/etc/edgecam/edgecam.toml";
+/// Config used otherwise (a development checkout).
+const LOCAL_CONFIG: &str = "config/edgecam.toml";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgecam",
+    version,
+    about = "Home security camera daemon: live view, pre-roll event clips, MQTT, cloud upload",
+    long_about = "edgecam captures one camera through a GStreamer pipeline and serves live view, \
+                  event recording and a local HTTP API.\n\n\
+                  The config file is TOML; every key has a default, documented in the shipped \
+                  edgecam.toml. Without --config, edgecam reads /etc/edgecam/edgecam.toml if it \
+                  exists, else ./config/edgecam.toml."
+)]
+struct Cli {
+    /// Config file [default: /etc/edgecam/edgecam.toml, else ./config/edgecam.toml]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "PATH",
+        env = "EDGECAM_CONFIG"
+    )]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT
+    Run,
+    /// Check the config file and the pipeline it selects, then exit (0 = usable, 78 = not)
+    CheckConfig {
+        /// Config file to check (same as --config)
+        path: Option<PathBuf>,
+    },
+    /// Print the edgecam and GStreamer versions
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => version(),
+        Command::CheckConfig { ref path } => {
+            let path = path
+                .clone()
+                .or(cli.config.clone())
+                .unwrap_or_else(default_config);
+            check_config(&path)
+        }
+        Command::Run => run(&cli.config.clone().unwrap_or_else(default_config)),
+    }
+}
+
+fn default_config() -> PathBuf {
+    if Path::new(SYSTEM_CONFIG).exists() {
+        SYSTEM_CONFIG.into()
+    } else {
+        LOCAL_CONFIG.into()
+    }
+}
+
+fn version() -> ExitCode {
+    println!("edgecam {}", env!("CARGO_PKG_VERSION"));
+    match gstreamer::init() {
+        Ok(()) => println!("{}", gstreamer::version_string()),
+        Err(e) => println!("GStreamer unavailable: {e}"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("edgecam: {e}");
+        ExitCode::from(EXIT_CONFIG as u8)
+    })
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let checked = capture::template::load(&config.camera)
+        .and_then(|spec| capture::check(&spec).map(|()| spec));
+    match checked {
+        Ok(spec) => {
+            println!(
+                "{}: OK (pipeline {}, {}x{} at {} fps, web on {})",
+                path.display(),
+                spec.path.display(),
+                config.camera.width,
+                config.camera.height,
+                config.camera.fps,
+                config.web.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edgecam: {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_tracing(&config.log.level);
+    // One TLS provider for every crate (DTLS, MQTT, AWS); two compiled-in providers panic
+    // unless one is chosen first.
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("rustls crypto provider already installed");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgecam: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, config = %path.display(), "edgecam cannot run");
+            eprintln!("edgecam: {e}");
+            if e.is_config() {
+                ExitCode::from(EXIT_CONFIG as u8)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

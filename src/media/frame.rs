@@ -1,0 +1,58 @@
+//! The frames that leave the capture pipeline.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+/// One H.264 access unit in Annex-B form. Cloning is cheap (the bytes are shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFrame {
+    /// The access unit, start codes included. A keyframe carries SPS and PPS.
+    pub data: Bytes,
+    /// Presentation time, monotonic across pipeline rebuilds.
+    pub pts: Duration,
+    /// Wall-clock capture time (UTC): clip names, MKV timecodes, event times.
+    pub captured_at: DateTime<Utc>,
+    /// An IDR access unit: a decoder can start here.
+    pub keyframe: bool,
+    /// Counts pipeline (re)builds; a change means the stream restarted and its SPS may
+    /// differ.
+    pub generation: u32,
+}
+
+/// A small GRAY8 frame for the motion detector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalysisFrame {
+    /// Row-major luma, `stride` bytes per row.
+    pub data: Bytes,
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub pts: Duration,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// The latest JPEG snapshot of the scene.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub jpeg: Bytes,
+    pub captured_at: DateTime<Utc>,
+}
+
+/// Whether a consumer that lost frames may start again at this one.
+pub trait SyncPoint {
+    fn is_sync_point(&self) -> bool;
+}
+
+impl SyncPoint for EncodedFrame {
+    fn is_sync_point(&self) -> bool {
+        self.keyframe
+    }
+}
+
+impl SyncPoint for AnalysisFrame {
+    fn is_sync_point(&self) -> bool {
+        true
+    }
+}

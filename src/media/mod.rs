@@ -1,0 +1,14 @@
+//! Media types shared by every path: encoded and analysis frames, H.264 helpers, the
+//! fan-out bus. No I/O here.
+
+pub mod bus;
+pub mod frame;
+pub mod h264;
+
+pub use bus::{Bus, BusStats, SubscriberStats, Subscription};
+pub use frame::{AnalysisFrame, EncodedFrame, Snapshot};
+
+/// The bus of encoded access units.
+pub type FrameBus = Bus<EncodedFrame>;
+/// The bus of small grayscale frames for motion analysis.
+pub type AnalysisBus = Bus<AnalysisFrame>;

@@ -1,0 +1,121 @@
+//! The local HTTP server: health, metrics and the latest snapshot (the API and viewer
+//! page grow here).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::Heartbeat;
+use crate::media::Snapshot;
+use crate::metrics::Metrics;
+
+/// `/healthz` fails when no frame arrived for this long.
+pub const HEALTHY_FRAME_AGE: Duration = Duration::from_secs(5);
+
+/// What the handlers read. Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct WebState {
+    pub metrics: Arc<Metrics>,
+    pub heartbeat: Heartbeat,
+    pub snapshot: watch::Receiver<Option<Snapshot>>,
+}
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/snapshot.jpg", get(snapshot))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves until `cancel` fires, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: WebState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// The health verdict for a frame age (pure, so it is testable without a clock).
+pub fn health(age: Option<Duration>) -> (StatusCode, String) {
+    match age {
+        Some(age) if age <= HEALTHY_FRAME_AGE => (StatusCode::OK, "ok: frames flowing\n".into()),
+        Some(age) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: no frame for {:.1} s\n", age.as_secs_f64()),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: no frame captured yet\n".into(),
+        ),
+    }
+}
+
+async fn healthz(State(s): State<WebState>) -> impl IntoResponse {
+    health(s.heartbeat.age(Instant::now()))
+}
+
+async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn snapshot(State(s): State<WebState>) -> Response {
+    let latest = s.snapshot.borrow().clone();
+    match latest {
+        Some(snap) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                (
+                    header::LAST_MODIFIED,
+                    snap.captured_at
+                        .format("%a, %d %b %Y %H:%M:%S GMT")
+                        .to_string(),
+                ),
+            ],
+            snap.jpeg,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot yet: the camera has not produced one\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_follows_frame_age() {
+        assert_eq!(health(Some(Duration::from_secs(1))).0, StatusCode::OK);
+        let (code, body) = health(Some(Duration::from_secs(9)));
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("9.0 s"), "{body}");
+        assert_eq!(health(None).0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: small cameras, HTTP on loopback, decoding.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgecam::config::Camera;
+use edgecam::media::EncodedFrame;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// The repository root (pipelines/, config/).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small, fast camera on the shipped pipeline files.
+pub fn small_camera(pipeline: &str, keyframe_interval_s: f64) -> Camera {
+    Camera {
+        pipeline: pipeline.into(),
+        pipeline_dir: Some(repo().join("pipelines")),
+        width: 320,
+        height: 240,
+        fps: 15,
+        bitrate_kbps: 500,
+        keyframe_interval_s,
+        url: "rtsp://127.0.0.1:1/none".into(),
+        ..Camera::default()
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: `(status, headers, body)`.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, head, raw[split + 4..].to_vec()))
+}
+
+/// Decodes Annex-B access units with GStreamer's H.264 decoder; returns the number of
+/// decoded pictures.
+pub fn decode_count(frames: &[EncodedFrame]) -> usize {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src format=time caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse ! avdec_h264 ! appsink name=out sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for f in frames {
+        let mut buf = gst::Buffer::from_slice(f.data.clone());
+        buf.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_nseconds(f.pts.as_nanos() as u64));
+        src.push_buffer(buf).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let mut decoded = 0;
+    while out.pull_sample().is_ok() {
+        decoded += 1;
+    }
+    let bus = pipeline.bus().unwrap();
+    let error = bus.pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none(), "decoder error: {error:?}");
+    decoded
+}
+
+/// Writes `text` to `dir/name` and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
