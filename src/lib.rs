@@ -4,8 +4,10 @@
 pub mod capture;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod media;
 pub mod metrics;
+pub mod recorder;
 pub mod web;
 
 /// Exit code for a configuration the daemon cannot use (`EX_CONFIG` from sysexits.h).
