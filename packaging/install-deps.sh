@@ -21,6 +21,7 @@ runtime=(
 )
 testing=(
   procps
+  ffmpeg
 )
 
 sudo=""

@@ -2,9 +2,11 @@
 //! live view and the event recorder; see `DESIGN.md` in the project's shared notes.
 
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod index;
 pub mod media;
 pub mod metrics;
 pub mod recorder;

@@ -6,63 +6,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use edgecam::capture::{
-    self, template, CaptureError, CaptureHandle, Heartbeat, Outputs, PipelineSpec, TaskConfig,
-};
+use edgecam::capture::{self, template, CaptureError, PipelineSpec};
 use edgecam::config::Camera;
 use edgecam::media::h264;
-use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus, Subscription};
-use edgecam::metrics::CaptureCounters;
-use tokio::task::JoinHandle;
+use edgecam::media::{EncodedFrame, Subscription};
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
-use support::small_camera;
-
-struct Rig {
-    frames: FrameBus,
-    analysis: AnalysisBus,
-    counters: CaptureCounters,
-    handle: CaptureHandle,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Rig {
-    fn start(spec: PipelineSpec, camera: &Camera) -> Self {
-        let frames = FrameBus::new("frames");
-        let analysis = AnalysisBus::new("analysis");
-        let counters = CaptureCounters::default();
-        let outputs = Outputs::new(
-            frames.clone(),
-            analysis.clone(),
-            counters.clone(),
-            Heartbeat::new(Instant::now()),
-        );
-        let cancel = CancellationToken::new();
-        let cfg = TaskConfig {
-            fps: camera.fps,
-            stall_timeout: Duration::from_secs(camera.stall_timeout_s),
-        };
-        let (handle, task) = capture::spawn(spec, cfg, outputs, cancel.clone());
-        Self {
-            frames,
-            analysis,
-            counters,
-            handle,
-            cancel,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("capture stops promptly")
-            .unwrap();
-    }
-}
+use support::{small_camera, Rig};
 
 async fn next(sub: &mut Subscription<EncodedFrame>) -> EncodedFrame {
     timeout(Duration::from_secs(10), sub.recv())

@@ -1,6 +1,7 @@
 //! The capture pipeline: built from a pipeline file, feeding the frame bus, the analysis
 //! bus and the latest snapshot, rebuilt with backoff when the camera fails.
 
+mod assemble;
 mod backoff;
 mod pipeline;
 mod task;

@@ -13,6 +13,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use tokio::sync::watch;
 
+use super::assemble::AuAssembler;
 use super::template::PipelineSpec;
 use super::{CaptureError, Heartbeat};
 use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot};
@@ -153,31 +154,43 @@ impl Drop for Running {
     }
 }
 
-/// Running time of a sample's buffer, and the wall-clock time it was captured.
+/// The running time of a buffer timestamp in the sample's segment.
+fn running_time(sample: &gst::Sample, pts: Option<gst::ClockTime>) -> Option<Duration> {
+    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?.clone();
+    seg.to_running_time(pts?)
+        .map(|t| Duration::from_nanos(t.nseconds()))
+}
+
+/// The running time now on the sink's clock (zero before the pipeline has a clock).
+fn running_now(sink: &gst_app::AppSink) -> Duration {
+    match (sink.clock(), sink.base_time()) {
+        (Some(clock), Some(base)) => {
+            Duration::from_nanos(clock.time().saturating_sub(base).nseconds())
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// Wall-clock capture time of something at `running` time: now, minus how long ago that was.
+fn wall_clock(sink: &gst_app::AppSink, running: Duration) -> DateTime<Utc> {
+    let wall_now = Utc::now();
+    let age = running_now(sink).saturating_sub(running);
+    wall_now - chrono::Duration::from_std(age).unwrap_or_default()
+}
+
+/// Running time and wall-clock time of a sample (now, if it has no timestamp).
 fn timing(
     sink: &gst_app::AppSink,
     sample: &gst::Sample,
     pts: Option<gst::ClockTime>,
 ) -> (Duration, DateTime<Utc>) {
-    let wall_now = Utc::now();
-    let (clock, base) = (sink.clock(), sink.base_time());
-    let running_now = match (&clock, base) {
-        (Some(clock), Some(base)) => clock.time().saturating_sub(base),
-        _ => gst::ClockTime::ZERO,
-    };
-    let running = sample
-        .segment()
-        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-        .zip(pts)
-        .and_then(|(seg, pts)| seg.to_running_time(pts))
-        .unwrap_or(running_now);
-    let age = Duration::from_nanos(running_now.saturating_sub(running).nseconds());
-    let captured_at = wall_now - chrono::Duration::from_std(age).unwrap_or_default();
-    (Duration::from_nanos(running.nseconds()), captured_at)
+    let running = running_time(sample, pts).unwrap_or_else(|| running_now(sink));
+    (running, wall_clock(sink, running))
 }
 
 fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offset: Duration) {
     sink.set_property("enable-last-sample", false);
+    let mut assembler = AuAssembler::default();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -185,24 +198,32 @@ fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offs
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let (running, captured_at) = timing(sink, &sample, buffer.pts());
+                let running = running_time(&sample, buffer.pts().or(buffer.dts()));
                 let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                     tracing::warn!("unreadable encoded buffer skipped");
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let pts = pts_offset + running;
+                let Some(au) = assembler.push(Bytes::from_owner(mapped), running) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if au.pts_fixed {
+                    tracing::debug!(
+                        pts_ms = au.pts.as_millis() as u64,
+                        "source gave no or a non-increasing PTS; adjusted"
+                    );
+                }
+                let pts = pts_offset + au.pts;
                 out.last_pts.store(pts.as_nanos() as u64, Ordering::Relaxed);
                 out.counters.frames_captured.inc();
-                if keyframe {
+                if au.keyframe {
                     out.counters.keyframes.inc();
                 }
                 out.heartbeat.beat(Instant::now());
                 out.frames.publish(EncodedFrame {
-                    data: Bytes::from_owner(mapped),
+                    data: au.data,
                     pts,
-                    captured_at,
-                    keyframe,
+                    captured_at: wall_clock(sink, au.pts),
+                    keyframe: au.keyframe,
                     generation,
                 });
                 Ok(gst::FlowSuccess::Ok)

@@ -6,11 +6,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::time::Instant;
+
+use edgecam::capture::{self, CaptureHandle, Heartbeat, Outputs, PipelineSpec, TaskConfig};
 use edgecam::config::Camera;
-use edgecam::media::EncodedFrame;
+use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus};
+use edgecam::metrics::CaptureCounters;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 /// The repository root (pipelines/, config/).
 pub fn repo() -> PathBuf {
@@ -107,4 +114,50 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A capture task on a pipeline spec, with its buses.
+pub struct Rig {
+    pub frames: FrameBus,
+    pub analysis: AnalysisBus,
+    pub counters: CaptureCounters,
+    pub handle: CaptureHandle,
+    pub cancel: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Rig {
+    pub fn start(spec: PipelineSpec, camera: &Camera) -> Self {
+        let frames = FrameBus::new("frames");
+        let analysis = AnalysisBus::new("analysis");
+        let counters = CaptureCounters::default();
+        let outputs = Outputs::new(
+            frames.clone(),
+            analysis.clone(),
+            counters.clone(),
+            Heartbeat::new(Instant::now()),
+        );
+        let cancel = CancellationToken::new();
+        let cfg = TaskConfig {
+            fps: camera.fps,
+            stall_timeout: Duration::from_secs(camera.stall_timeout_s),
+        };
+        let (handle, task) = capture::spawn(spec, cfg, outputs, cancel.clone());
+        Self {
+            frames,
+            analysis,
+            counters,
+            handle,
+            cancel,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("capture stops promptly")
+            .unwrap();
+    }
 }

@@ -1,0 +1,334 @@
+//! The SQLite index (sqlx, WAL): events and clips. The source of truth every part
+//! restarts from.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::events::EventInfo;
+
+/// File name of the index inside `storage.data_dir`.
+pub const INDEX_FILE: &str = "index.sqlite3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("index schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("no clip with id {0:?}")]
+    NoSuchClip(String),
+}
+
+impl IndexError {
+    /// Busy/locked databases and I/O hiccups may clear up; schema problems do not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+        )
+    }
+}
+
+/// Clip lifecycle, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipStatus {
+    Recording,
+    Complete,
+    Recovered,
+    Deleted,
+}
+
+impl ClipStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recording => "recording",
+            Self::Complete => "complete",
+            Self::Recovered => "recovered",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "recording" => Self::Recording,
+            "complete" => Self::Complete,
+            "recovered" => Self::Recovered,
+            _ => Self::Deleted,
+        }
+    }
+}
+
+/// One clip row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClipRow {
+    pub id: String,
+    pub event_id: String,
+    /// Relative to the data directory.
+    pub path: String,
+    pub status: ClipStatus,
+    pub start_at: DateTime<Utc>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub frame_count: Option<i64>,
+    pub bytes: Option<i64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub thumbnail: Option<String>,
+    pub upload_state: String,
+    /// From the event.
+    pub label: String,
+    pub trigger: String,
+    pub score: f64,
+}
+
+/// What a finished (or recovered) clip measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipStats {
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub frame_count: u64,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A handle to the index; clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pool: SqlitePool,
+}
+
+/// A clip query joined with its event: the columns `clip_row` reads, then `$tail`.
+macro_rules! select_clips {
+    ($tail:literal) => {
+        concat!(
+            "SELECT c.id, c.event_id, c.path, c.status, c.start_at, c.end_at, c.duration_ms, ",
+            "c.frame_count, c.bytes, c.width, c.height, c.thumbnail, c.upload_state, ",
+            "e.label, e.trigger, e.score FROM clips c JOIN events e ON e.id = c.event_id ",
+            $tail
+        )
+    };
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, IndexError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a power cut may lose the last transactions, never corrupt.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn upsert_event(&self, e: &EventInfo) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (id) DO UPDATE SET label = ?2, score = ?4, ended_at = ?6, status = ?7",
+        )
+        .bind(&e.id)
+        .bind(&e.label)
+        .bind(e.trigger.as_str())
+        .bind(f64::from(e.score))
+        .bind(ms(e.started_at))
+        .bind(e.ended_at.map(ms))
+        .bind(if e.ended_at.is_some() {
+            "ended"
+        } else {
+            "open"
+        })
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a clip being written.
+    pub async fn insert_clip(
+        &self,
+        id: &str,
+        event_id: &str,
+        path: &str,
+        start_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO clips (id, event_id, path, status, start_at, created_at) \
+             VALUES (?1, ?2, ?3, 'recording', ?4, ?5)",
+        )
+        .bind(id)
+        .bind(event_id)
+        .bind(path)
+        .bind(ms(start_at))
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a clip complete or recovered with what its file holds.
+    pub async fn finish_clip(
+        &self,
+        id: &str,
+        path: &str,
+        status: ClipStatus,
+        stats: &ClipStats,
+        thumbnail: Option<&str>,
+    ) -> Result<(), IndexError> {
+        let done = sqlx::query(
+            "UPDATE clips SET path = ?2, status = ?3, start_at = ?4, end_at = ?5, duration_ms = ?6, \
+             frame_count = ?7, bytes = ?8, width = ?9, height = ?10, thumbnail = COALESCE(?11, thumbnail) \
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(path)
+        .bind(status.as_str())
+        .bind(ms(stats.start_at))
+        .bind(ms(stats.end_at))
+        .bind(stats.duration.as_millis() as i64)
+        .bind(stats.frame_count as i64)
+        .bind(stats.bytes as i64)
+        .bind(i64::from(stats.width))
+        .bind(i64::from(stats.height))
+        .bind(thumbnail)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(IndexError::NoSuchClip(id.into()));
+        }
+        Ok(())
+    }
+
+    pub async fn set_clip_status(&self, id: &str, status: ClipStatus) -> Result<(), IndexError> {
+        sqlx::query("UPDATE clips SET status = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(status.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_thumbnail(&self, id: &str, thumbnail: &str) -> Result<(), IndexError> {
+        sqlx::query("UPDATE clips SET thumbnail = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(thumbnail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn clip(&self, id: &str) -> Result<ClipRow, IndexError> {
+        let row = sqlx::query(select_clips!("WHERE c.id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| clip_row(&r))
+            .ok_or_else(|| IndexError::NoSuchClip(id.into()))
+    }
+
+    /// Clips not deleted, newest first, started at or after `since`.
+    pub async fn clips(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<ClipRow>, IndexError> {
+        let rows = sqlx::query(select_clips!(
+            "WHERE c.status != 'deleted' AND c.start_at >= ?1 ORDER BY c.start_at DESC LIMIT ?2"
+        ))
+        .bind(since.map_or(i64::MIN, ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(clip_row).collect())
+    }
+
+    /// Clips in one status, oldest first.
+    pub async fn clips_with_status(&self, status: ClipStatus) -> Result<Vec<ClipRow>, IndexError> {
+        let rows = sqlx::query(select_clips!("WHERE c.status = ?1 ORDER BY c.start_at ASC"))
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(clip_row).collect())
+    }
+
+    /// Events left open by a crash are closed at their last clip's end.
+    pub async fn close_open_events(&self) -> Result<u64, IndexError> {
+        let done = sqlx::query(
+            "UPDATE events SET status = 'ended', ended_at = COALESCE( \
+               (SELECT MAX(end_at) FROM clips WHERE clips.event_id = events.id), started_at) \
+             WHERE status = 'open'",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// An event for clips found on disk with no row (index lost or restored from backup).
+    pub async fn ensure_orphan_event(&self, id: &str, at: DateTime<Utc>) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO events (id, label, trigger, score, started_at, ended_at, status) \
+             VALUES (?1, 'recovered', 'motion', 0, ?2, ?2, 'ended')",
+        )
+        .bind(id)
+        .bind(ms(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn clip_row(r: &sqlx::sqlite::SqliteRow) -> ClipRow {
+    ClipRow {
+        id: r.get(0),
+        event_id: r.get(1),
+        path: r.get(2),
+        status: ClipStatus::parse(r.get::<&str, _>(3)),
+        start_at: time(r.get(4)),
+        end_at: r.get::<Option<i64>, _>(5).map(time),
+        duration_ms: r.get(6),
+        frame_count: r.get(7),
+        bytes: r.get(8),
+        width: r.get(9),
+        height: r.get(10),
+        thumbnail: r.get(11),
+        upload_state: r.get(12),
+        label: r.get(13),
+        trigger: r.get(14),
+        score: r.get(15),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The index on a temporary database: the migrated schema is what the code expects, and
+//! rows round-trip.
+
+use super::*;
+use crate::events::TriggerKind;
+
+async fn temp_index() -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE)).await.unwrap();
+    (dir, index)
+}
+
+/// `(table, [columns])` of the migrated database.
+async fn schema(index: &Index) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' \
+         AND name NOT LIKE 'sqlite%' ORDER BY name",
+    )
+    .fetch_all(index.pool())
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{t}') ORDER BY cid"
+        )))
+        .fetch_all(index.pool())
+        .await
+        .unwrap();
+        out.push((t, cols));
+    }
+    out
+}
+
+#[tokio::test]
+async fn migrations_give_the_expected_schema() {
+    let (_dir, index) = temp_index().await;
+    let expected: Vec<(String, Vec<String>)> = vec![
+        (
+            "clips".into(),
+            [
+                "id",
+                "event_id",
+                "path",
+                "status",
+                "start_at",
+                "end_at",
+                "duration_ms",
+                "frame_count",
+                "bytes",
+                "width",
+                "height",
+                "thumbnail",
+                "upload_state",
+                "created_at",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "events".into(),
+            [
+                "id",
+                "label",
+                "trigger",
+                "score",
+                "started_at",
+                "ended_at",
+                "status",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ];
+    assert_eq!(schema(&index).await, expected);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(index.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn reopening_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE);
+    Index::open(&path).await.unwrap().close().await;
+    let again = Index::open(&path).await.unwrap();
+    assert_eq!(schema(&again).await.len(), 2);
+}
+
+fn event(id: &str, at: DateTime<Utc>) -> EventInfo {
+    EventInfo {
+        id: id.into(),
+        label: "front door".into(),
+        trigger: TriggerKind::Http,
+        score: 0.0,
+        started_at: at,
+        ended_at: None,
+        clip_ids: vec![],
+    }
+}
+
+#[tokio::test]
+async fn event_and_clip_round_trip() {
+    let (_dir, index) = temp_index().await;
+    let t0 = time(1_800_000_000_000);
+    let mut e = event("e1", t0);
+    index.upsert_event(&e).await.unwrap();
+    index
+        .insert_clip("c1", "e1", "clips/c1.mp4.part", t0, t0)
+        .await
+        .unwrap();
+    let row = index.clip("c1").await.unwrap();
+    assert_eq!(
+        (row.status, row.label.as_str(), row.trigger.as_str()),
+        (ClipStatus::Recording, "front door", "http")
+    );
+
+    let stats = ClipStats {
+        start_at: t0,
+        end_at: t0 + chrono::Duration::seconds(20),
+        duration: Duration::from_secs(20),
+        frame_count: 300,
+        bytes: 1234,
+        width: 320,
+        height: 240,
+    };
+    index
+        .finish_clip(
+            "c1",
+            "clips/c1.mp4",
+            ClipStatus::Complete,
+            &stats,
+            Some("clips/c1.jpg"),
+        )
+        .await
+        .unwrap();
+    e.ended_at = Some(t0 + chrono::Duration::seconds(10));
+    index.upsert_event(&e).await.unwrap();
+    let row = index.clip("c1").await.unwrap();
+    assert_eq!(row.status, ClipStatus::Complete);
+    assert_eq!(
+        (row.frame_count, row.bytes, row.duration_ms),
+        (Some(300), Some(1234), Some(20_000))
+    );
+    assert_eq!(row.thumbnail.as_deref(), Some("clips/c1.jpg"));
+    assert_eq!(index.clips(None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        index
+            .clips(Some(t0 + chrono::Duration::seconds(1)), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(matches!(
+        index.clip("nope").await,
+        Err(IndexError::NoSuchClip(_))
+    ));
+    assert!(matches!(
+        index
+            .finish_clip("nope", "x", ClipStatus::Complete, &stats, None)
+            .await,
+        Err(IndexError::NoSuchClip(_))
+    ));
+}
+
+#[tokio::test]
+async fn open_events_are_closed_at_their_last_clip() {
+    let (_dir, index) = temp_index().await;
+    let t0 = time(1_800_000_000_000);
+    index.upsert_event(&event("e1", t0)).await.unwrap();
+    index
+        .insert_clip("c1", "e1", "c1.mp4.part", t0, t0)
+        .await
+        .unwrap();
+    let stats = ClipStats {
+        start_at: t0,
+        end_at: t0 + chrono::Duration::seconds(7),
+        duration: Duration::from_secs(7),
+        frame_count: 1,
+        bytes: 1,
+        width: 2,
+        height: 2,
+    };
+    index
+        .finish_clip("c1", "c1.mp4", ClipStatus::Recovered, &stats, None)
+        .await
+        .unwrap();
+    assert_eq!(index.close_open_events().await.unwrap(), 1);
+    let ended: i64 = sqlx::query_scalar("SELECT ended_at FROM events WHERE id = 'e1'")
+        .fetch_one(index.pool())
+        .await
+        .unwrap();
+    assert_eq!(ended, ms(t0) + 7000);
+}

@@ -1,0 +1,259 @@
+//! Writing one clip: `appsrc ! h264parse ! mp4mux fragment-duration=… ! filesink` into
+//! `<id>.mp4.part`, renamed to `<id>.mp4` once finished. Fragmented MP4 keeps everything
+//! but the last fragment readable after a crash; the data is flushed to disk every
+//! second so a power cut loses little more.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::index::ClipStats;
+use crate::media::{h264, EncodedFrame};
+
+/// Longest fragment: a crash loses at most this much (plus the unflushed tail).
+pub const FRAGMENT_MS: u32 = 500;
+/// How often written data is forced to disk.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for the muxer to finish a file.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    #[error("cannot create clip directory {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("clip pipeline: {0}")]
+    Pipeline(String),
+    #[error("clip {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("clip has no frames")]
+    Empty,
+}
+
+/// An open clip being written.
+pub struct ClipWriter {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    part: PathBuf,
+    sync: Option<Arc<File>>,
+    last_sync: Instant,
+    first_pts: Option<Duration>,
+    first_at: Option<DateTime<Utc>>,
+    last_at: Option<DateTime<Utc>>,
+    last_pts: Duration,
+    frames: u64,
+    bytes: u64,
+    size: (u32, u32),
+}
+
+/// The `.part` path for a final clip path.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut s = final_path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+/// The final path for a `.part` path.
+pub fn final_path(part: &Path) -> PathBuf {
+    part.with_extension("")
+}
+
+impl ClipWriter {
+    /// Starts writing `<final_path>.part`.
+    pub fn create(final_path: &Path) -> Result<Self, ClipError> {
+        if let Some(dir) = final_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ClipError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        gst::init().map_err(|e| ClipError::Pipeline(e.to_string()))?;
+        let part = part_path(final_path);
+        let pipeline = gst::Pipeline::new();
+        let make = |factory: &str| {
+            gst::ElementFactory::make(factory)
+                .build()
+                .map_err(|e| ClipError::Pipeline(format!("{factory}: {e}")))
+        };
+        let src = gst_app::AppSrc::builder()
+            .caps(
+                &gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .build(),
+            )
+            .format(gst::Format::Time)
+            .is_live(true)
+            // Never block the recorder: the queue is unbounded, the clip is bounded in time.
+            .max_bytes(0)
+            .block(false)
+            .build();
+        let parse = make("h264parse")?;
+        let mux = make("mp4mux")?;
+        mux.set_property("fragment-duration", FRAGMENT_MS);
+        let sink = make("filesink")?;
+        sink.set_property("location", part.to_string_lossy().as_ref());
+        sink.set_property_from_str("buffer-mode", "unbuffered");
+        sink.set_property("async", false);
+        pipeline
+            .add_many([src.upcast_ref(), &parse, &mux, &sink])
+            .and_then(|()| gst::Element::link_many([src.upcast_ref(), &parse, &mux, &sink]))
+            .map_err(|e| ClipError::Pipeline(e.to_string()))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| ClipError::Pipeline(format!("cannot start: {e}")))?;
+        let sync = File::open(&part).ok().map(Arc::new);
+        Ok(Self {
+            pipeline,
+            src,
+            part,
+            sync,
+            last_sync: Instant::now(),
+            first_pts: None,
+            first_at: None,
+            last_at: None,
+            last_pts: Duration::ZERO,
+            frames: 0,
+            bytes: 0,
+            size: (0, 0),
+        })
+    }
+
+    pub fn part(&self) -> &Path {
+        &self.part
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Appends a frame. Frames before the first keyframe are skipped (undecodable).
+    pub fn push(&mut self, frame: &EncodedFrame) -> Result<(), ClipError> {
+        if self.first_pts.is_none() {
+            if !frame.keyframe {
+                return Ok(());
+            }
+            self.first_pts = Some(frame.pts);
+            self.first_at = Some(frame.captured_at);
+            if let Some(sps) =
+                h264::parameter_sets(&frame.data).and_then(|(sps, _)| h264::parse_sps(sps).ok())
+            {
+                self.size = (sps.width, sps.height);
+            }
+        }
+        // mp4mux needs timestamps from zero (a large first PTS corrupts the duration).
+        let pts = frame.pts.saturating_sub(self.first_pts.unwrap_or_default());
+        if self.frames > 0 && pts <= self.last_pts {
+            return Ok(()); // a duplicate or out-of-order frame would stall the muxer
+        }
+        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            let t = gst::ClockTime::from_nseconds(pts.as_nanos() as u64);
+            b.set_pts(t);
+            b.set_dts(t);
+            if !frame.keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.src
+            .push_buffer(buffer)
+            .map_err(|e| ClipError::Pipeline(format!("push: {e:?}")))?;
+        self.last_pts = pts;
+        self.last_at = Some(frame.captured_at);
+        self.frames += 1;
+        self.bytes += frame.data.len() as u64;
+        Ok(())
+    }
+
+    /// A handle to flush the file to disk, when `SYNC_INTERVAL` has passed since the last.
+    pub fn due_sync(&mut self, now: Instant) -> Option<Arc<File>> {
+        if now.duration_since(self.last_sync) < SYNC_INTERVAL {
+            return None;
+        }
+        self.last_sync = now;
+        if self.sync.is_none() {
+            self.sync = File::open(&self.part).ok().map(Arc::new);
+        }
+        self.sync.clone()
+    }
+
+    /// Ends the stream, waits for the muxer, syncs and renames to the final name. Blocks:
+    /// call from a blocking thread.
+    pub fn finish(self) -> Result<(PathBuf, ClipStats), ClipError> {
+        let _ = self.src.end_of_stream();
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| ClipError::Pipeline("no bus".into()))?;
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(FINISH_TIMEOUT.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => {}
+            Some(gst::MessageView::Error(e)) => {
+                return Err(ClipError::Pipeline(format!(
+                    "{}: {}",
+                    e.error(),
+                    e.debug().unwrap_or_default()
+                )))
+            }
+            _ => return Err(ClipError::Pipeline("muxer did not finish in time".into())),
+        }
+        let (Some(start_at), Some(end_at)) = (self.first_at, self.last_at) else {
+            let _ = std::fs::remove_file(&self.part);
+            return Err(ClipError::Empty);
+        };
+        let file_err = |source| ClipError::File {
+            path: self.part.clone(),
+            source,
+        };
+        File::open(&self.part)
+            .and_then(|f| f.sync_all())
+            .map_err(file_err)?;
+        let done = final_path(&self.part);
+        std::fs::rename(&self.part, &done).map_err(file_err)?;
+        if let Some(dir) = done.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        let bytes = std::fs::metadata(&done)
+            .map(|m| m.len())
+            .unwrap_or(self.bytes);
+        let frame_time = if self.frames > 1 {
+            self.last_pts / (self.frames - 1) as u32
+        } else {
+            Duration::ZERO
+        };
+        let stats = ClipStats {
+            start_at,
+            end_at,
+            duration: self.last_pts + frame_time,
+            frame_count: self.frames,
+            bytes,
+            width: self.size.0,
+            height: self.size.1,
+        };
+        Ok((done, stats))
+    }
+}
+
+impl Drop for ClipWriter {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
