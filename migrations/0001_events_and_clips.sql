@@ -25,6 +25,7 @@ CREATE TABLE clips (
     width        INTEGER,
     height       INTEGER,
     thumbnail    TEXT,                          -- relative path of the JPEG, if any
+    frames_lost  INTEGER NOT NULL DEFAULT 0,    -- frames the recorder missed (a gap)
     upload_state TEXT NOT NULL DEFAULT 'none'   -- none | pending | uploading | uploaded | failed
         CHECK (upload_state IN ('none', 'pending', 'uploading', 'uploaded', 'failed')),
     created_at   INTEGER NOT NULL
@@ -33,3 +34,9 @@ CREATE TABLE clips (
 CREATE INDEX clips_start_at ON clips (start_at);
 CREATE INDEX clips_event_id ON clips (event_id);
 CREATE INDEX clips_status ON clips (status);
+
+-- Run-time choices that survive restarts (e.g. detect on/off).
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;

@@ -12,8 +12,10 @@ use tracing::{error, info, warn};
 
 use crate::capture::{self, CaptureError, CaptureState, Heartbeat, Outputs, TaskConfig};
 use crate::config::Config;
+use crate::index::{Index, IndexError, INDEX_FILE};
 use crate::media::{AnalysisBus, FrameBus};
 use crate::metrics::Metrics;
+use crate::recorder::{self, recovery, retention, RecorderConfig, RecorderDeps};
 use crate::web::{self, WebState};
 
 /// How long parts get to finish after the shutdown signal before edgecam exits anyway.
@@ -36,6 +38,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot open the index in the data directory: {0}")]
+    Index(#[from] IndexError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -73,23 +77,66 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
-    let cancel = CancellationToken::new();
+    let index = Index::open(&data_dir.join(INDEX_FILE)).await?;
+    if let Err(e) = recovery::recover(&index, &data_dir).await {
+        error!(error = %e, "recovery of torn clips failed; continuing");
+    }
+
+    // One token per part so shutdown can stop them in order.
+    let (web_stop, recorder_stop, capture_stop, retention_stop) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
     let task_cfg = TaskConfig {
         fps: config.camera.fps,
         stall_timeout: Duration::from_secs(config.camera.stall_timeout_s),
     };
+    let recorder_cfg = RecorderConfig {
+        tracker: config.events.tracker(),
+        motion: config.motion.settings(),
+        detect: config.motion.enabled,
+        pre_roll_max_bytes: config.storage.pre_roll_max_mb as usize * 1024 * 1024,
+    };
+    let recorder_deps = RecorderDeps {
+        frames: outputs.frames.clone(),
+        analysis: outputs.analysis.clone(),
+        snapshot: outputs.snapshot.subscribe(),
+        index: index.clone(),
+        data_dir: data_dir.clone(),
+    };
+    // The recorder subscribes before capture starts, so it sees the first keyframe.
+    let (recorder, recorder_task) =
+        recorder::spawn(recorder_cfg, recorder_deps, recorder_stop.clone()).await;
     let (capture, capture_task) = capture::spawn(
         spec.clone(),
         task_cfg,
         outputs.clone(),
-        cancel.child_token(),
+        capture_stop.clone(),
+    );
+    let limits = retention::Limits {
+        max_bytes: config.storage.max_bytes,
+        max_age: (config.storage.max_age_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.storage.max_age_days) * 86_400)),
+        min_free_percent: config.storage.min_free_percent,
+    };
+    let retention_task = retention::spawn(
+        index.clone(),
+        data_dir.clone(),
+        limits,
+        retention::INTERVAL,
+        retention_stop.clone(),
     );
     let web_state = WebState {
         metrics,
         heartbeat,
         snapshot: outputs.snapshot.subscribe(),
+        recorder,
+        index: index.clone(),
+        data_dir: data_dir.clone(),
     };
-    let web_cancel = cancel.child_token();
+    let web_cancel = web_stop.clone();
     let web_task = tokio::spawn(async move {
         if let Err(e) = web::serve(listener, web_state, web_cancel).await {
             error!(error = %e, "local HTTP server failed");
@@ -118,11 +165,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         std::process::exit(130);
     });
 
-    // Order: stop capture (no new frames), then the HTTP server.
-    cancel.cancel();
+    // Order: stop taking commands, finish open clips, stop capture, flush the index.
     let orderly = async {
-        let _ = capture_task.await;
+        web_stop.cancel();
         let _ = web_task.await;
+        recorder_stop.cancel();
+        let _ = recorder_task.await;
+        capture_stop.cancel();
+        let _ = capture_task.await;
+        retention_stop.cancel();
+        let _ = retention_task.await;
+        index.close().await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, orderly).await.is_err() {
         warn!(

@@ -4,6 +4,7 @@
 //! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
 
 mod load;
+mod recording;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,12 +12,15 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, parse, ConfigError, Problem};
+pub use recording::{Events, Motion, Storage};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub camera: Camera,
+    pub events: Events,
+    pub motion: Motion,
     pub storage: Storage,
     pub web: Web,
     pub log: Log,
@@ -79,23 +83,6 @@ impl Camera {
     /// Keyframe interval in frames, as encoders want it (at least 1).
     pub fn keyframe_interval_frames(&self) -> u32 {
         ((self.keyframe_interval_s * f64::from(self.fps)).round() as u32).max(1)
-    }
-}
-
-/// `[storage]`: where edgecam keeps its data.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Storage {
-    /// Data directory (clips, index). Relative paths are taken from the working
-    /// directory. Default `/var/lib/edgecam`.
-    pub data_dir: PathBuf,
-}
-
-impl Default for Storage {
-    fn default() -> Self {
-        Self {
-            data_dir: "/var/lib/edgecam".into(),
-        }
     }
 }
 
@@ -234,9 +221,9 @@ impl Config {
                 "must be at least 2 seconds".into(),
             );
         }
-        if self.storage.data_dir.as_os_str().is_empty() {
-            bad("storage", "data_dir", "must not be empty".into());
-        }
+        self.events.validate(&mut bad);
+        self.motion.validate(&mut bad);
+        self.storage.validate(&mut bad);
         if self.web.listen_addr().is_none() {
             bad(
                 "web",

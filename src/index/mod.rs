@@ -81,6 +81,7 @@ pub struct ClipRow {
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub thumbnail: Option<String>,
+    pub frames_lost: i64,
     pub upload_state: String,
     /// From the event.
     pub label: String,
@@ -98,6 +99,8 @@ pub struct ClipStats {
     pub bytes: u64,
     pub width: u32,
     pub height: u32,
+    /// Frames the recorder missed while writing (0 for a clean clip).
+    pub frames_lost: u64,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -119,7 +122,7 @@ macro_rules! select_clips {
     ($tail:literal) => {
         concat!(
             "SELECT c.id, c.event_id, c.path, c.status, c.start_at, c.end_at, c.duration_ms, ",
-            "c.frame_count, c.bytes, c.width, c.height, c.thumbnail, c.upload_state, ",
+            "c.frame_count, c.bytes, c.width, c.height, c.thumbnail, c.frames_lost, c.upload_state, ",
             "e.label, e.trigger, e.score FROM clips c JOIN events e ON e.id = c.event_id ",
             $tail
         )
@@ -205,8 +208,8 @@ impl Index {
     ) -> Result<(), IndexError> {
         let done = sqlx::query(
             "UPDATE clips SET path = ?2, status = ?3, start_at = ?4, end_at = ?5, duration_ms = ?6, \
-             frame_count = ?7, bytes = ?8, width = ?9, height = ?10, thumbnail = COALESCE(?11, thumbnail) \
-             WHERE id = ?1",
+             frame_count = ?7, bytes = ?8, width = ?9, height = ?10, thumbnail = COALESCE(?11, thumbnail), \
+             frames_lost = ?12 WHERE id = ?1",
         )
         .bind(id)
         .bind(path)
@@ -219,6 +222,7 @@ impl Index {
         .bind(i64::from(stats.width))
         .bind(i64::from(stats.height))
         .bind(thumbnail)
+        .bind(stats.frames_lost as i64)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -304,6 +308,33 @@ impl Index {
         Ok(())
     }
 
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, IndexError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Bytes used by clips that are not deleted.
+    pub async fn clip_bytes(&self) -> Result<u64, IndexError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT SUM(bytes) FROM clips WHERE status != 'deleted'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -323,10 +354,11 @@ fn clip_row(r: &sqlx::sqlite::SqliteRow) -> ClipRow {
         width: r.get(9),
         height: r.get(10),
         thumbnail: r.get(11),
-        upload_state: r.get(12),
-        label: r.get(13),
-        trigger: r.get(14),
-        score: r.get(15),
+        frames_lost: r.get(12),
+        upload_state: r.get(13),
+        label: r.get(14),
+        trigger: r.get(15),
+        score: r.get(16),
     }
 }
 

@@ -51,6 +51,7 @@ async fn migrations_give_the_expected_schema() {
                 "width",
                 "height",
                 "thumbnail",
+                "frames_lost",
                 "upload_state",
                 "created_at",
             ]
@@ -71,6 +72,10 @@ async fn migrations_give_the_expected_schema() {
             .map(String::from)
             .to_vec(),
         ),
+        (
+            "settings".into(),
+            ["key", "value"].map(String::from).to_vec(),
+        ),
     ];
     assert_eq!(schema(&index).await, expected);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -86,7 +91,14 @@ async fn reopening_is_idempotent() {
     let path = dir.path().join(INDEX_FILE);
     Index::open(&path).await.unwrap().close().await;
     let again = Index::open(&path).await.unwrap();
-    assert_eq!(schema(&again).await.len(), 2);
+    assert_eq!(schema(&again).await.len(), 3);
+    again.set_setting("detect", "off").await.unwrap();
+    again.set_setting("detect", "on").await.unwrap();
+    assert_eq!(
+        again.setting("detect").await.unwrap().as_deref(),
+        Some("on")
+    );
+    assert_eq!(again.setting("nope").await.unwrap(), None);
 }
 
 fn event(id: &str, at: DateTime<Utc>) -> EventInfo {
@@ -125,6 +137,7 @@ async fn event_and_clip_round_trip() {
         bytes: 1234,
         width: 320,
         height: 240,
+        frames_lost: 0,
     };
     index
         .finish_clip(
@@ -183,6 +196,7 @@ async fn open_events_are_closed_at_their_last_clip() {
         bytes: 1,
         width: 2,
         height: 2,
+        frames_lost: 0,
     };
     index
         .finish_clip("c1", "c1.mp4", ClipStatus::Recovered, &stats, None)

@@ -247,6 +247,7 @@ impl ClipWriter {
             bytes,
             width: self.size.0,
             height: self.size.1,
+            frames_lost: 0,
         };
         Ok((done, stats))
     }

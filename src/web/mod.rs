@@ -1,5 +1,7 @@
-//! The local HTTP server: health, metrics and the latest snapshot (the API and viewer
-//! page grow here).
+//! The local HTTP server: health, metrics, the latest snapshot, commands and clips (the
+//! viewer page grows here).
+
+mod api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Heartbeat;
+use crate::index::Index;
 use crate::media::Snapshot;
 use crate::metrics::Metrics;
+use crate::recorder::RecorderHandle;
 
 /// `/healthz` fails when no frame arrived for this long.
 pub const HEALTHY_FRAME_AGE: Duration = Duration::from_secs(5);
@@ -26,6 +30,9 @@ pub struct WebState {
     pub metrics: Arc<Metrics>,
     pub heartbeat: Heartbeat,
     pub snapshot: watch::Receiver<Option<Snapshot>>,
+    pub recorder: RecorderHandle,
+    pub index: Index,
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -33,6 +40,12 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/snapshot.jpg", get(snapshot))
+        .route("/api/commands", axum::routing::post(api::command))
+        .route("/api/clips", get(api::clips))
+        .route("/api/clips/{file}", get(api::clip))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::commands::MAX_REQUEST_BYTES,
+        ))
         .fallback(not_found)
         .with_state(state)
 }

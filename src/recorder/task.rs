@@ -1,0 +1,453 @@
+//! The recorder task: owns the pre-roll ring, the motion detector, the event tracker and
+//! the open clip writers; applies the tracker's actions to files and the index.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::clip::{ClipError, ClipWriter};
+use super::PreRoll;
+use crate::commands::{Command, Record};
+use crate::events::{
+    Action, Input, MotionDetector, MotionSettings, Tracker, TrackerSettings, Trigger, TriggerKind,
+    UlidIds,
+};
+use crate::index::{ClipStatus, Index};
+use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot, Subscription};
+
+/// Frames the recorder may fall behind by before it loses one: 4 s at 30 fps.
+pub const RECORDER_QUEUE: usize = 120;
+const ANALYSIS_QUEUE: usize = 4;
+const COMMAND_QUEUE: usize = 16;
+/// A clip past its end time with no newer frame is finished after this long anyway.
+const END_GRACE: Duration = Duration::from_secs(2);
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+const DETECT_SETTING: &str = "detect";
+
+/// What the recorder needs to know.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    pub tracker: TrackerSettings,
+    pub motion: MotionSettings,
+    /// Detection at start-up, unless a `detect` command changed it since.
+    pub detect: bool,
+    pub pre_roll_max_bytes: usize,
+}
+
+/// Where it gets frames and puts results.
+#[derive(Debug, Clone)]
+pub struct RecorderDeps {
+    pub frames: FrameBus,
+    pub analysis: AnalysisBus,
+    pub snapshot: watch::Receiver<Option<Snapshot>>,
+    pub index: Index,
+    pub data_dir: PathBuf,
+}
+
+/// The recorder's state as others see it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecorderStatus {
+    pub recording: bool,
+    pub event_id: Option<String>,
+    pub detect: bool,
+}
+
+type Reply = oneshot::Sender<Result<Value, String>>;
+
+/// Reaches the recorder task.
+#[derive(Debug, Clone)]
+pub struct RecorderHandle {
+    commands: mpsc::Sender<(TriggerKind, Command, Reply)>,
+    status: watch::Receiver<RecorderStatus>,
+}
+
+impl RecorderHandle {
+    /// Runs a command; `source` says where it came from (it becomes the trigger kind).
+    pub async fn execute(&self, source: TriggerKind, command: Command) -> Result<Value, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send((source, command, tx))
+            .await
+            .map_err(|_| "the recorder is not running".to_string())?;
+        rx.await
+            .map_err(|_| "the recorder stopped before answering".to_string())?
+    }
+
+    pub fn status(&self) -> watch::Receiver<RecorderStatus> {
+        self.status.clone()
+    }
+}
+
+struct OpenClip {
+    id: String,
+    writer: ClipWriter,
+    /// Relative path of the final file.
+    rel: String,
+    thumbnail: Option<String>,
+    until: Option<DateTime<Utc>>,
+    frames_lost: u64,
+}
+
+/// Starts the recorder.
+pub async fn spawn(
+    cfg: RecorderConfig,
+    deps: RecorderDeps,
+    cancel: CancellationToken,
+) -> (RecorderHandle, JoinHandle<()>) {
+    let detect = match deps.index.setting(DETECT_SETTING).await {
+        Ok(Some(v)) => v == "on",
+        _ => cfg.detect,
+    };
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (status_tx, status) = watch::channel(RecorderStatus {
+        detect,
+        ..RecorderStatus::default()
+    });
+    let task = Recorder {
+        frames: deps.frames.subscribe("recorder", RECORDER_QUEUE),
+        analysis: deps.analysis.subscribe("motion", ANALYSIS_QUEUE),
+        preroll: PreRoll::new(
+            cfg.tracker.pre_roll + Duration::from_secs(1),
+            cfg.pre_roll_max_bytes,
+        ),
+        tracker: Tracker::new(cfg.tracker.clone(), UlidIds),
+        detector: MotionDetector::new(cfg.motion.clone()),
+        motion: cfg.motion,
+        detect,
+        open: Vec::new(),
+        finishing: JoinSet::new(),
+        lost_seen: 0,
+        status: status_tx,
+        deps,
+        commands: command_rx,
+    };
+    (
+        RecorderHandle { commands, status },
+        tokio::spawn(task.run(cancel)),
+    )
+}
+
+struct Recorder {
+    frames: Subscription<EncodedFrame>,
+    analysis: Subscription<AnalysisFrame>,
+    preroll: PreRoll,
+    tracker: Tracker<UlidIds>,
+    detector: MotionDetector,
+    motion: MotionSettings,
+    detect: bool,
+    open: Vec<OpenClip>,
+    finishing: JoinSet<()>,
+    lost_seen: u64,
+    status: watch::Sender<RecorderStatus>,
+    deps: RecorderDeps,
+    commands: mpsc::Receiver<(TriggerKind, Command, Reply)>,
+}
+
+/// How long until `deadline` (wall clock), for a tokio sleep.
+fn until(deadline: Option<DateTime<Utc>>) -> Duration {
+    deadline
+        .and_then(|d| (d - Utc::now()).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(3600))
+}
+
+impl Recorder {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        loop {
+            let deadline = self.tracker.poll_timeout();
+            let wait = if deadline.is_some() {
+                until(deadline)
+            } else {
+                Duration::from_secs(3600)
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                frame = self.frames.recv() => match frame {
+                    Some(f) => self.on_frame(f).await,
+                    None => break,
+                },
+                Some(a) = self.analysis.recv() => self.on_analysis(&a).await,
+                Some((source, cmd, reply)) = self.commands.recv() => {
+                    let result = self.on_command(source, cmd).await;
+                    let _ = reply.send(result);
+                }
+                _ = tokio::time::sleep(wait), if deadline.is_some() => {
+                    let actions = self.tracker.handle(Utc::now(), Input::Tick);
+                    self.apply(actions).await;
+                }
+                _ = housekeeping.tick() => self.housekeeping().await,
+                Some(done) = self.finishing.join_next(), if !self.finishing.is_empty() => {
+                    if let Err(e) = done {
+                        error!(error = %e, "clip finishing task failed");
+                    }
+                }
+            }
+        }
+        // Shutdown: end the open event now and finish every clip before returning.
+        let actions = self.tracker.handle(Utc::now(), Input::Stop);
+        self.apply(actions).await;
+        for clip in std::mem::take(&mut self.open) {
+            self.finish(clip);
+        }
+        while self.finishing.join_next().await.is_some() {}
+        info!("recorder stopped");
+    }
+
+    async fn on_frame(&mut self, frame: EncodedFrame) {
+        self.preroll.push(frame.clone());
+        let lost = self.frames.dropped();
+        if lost > self.lost_seen {
+            error!(
+                lost = lost - self.lost_seen,
+                "recorder fell behind and lost frames; open clips have a gap"
+            );
+            for clip in &mut self.open {
+                clip.frames_lost += lost - self.lost_seen;
+            }
+            self.lost_seen = lost;
+        }
+        let mut done = Vec::new();
+        for (i, clip) in self.open.iter_mut().enumerate() {
+            if clip.until.is_some_and(|u| frame.captured_at > u) {
+                done.push(i);
+            } else if let Err(e) = clip.writer.push(&frame) {
+                error!(clip_id = %clip.id, error = %e, "cannot write frame; closing the clip");
+                done.push(i);
+            }
+        }
+        for i in done.into_iter().rev() {
+            let clip = self.open.remove(i);
+            self.finish(clip);
+        }
+    }
+
+    async fn on_analysis(&mut self, a: &AnalysisFrame) {
+        if !self.detect {
+            return;
+        }
+        let r = self.detector.process(&a.data, a.width, a.height, a.stride);
+        if r.motion {
+            let trigger = Trigger {
+                kind: TriggerKind::Motion,
+                label: "motion".into(),
+                score: r.score,
+                duration: None,
+            };
+            let actions = self.tracker.handle(Utc::now(), Input::Trigger(trigger));
+            self.apply(actions).await;
+        }
+    }
+
+    async fn on_command(&mut self, source: TriggerKind, cmd: Command) -> Result<Value, String> {
+        match cmd {
+            Command::Record(Record::Start { duration_s, label }) => {
+                let label = if label.is_empty() {
+                    source.as_str().to_owned()
+                } else {
+                    label
+                };
+                let trigger = Trigger {
+                    kind: source,
+                    label,
+                    score: 0.0,
+                    duration: duration_s.map(Duration::from_secs_f64),
+                };
+                let actions = self.tracker.handle(Utc::now(), Input::Trigger(trigger));
+                self.apply(actions).await;
+                let event = self.tracker.current().map(|e| e.id.clone());
+                Ok(json!({ "recording": self.tracker.recording(), "event_id": event }))
+            }
+            Command::Record(Record::Stop) => {
+                let event = self.tracker.current().map(|e| e.id.clone());
+                let actions = self.tracker.handle(Utc::now(), Input::Stop);
+                self.apply(actions).await;
+                Ok(json!({ "recording": false, "stopped_event_id": event }))
+            }
+            Command::Detect { enabled } => {
+                if enabled && !self.detect {
+                    // A stale background would see everything that changed meanwhile.
+                    self.detector = MotionDetector::new(self.motion.clone());
+                }
+                self.detect = enabled;
+                if let Err(e) = self
+                    .deps
+                    .index
+                    .set_setting(DETECT_SETTING, if enabled { "on" } else { "off" })
+                    .await
+                {
+                    warn!(error = %e, "could not persist the detect setting");
+                }
+                self.publish_status();
+                Ok(json!({ "detect": enabled }))
+            }
+            Command::Snapshot => match self.deps.snapshot.borrow().as_ref() {
+                Some(s) => Ok(
+                    json!({ "captured_at": s.captured_at, "bytes": s.jpeg.len(), "url": "/api/snapshot.jpg" }),
+                ),
+                None => Err("no snapshot yet: the camera has not produced one".into()),
+            },
+            Command::Status => Ok(json!({
+                "recording": self.tracker.recording(),
+                "event_id": self.tracker.current().map(|e| e.id.clone()),
+                "detect": self.detect,
+                "pre_roll_s": self.preroll.span().as_secs_f64(),
+                "pre_roll_bytes": self.preroll.bytes(),
+                "open_clips": self.open.len(),
+                "frames_lost": self.lost_seen,
+            })),
+        }
+    }
+
+    fn publish_status(&self) {
+        self.status.send_replace(RecorderStatus {
+            recording: self.tracker.recording(),
+            event_id: self.tracker.current().map(|e| e.id.clone()),
+            detect: self.detect,
+        });
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::EventStarted(e) | Action::EventUpdated(e) | Action::EventEnded(e) => {
+                    if e.ended_at.is_some() {
+                        info!(event_id = %e.id, label = %e.label, clips = e.clip_ids.len(), "event ended");
+                    }
+                    if let Err(err) = self.deps.index.upsert_event(&e).await {
+                        error!(event_id = %e.id, error = %err, "could not record the event in the index");
+                    }
+                }
+                Action::StartClip {
+                    event_id,
+                    clip_id,
+                    from,
+                } => self.start_clip(&event_id, clip_id, from).await,
+                Action::EndClip { clip_id, until } => {
+                    if let Some(c) = self.open.iter_mut().find(|c| c.id == clip_id) {
+                        c.until = Some(until);
+                    }
+                }
+            }
+        }
+        self.publish_status();
+    }
+
+    async fn start_clip(&mut self, event_id: &str, id: String, from: DateTime<Utc>) {
+        let day = from.format("%Y/%m/%d");
+        let rel = format!("clips/{day}/{id}.mp4");
+        let path = self.deps.data_dir.join(&rel);
+        let mut writer = match ClipWriter::create(&path) {
+            Ok(w) => w,
+            Err(e) => {
+                error!(clip_id = %id, error = %e, "cannot start a clip");
+                return;
+            }
+        };
+        for f in self.preroll.since(from) {
+            if let Err(e) = writer.push(f) {
+                error!(clip_id = %id, error = %e, "cannot write pre-roll");
+                break;
+            }
+        }
+        let start = self
+            .preroll
+            .since(from)
+            .next()
+            .map_or(from, |f| f.captured_at);
+        let part = format!("{rel}.part");
+        if let Err(e) = self
+            .deps
+            .index
+            .insert_clip(&id, event_id, &part, start, Utc::now())
+            .await
+        {
+            error!(clip_id = %id, error = %e, "could not record the clip in the index");
+        }
+        let thumbnail = self.write_thumbnail(&path, &id).await;
+        info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), "clip started");
+        self.open.push(OpenClip {
+            id,
+            writer,
+            rel,
+            thumbnail,
+            until: None,
+            frames_lost: 0,
+        });
+    }
+
+    /// Writes the latest snapshot beside the clip; returns its relative path.
+    async fn write_thumbnail(&self, clip_path: &Path, id: &str) -> Option<String> {
+        let jpeg = self.deps.snapshot.borrow().as_ref()?.jpeg.clone();
+        let path = clip_path.with_extension("jpg");
+        let rel = path
+            .strip_prefix(&self.deps.data_dir)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        match tokio::fs::write(&path, &jpeg).await {
+            Ok(()) => Some(rel),
+            Err(e) => {
+                warn!(clip_id = %id, error = %e, "could not write the thumbnail");
+                None
+            }
+        }
+    }
+
+    /// Finishes a clip in the background: muxer EOS, fsync, rename, index row.
+    fn finish(&mut self, clip: OpenClip) {
+        let index = self.deps.index.clone();
+        self.finishing.spawn(async move {
+            let OpenClip {
+                id,
+                writer,
+                rel,
+                thumbnail,
+                frames_lost,
+                ..
+            } = clip;
+            let result = tokio::task::spawn_blocking(move || writer.finish()).await;
+            match result {
+                Ok(Ok((_, mut stats))) => {
+                    stats.frames_lost = frames_lost;
+                    info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
+                    if let Err(e) = index.finish_clip(&id, &rel, ClipStatus::Complete, &stats, thumbnail.as_deref()).await {
+                        error!(clip_id = %id, error = %e, "could not record the finished clip");
+                    }
+                }
+                Ok(Err(ClipError::Empty)) => {
+                    warn!(clip_id = %id, "clip had no frames; dropped");
+                    let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
+                }
+                Ok(Err(e)) => error!(clip_id = %id, error = %e, "clip could not be finished; recovery will repair it at next start"),
+                Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
+            }
+        });
+    }
+
+    async fn housekeeping(&mut self) {
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(END_GRACE).unwrap_or_default();
+        let mut i = 0;
+        while i < self.open.len() {
+            if self.open[i].until.is_some_and(|u| now > u + grace) {
+                let clip = self.open.remove(i);
+                self.finish(clip);
+            } else {
+                i += 1;
+            }
+        }
+        let now = Instant::now();
+        for clip in &mut self.open {
+            if let Some(file) = clip.writer.due_sync(now) {
+                tokio::task::spawn_blocking(move || file.sync_data());
+            }
+        }
+    }
+}

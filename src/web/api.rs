@@ -1,0 +1,116 @@
+//! `/api/…`: commands (the shared command set) and clips.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::WebState;
+use crate::commands::{self, Reply};
+use crate::events::TriggerKind;
+use crate::index::{ClipStatus, IndexError};
+
+#[derive(Debug, Deserialize)]
+pub struct CommandQuery {
+    /// `cli` when `edgecam trigger` sends the command.
+    source: Option<String>,
+}
+
+/// `POST /api/commands`: `{"command": …}` in, `{"ok": …}` out.
+pub async fn command(
+    State(s): State<WebState>,
+    Query(q): Query<CommandQuery>,
+    body: Bytes,
+) -> Response {
+    let request = match commands::parse(&body, None) {
+        Ok(r) => r,
+        Err(bad) => {
+            return (StatusCode::BAD_REQUEST, Json(Reply::bad_request(&bad))).into_response()
+        }
+    };
+    let source = match q.source.as_deref() {
+        Some("cli") => TriggerKind::Cli,
+        _ => TriggerKind::Http,
+    };
+    match s.recorder.execute(source, request.command.clone()).await {
+        Ok(result) => Json(Reply::ok(&request, result)).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Reply::error(&request, e)),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClipsQuery {
+    limit: Option<u32>,
+    /// RFC 3339 time.
+    since: Option<String>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "ok": false, "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// `GET /api/clips?limit=N&since=RFC3339`: newest first.
+pub async fn clips(State(s): State<WebState>, Query(q): Query<ClipsQuery>) -> Response {
+    let since = match q.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        None => None,
+        Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+        Some(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("since must be an RFC 3339 time: {e}"),
+            )
+        }
+    };
+    match s.index.clips(since, q.limit.unwrap_or(50).min(1000)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /api/clips/ID` (JSON), `ID.mp4` (the video, with range requests), `ID.jpg`.
+pub async fn clip(State(s): State<WebState>, Path(file): Path<String>, req: Request) -> Response {
+    let (id, ext) = match file.rsplit_once('.') {
+        Some((id, ext @ ("mp4" | "jpg"))) => (id, Some(ext)),
+        _ => (file.as_str(), None),
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a clip id has only letters, digits and '-'",
+        );
+    }
+    let row = match s.index.clip(id).await {
+        Ok(row) if row.status != ClipStatus::Deleted => row,
+        Ok(_) | Err(IndexError::NoSuchClip(_)) => {
+            return error(StatusCode::NOT_FOUND, format!("no clip {id}"))
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let rel = match ext {
+        None => return Json(row).into_response(),
+        Some("mp4") if row.status == ClipStatus::Recording => {
+            return error(StatusCode::CONFLICT, "the clip is still being recorded")
+        }
+        Some("mp4") => row.path,
+        Some(_) => match row.thumbnail {
+            Some(t) => t,
+            None => return error(StatusCode::NOT_FOUND, "the clip has no thumbnail"),
+        },
+    };
+    match ServeFile::new(s.data_dir.join(rel)).oneshot(req).await {
+        Ok(res) => res.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
