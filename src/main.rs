@@ -1,4 +1,6 @@
-//! The `edgecam` command line: `run`, `check-config`, `version`.
+//! The `edgecam` command line: `run`, `check-config`, `trigger`, `clips`, `version`.
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,8 +48,42 @@ enum Command {
         /// Config file to check (same as --config)
         path: Option<PathBuf>,
     },
+    /// Ask the running daemon to record now (like a doorbell press)
+    Trigger {
+        /// Record at least this many seconds (plus post-roll)
+        #[arg(long, short = 'd', value_name = "SECONDS")]
+        duration: Option<f64>,
+        /// Label for the event
+        #[arg(long, short = 'l')]
+        label: Option<String>,
+    },
+    /// List, inspect and export recorded clips
+    Clips {
+        #[command(subcommand)]
+        command: ClipsCommand,
+    },
     /// Print the edgecam and GStreamer versions
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClipsCommand {
+    /// List clips, newest first
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Only clips since: 2026-11-21, an RFC 3339 time, or an age such as 30m, 6h, 2d
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many clips
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one clip's index row and what its file holds
+    Show { id: String },
+    /// Copy a clip to an MP4 file
+    Export { id: String, out: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -62,7 +98,88 @@ fn main() -> ExitCode {
             check_config(&path)
         }
         Command::Run => run(&cli.config.clone().unwrap_or_else(default_config)),
+        Command::Trigger {
+            duration,
+            ref label,
+        } => {
+            let path = cli.config.clone().unwrap_or_else(default_config);
+            with_runtime(&path, |config| trigger(config, duration, label.clone()))
+        }
+        Command::Clips { command } => {
+            let path = cli.config.clone().unwrap_or_else(default_config);
+            with_runtime(&path, |config| clips(config, command))
+        }
     }
+}
+
+/// Loads the config and runs an async subcommand; errors print one line and exit 1.
+fn with_runtime<F, Fut>(path: &Path, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgecam: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edgecam: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn trigger(
+    config: Config,
+    duration: Option<f64>,
+    label: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let Some(listen) = config.web.listen_addr() else {
+        anyhow::bail!("web.listen is not an address");
+    };
+    let addr = cli::trigger::api_addr(listen);
+    let body = cli::trigger::body(duration, label.as_deref());
+    match cli::trigger::post_command(addr, &body).await {
+        Ok((200, reply)) => {
+            println!("{reply}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((status, reply)) => {
+            eprintln!("edgecam: the daemon refused ({status}): {reply}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("edgecam: {e:#}");
+            Ok(ExitCode::from(cli::EXIT_UNAVAILABLE))
+        }
+    }
+}
+
+async fn clips(config: Config, command: ClipsCommand) -> anyhow::Result<ExitCode> {
+    let data_dir = &config.storage.data_dir;
+    match command {
+        ClipsCommand::List { json, since, limit } => {
+            let since = since
+                .map(|s| cli::clips::parse_since(&s, chrono::Utc::now()))
+                .transpose()?;
+            cli::clips::list(data_dir, since, limit, json).await?;
+        }
+        ClipsCommand::Show { id } => cli::clips::show(data_dir, &id).await?,
+        ClipsCommand::Export { id, out } => cli::clips::export(data_dir, &id, &out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn default_config() -> PathBuf {

@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get, repo, write_file};
+use support::daemon::{daemon_config, Daemon};
+use support::{http_get, repo, write_file};
 
 fn edgecam(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgecam"))
@@ -22,28 +21,6 @@ fn edgecam(args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A config for a small, quick test-pattern daemon under `dir`.
-fn daemon_config(dir: &Path, port: u16) -> String {
-    format!(
-        r#"[camera]
-pipeline_dir = "{pipelines}"
-width = 320
-height = 240
-fps = 15
-bitrate_kbps = 500
-keyframe_interval_s = 1
-
-[storage]
-data_dir = "{data}"
-
-[web]
-listen = "127.0.0.1:{port}"
-"#,
-        pipelines = repo().join("pipelines").display(),
-        data = dir.join("data").display(),
-    )
 }
 
 #[test]
@@ -138,63 +115,6 @@ fn version_and_help() {
     }
 }
 
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let path = write_file(dir.path(), "edgecam.toml", &daemon_config(dir.path(), port));
-        let child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .args(["run", "--config", path.to_str().unwrap()])
-            .env("RUST_LOG", "edgecam=debug,info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        }
-    }
-
-    /// Polls until `/healthz` says 200.
-    fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _, _)) = http_get(self.addr, "/healthz") {
-                return;
-            }
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "daemon exited early"
-            );
-            assert!(Instant::now() < deadline, "daemon not healthy within 20 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| {
@@ -207,7 +127,6 @@ fn metric(text: &str, name: &str) -> f64 {
 #[test]
 fn daemon_serves_health_metrics_snapshot_and_stops_on_sigterm() {
     let mut d = Daemon::start();
-    d.wait_healthy();
 
     let (status, head, body) = http_get(d.addr, "/metrics").unwrap();
     assert_eq!(status, 200);

@@ -90,8 +90,8 @@ async fn written_clip_holds_every_frame_and_survives_any_tear() {
     assert_eq!(scan.keyframes(), 3);
     assert_eq!((scan.width, scan.height), (320, 240));
     assert!(
-        scan.fragments >= 6,
-        "fragments of at most 500 ms: {}",
+        scan.fragments >= 12,
+        "3 s in fragments of at most 250 ms: {}",
         scan.fragments
     );
     let d = scan.duration().as_secs_f64();

@@ -16,8 +16,9 @@ use gstreamer_app as gst_app;
 use crate::index::ClipStats;
 use crate::media::{h264, EncodedFrame};
 
-/// Longest fragment: a crash loses at most this much (plus the unflushed tail).
-pub const FRAGMENT_MS: u32 = 500;
+/// Longest fragment (a new one also starts at every keyframe): a crash loses at most about
+/// this much plus one frame. Well under the 0.5 s loss target.
+pub const FRAGMENT_MS: u32 = 250;
 /// How often written data is forced to disk.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for the muxer to finish a file.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: small cameras, HTTP on loopback, decoding.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,9 +52,16 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.0 GET: `(status, headers, body)`.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+    )
+}
+
+fn http_request(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let split = raw
@@ -66,6 +75,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, V
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no status"))?;
     Ok((status, head, raw[split + 4..].to_vec()))
+}
+
+/// A plain HTTP/1.0 POST of a JSON body: `(status, headers, body)`.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_request(addr, &format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
 }
 
 /// Decodes Annex-B access units with GStreamer's H.264 decoder; returns the number of

@@ -1,0 +1,271 @@
+//! The recorder in-process on a real test-pattern pipeline: a trigger gives a clip that
+//! starts on the right keyframe before it, ends after the post-roll, and holds every
+//! frame the bus delivered in between; retention deletes the oldest clips first.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use edgecam::capture::template;
+use edgecam::commands::{Command, Record};
+use edgecam::events::{MotionSettings, TrackerSettings, TriggerKind};
+use edgecam::index::{ClipStats, ClipStatus, Index, INDEX_FILE};
+use edgecam::recorder::{self, fmp4, retention, RecorderConfig, RecorderDeps};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use support::{small_camera, Rig};
+
+const PRE_ROLL: f64 = 2.0;
+const POST_ROLL: f64 = 1.0;
+const KEYFRAME_S: f64 = 1.0;
+const FRAME_S: f64 = 1.0 / 15.0;
+
+fn secs(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_gives_a_clip_with_exact_pre_roll_and_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE)).await.unwrap();
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    // Everything the bus delivers, to compare with the clip.
+    let mut witness = rig.frames.subscribe("witness", 1024);
+    let stop = CancellationToken::new();
+    let cfg = RecorderConfig {
+        tracker: TrackerSettings {
+            pre_roll: Duration::from_secs_f64(PRE_ROLL),
+            post_roll: Duration::from_secs_f64(POST_ROLL),
+            min_gap: Duration::ZERO,
+            ..TrackerSettings::default()
+        },
+        motion: MotionSettings::default(),
+        detect: false,
+        pre_roll_max_bytes: 64 << 20,
+    };
+    let deps = RecorderDeps {
+        frames: rig.frames.clone(),
+        analysis: rig.analysis.clone(),
+        snapshot: tokio::sync::watch::channel(None).1,
+        index: index.clone(),
+        data_dir: dir.path().to_owned(),
+    };
+    let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // fill the pre-roll
+
+    let t = Utc::now();
+    let record = Command::Record(Record::Start {
+        duration_s: Some(1.0),
+        label: "test".into(),
+    });
+    let reply = recorder.execute(TriggerKind::Http, record).await.unwrap();
+    let event_id = reply["event_id"].as_str().unwrap().to_owned();
+
+    // Wait for the clip to be complete.
+    let row = timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(r) = index
+                .clips(None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.status == ClipStatus::Complete)
+            {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("clip completes");
+    let mut seen = Vec::new();
+    while let Ok(f) = witness.try_recv() {
+        seen.push(f);
+    }
+    stop.cancel();
+    task.await.unwrap();
+    rig.stop().await;
+
+    assert_eq!(row.event_id, event_id);
+    let ended: i64 = sqlx::query_scalar("SELECT ended_at FROM events WHERE id = ?1")
+        .bind(&event_id)
+        .fetch_one(index.pool())
+        .await
+        .unwrap();
+    let end = Utc.timestamp_millis_opt(ended).unwrap();
+    let start = secs(row.start_at);
+    let want = secs(t) - PRE_ROLL;
+    assert!(
+        start <= want + 1e-3,
+        "clip starts at {start}, after trigger − pre-roll {want}"
+    );
+    assert!(
+        start >= want - KEYFRAME_S - 1e-3,
+        "clip starts {} s before trigger − pre-roll",
+        want - start
+    );
+    let end_at = secs(row.end_at.unwrap());
+    assert!(
+        end_at >= secs(end) + POST_ROLL - FRAME_S - 1e-3,
+        "clip ends at {end_at}, event end {}",
+        secs(end)
+    );
+
+    // Every frame the bus delivered in [start, end] is in the clip, and nothing else.
+    // (The index keeps milliseconds.)
+    let (first_ms, last_ms) = (
+        row.start_at.timestamp_millis(),
+        row.end_at.unwrap().timestamp_millis(),
+    );
+    let span: Vec<_> = seen
+        .iter()
+        .filter(|f| (first_ms..=last_ms).contains(&f.captured_at.timestamp_millis()))
+        .collect();
+    assert!(span[0].keyframe, "the clip's first frame is a keyframe");
+    assert_eq!(
+        row.frame_count,
+        Some(span.len() as i64),
+        "no gap, no extra frame"
+    );
+    assert_eq!(row.frames_lost, 0);
+
+    let path = dir.path().join(&row.path);
+    let scan = fmp4::scan(&path).unwrap();
+    assert_eq!(scan.samples.len(), span.len());
+    assert!(scan.samples[0].keyframe);
+    assert_eq!(
+        row.bytes,
+        Some(std::fs::metadata(&path).unwrap().len() as i64),
+        "index row matches the file"
+    );
+    assert!((scan.duration().as_millis() as i64 - row.duration_ms.unwrap()).abs() <= 100);
+    assert!(
+        dir.path().join(row.thumbnail.unwrap_or_default()).is_file() || row.path.ends_with(".mp4")
+    );
+    ffprobe_ok(&path);
+}
+
+fn ffprobe_ok(path: &Path) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-i"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_the_oldest_and_keeps_the_open_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE)).await.unwrap();
+    let base = Utc::now() - chrono::Duration::hours(5);
+    let event = edgecam::events::EventInfo {
+        id: "e".into(),
+        label: "x".into(),
+        trigger: TriggerKind::Motion,
+        score: 1.0,
+        started_at: base,
+        ended_at: Some(base),
+        clip_ids: vec![],
+    };
+    index.upsert_event(&event).await.unwrap();
+    for i in 0..5 {
+        let id = format!("c{i}");
+        let rel = format!("clips/{id}.mp4");
+        std::fs::create_dir_all(dir.path().join("clips")).unwrap();
+        std::fs::write(dir.path().join(&rel), vec![0u8; 1000]).unwrap();
+        let at = base + chrono::Duration::minutes(i);
+        index.insert_clip(&id, "e", &rel, at, at).await.unwrap();
+        if i < 4 {
+            let stats = ClipStats {
+                start_at: at,
+                end_at: at,
+                duration: Duration::from_secs(1),
+                frame_count: 1,
+                bytes: 1000,
+                width: 2,
+                height: 2,
+                frames_lost: 0,
+            };
+            index
+                .finish_clip(&id, &rel, ClipStatus::Complete, &stats, None)
+                .await
+                .unwrap();
+        }
+    }
+    // c4 is still recording. Allow 2.5 kB: c0 and c1 must go.
+    let limits = retention::Limits {
+        max_bytes: 2500,
+        max_age: None,
+        min_free_percent: 0.0,
+    };
+    assert_eq!(retention::run_once(&index, dir.path(), limits).await, 2);
+    for (id, gone) in [
+        ("c0", true),
+        ("c1", true),
+        ("c2", false),
+        ("c3", false),
+        ("c4", false),
+    ] {
+        assert_eq!(
+            !dir.path().join(format!("clips/{id}.mp4")).exists(),
+            gone,
+            "{id}"
+        );
+        let status = index.clip(id).await.unwrap().status;
+        assert_eq!(status == ClipStatus::Deleted, gone, "{id}: {status:?}");
+    }
+    assert_eq!(
+        index.clip("c4").await.unwrap().status,
+        ClipStatus::Recording
+    );
+}
+
+/// Runs `spec`'s analysis frames through the detector for about 3 s; returns how many
+/// frames saw motion and how many were scored.
+async fn motion_frames(text: String) -> (usize, usize) {
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let spec = edgecam::capture::PipelineSpec {
+        path: "test.pipeline".into(),
+        text,
+    };
+    let rig = Rig::start(spec, &camera);
+    let mut analysis = rig.analysis.subscribe("motion", 16);
+    let mut detector = edgecam::events::MotionDetector::new(MotionSettings::default());
+    let (mut moving, mut scored) = (0, 0);
+    for _ in 0..15 {
+        let a = timeout(Duration::from_secs(5), analysis.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let r = detector.process(&a.data, a.width, a.height, a.stride);
+        scored += 1;
+        moving += usize::from(r.motion);
+    }
+    rig.stop().await;
+    (moving, scored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_pattern_ball_is_motion_and_a_still_scene_is_not() {
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let ball = template::load(&camera).unwrap().text;
+    let (moving, scored) = motion_frames(ball.clone()).await;
+    assert!(
+        moving >= scored - 2,
+        "the moving ball triggers: {moving}/{scored}"
+    );
+    // The same pipeline with a still picture.
+    let still = ball.replacen("pattern=ball", "pattern=colors", 1);
+    assert_ne!(still, ball);
+    let (moving, _) = motion_frames(still).await;
+    assert_eq!(moving, 0, "a still scene never triggers");
+}

@@ -1,0 +1,121 @@
+//! The `edgecam` daemon as a child process, for tests that run it like a user does.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, http_get, repo, write_file};
+
+/// A config for a small, quick test-pattern daemon under `dir`.
+pub fn daemon_config(dir: &Path, port: u16) -> String {
+    format!(
+        r#"[camera]
+pipeline_dir = "{pipelines}"
+width = 320
+height = 240
+fps = 15
+bitrate_kbps = 500
+keyframe_interval_s = 1
+
+[storage]
+data_dir = "{data}"
+
+[web]
+listen = "127.0.0.1:{port}"
+"#,
+        pipelines = repo().join("pipelines").display(),
+        data = dir.join("data").display(),
+    )
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts with extra TOML sections appended to the test config.
+    pub fn start_with(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let text = format!("{}\n{extra}", daemon_config(dir.path(), port));
+        let config = write_file(dir.path(), "edgecam.toml", &text);
+        let mut d = Self {
+            child: spawn(&config),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            config,
+            dir,
+        };
+        d.wait_healthy();
+        d
+    }
+
+    /// Starts the daemon again on the same config and data (after a kill).
+    pub fn restart(&mut self) {
+        let _ = self.child.wait();
+        self.child = spawn(&self.config);
+        self.wait_healthy();
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Polls until `/healthz` says 200.
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _, _)) = http_get(self.addr, "/healthz") {
+                return;
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "daemon exited early"
+            );
+            assert!(Instant::now() < deadline, "daemon not healthy within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// `POST /api/commands` with `body`: (status, reply JSON).
+    pub fn command(&self, body: &str) -> (u16, serde_json::Value) {
+        let (status, _, reply) = super::http_post(self.addr, "/api/commands", body).unwrap();
+        (
+            status,
+            serde_json::from_slice(&reply).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "edgecam=debug,info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
