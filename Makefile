@@ -27,6 +27,7 @@ test: test-deps
 ## Benchmarks (print tables; see README.md)
 bench: deps
 	cargo bench --locked --bench capture
+	cargo bench --locked --bench recorder
 
 lint: deps
 	cargo fmt --all -- --check

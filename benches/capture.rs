@@ -6,10 +6,13 @@
 //!    H.264 source (no encode, paced at real time, as with an RTSP camera), and for
 //!    context the whole process with the test pattern including its x264 encode.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use common::{cpu_time, encode_clip, passthrough};
 use edgecam::capture::{self, template, Heartbeat, Outputs, PipelineSpec, TaskConfig};
 use edgecam::config::Camera;
 use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus};
@@ -21,14 +24,6 @@ use tokio_util::sync::CancellationToken;
 const P_FRAME: usize = 14 * 1024;
 const I_FRAME: usize = 120 * 1024;
 const GOP: usize = 60;
-
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn frames_1080p() -> Vec<EncodedFrame> {
     let key = Bytes::from(vec![0x65u8; I_FRAME]);
@@ -89,26 +84,6 @@ fn bus_run(subscribers: usize, count: usize, interval: Duration) -> (f64, f64, u
         cpu.as_nanos() as f64 / count as f64,
         dropped,
     )
-}
-
-/// Encodes `seconds` of 1080p30 H.264 to a file (outside any measurement).
-fn encode_clip(path: &std::path::Path, seconds: u32) {
-    let text = format!(
-        "videotestsrc num-buffers={} pattern=ball ! video/x-raw,width=1920,height=1080,framerate=30/1,format=I420 \
-         ! x264enc speed-preset=ultrafast tune=zerolatency bframes=0 key-int-max=60 bitrate=4000 \
-         ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! filesink location={}",
-        seconds * 30,
-        path.display()
-    );
-    let pipeline = gst::parse::launch(&text).unwrap();
-    use gst::prelude::*;
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    bus.timed_pop_filtered(
-        gst::ClockTime::NONE,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
 }
 
 /// Runs the capture task on `spec` with `subscribers` draining tasks for `seconds` of
@@ -176,14 +151,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.h264");
     encode_clip(&clip, seconds as u32 + 3);
-    let passthrough = PipelineSpec {
-        path: "passthrough".into(),
-        text: format!(
-            "filesrc location={} ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au \
-             ! identity sync=true ! appsink name=encoded sync=false",
-            clip.display()
-        ),
-    };
+    let passthrough = passthrough(&clip);
     let camera = Camera::default();
     let test_pattern = template::load(&Camera {
         pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
