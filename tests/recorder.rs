@@ -269,3 +269,147 @@ async fn the_test_pattern_ball_is_motion_and_a_still_scene_is_not() {
     let (moving, _) = motion_frames(still).await;
     assert_eq!(moving, 0, "a still scene never triggers");
 }
+
+/// A finished real clip's bytes (45 frames of the test pattern).
+async fn real_clip_bytes(dir: &Path) -> Vec<u8> {
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    let mut sub = rig.frames.subscribe("test", 256);
+    let path = dir.join("source.mp4");
+    let mut writer = edgecam::recorder::ClipWriter::create(&path).unwrap();
+    for _ in 0..45 {
+        writer
+            .push(
+                &timeout(Duration::from_secs(10), sub.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    rig.stop().await;
+    tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
+    use edgecam::recorder::recovery::{recover, Report};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let index = Index::open(&data.join(INDEX_FILE)).await.unwrap();
+    let clip = real_clip_bytes(data).await;
+    let torn = &clip[..clip.len() * 6 / 10];
+    let day = data.join("clips/2026/11/21");
+    std::fs::create_dir_all(&day).unwrap();
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    let event = edgecam::events::EventInfo {
+        id: "e1".into(),
+        label: "motion".into(),
+        trigger: TriggerKind::Motion,
+        score: 1.0,
+        started_at: t0,
+        ended_at: None, // the crash left it open
+        clip_ids: vec![],
+    };
+    index.upsert_event(&event).await.unwrap();
+
+    // A clip being recorded when the power went: a torn .part and its row.
+    std::fs::write(day.join("torn.mp4.part"), torn).unwrap();
+    index
+        .insert_clip("torn", "e1", "clips/2026/11/21/torn.mp4.part", t0, t0)
+        .await
+        .unwrap();
+    // A row whose file is gone.
+    index
+        .insert_clip("gone", "e1", "clips/2026/11/21/gone.mp4", t0, t0)
+        .await
+        .unwrap();
+    let stats = ClipStats {
+        start_at: t0,
+        end_at: t0,
+        duration: Duration::from_secs(3),
+        frame_count: 45,
+        bytes: clip.len() as u64,
+        width: 320,
+        height: 240,
+        frames_lost: 0,
+    };
+    index
+        .finish_clip(
+            "gone",
+            "clips/2026/11/21/gone.mp4",
+            ClipStatus::Complete,
+            &stats,
+            None,
+        )
+        .await
+        .unwrap();
+    // Files with no row: a finished clip and a torn one (index lost or restored).
+    let orphan_id = "01kaf0000000000000000000zz";
+    std::fs::write(day.join(format!("{orphan_id}.mp4")), &clip).unwrap();
+    std::fs::write(day.join("strayclip.mp4.part"), torn).unwrap();
+    // Garbage that is not a clip at all stays untouched.
+    std::fs::write(day.join("junk.mp4"), b"not a clip").unwrap();
+
+    let report = recover(&index, data).await.unwrap();
+    assert_eq!(
+        report,
+        Report {
+            recovered: 1,
+            completed: 0,
+            adopted: 2,
+            missing: 1
+        }
+    );
+
+    let torn_row = index.clip("torn").await.unwrap();
+    assert_eq!(torn_row.status, ClipStatus::Recovered);
+    assert_eq!(torn_row.path, "clips/2026/11/21/torn.mp4");
+    let scan = fmp4::scan(&day.join("torn.mp4")).unwrap();
+    assert!(
+        scan.samples.len() >= 10 && scan.samples.len() < 45,
+        "{} frames kept",
+        scan.samples.len()
+    );
+    assert_eq!(torn_row.frame_count, Some(scan.samples.len() as i64));
+    assert_eq!(
+        torn_row.bytes,
+        Some(std::fs::metadata(day.join("torn.mp4")).unwrap().len() as i64)
+    );
+    ffprobe_ok(&day.join("torn.mp4"));
+
+    assert_eq!(
+        index.clip("gone").await.unwrap().status,
+        ClipStatus::Deleted
+    );
+    let orphan = index.clip(orphan_id).await.unwrap();
+    assert_eq!(
+        (orphan.status, orphan.frame_count),
+        (ClipStatus::Complete, Some(45))
+    );
+    assert_eq!(
+        orphan.start_at.timestamp_millis(),
+        ulid::Ulid::from_string(&orphan_id.to_uppercase())
+            .unwrap()
+            .timestamp_ms() as i64
+    );
+    assert_eq!(
+        index.clip("strayclip").await.unwrap().status,
+        ClipStatus::Recovered
+    );
+    assert!(day.join("junk.mp4").exists());
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status = 'open'")
+        .fetch_one(index.pool())
+        .await
+        .unwrap();
+    assert_eq!(open, 0, "events left open by the crash are closed");
+
+    // Running recovery again finds nothing to do.
+    assert_eq!(recover(&index, data).await.unwrap(), Report::default());
+}

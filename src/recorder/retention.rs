@@ -17,6 +17,8 @@ use crate::index::{ClipRow, ClipStatus, Index};
 
 /// How often the policy runs.
 pub const INTERVAL: Duration = Duration::from_secs(60);
+/// How often free space is checked; below the minimum the policy runs at once.
+pub const DISK_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
