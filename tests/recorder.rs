@@ -36,25 +36,7 @@ async fn trigger_gives_a_clip_with_exact_pre_roll_and_no_gap() {
     // Everything the bus delivers, to compare with the clip.
     let mut witness = rig.frames.subscribe("witness", 1024);
     let stop = CancellationToken::new();
-    let cfg = RecorderConfig {
-        tracker: TrackerSettings {
-            pre_roll: Duration::from_secs_f64(PRE_ROLL),
-            post_roll: Duration::from_secs_f64(POST_ROLL),
-            min_gap: Duration::ZERO,
-            ..TrackerSettings::default()
-        },
-        motion: MotionSettings::default(),
-        detect: false,
-        pre_roll_max_bytes: 64 << 20,
-    };
-    let deps = RecorderDeps {
-        frames: rig.frames.clone(),
-        analysis: rig.analysis.clone(),
-        snapshot: tokio::sync::watch::channel(None).1,
-        index: index.clone(),
-        data_dir: dir.path().to_owned(),
-    };
-    let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
+    let (recorder, task) = start_recorder(&rig, &index, dir.path(), &stop).await;
     tokio::time::sleep(Duration::from_secs(4)).await; // fill the pre-roll
 
     let t = Utc::now();
@@ -147,6 +129,79 @@ async fn trigger_gives_a_clip_with_exact_pre_roll_and_no_gap() {
         dir.path().join(row.thumbnail.unwrap_or_default()).is_file() || row.path.ends_with(".mp4")
     );
     ffprobe_ok(&path);
+}
+
+async fn start_recorder(
+    rig: &Rig,
+    index: &Index,
+    data: &Path,
+    stop: &CancellationToken,
+) -> (recorder::RecorderHandle, tokio::task::JoinHandle<()>) {
+    let cfg = RecorderConfig {
+        tracker: TrackerSettings {
+            pre_roll: Duration::from_secs_f64(PRE_ROLL),
+            post_roll: Duration::from_secs_f64(POST_ROLL),
+            min_gap: Duration::ZERO,
+            ..TrackerSettings::default()
+        },
+        motion: MotionSettings::default(),
+        detect: false,
+        pre_roll_max_bytes: 64 << 20,
+    };
+    let deps = RecorderDeps {
+        frames: rig.frames.clone(),
+        analysis: rig.analysis.clone(),
+        snapshot: tokio::sync::watch::channel(None).1,
+        index: index.clone(),
+        data_dir: data.to_owned(),
+    };
+    recorder::spawn(cfg, deps, stop.clone()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_restart_mid_event_continues_in_a_new_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE)).await.unwrap();
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let spec = template::load(&camera).unwrap();
+    // The camera stream ends every 45 frames (3 s) and the pipeline is rebuilt.
+    let text = spec
+        .text
+        .replacen("is-live=true", "is-live=true num-buffers=45", 1);
+    let rig = Rig::start(edgecam::capture::PipelineSpec { text, ..spec }, &camera);
+    let stop = CancellationToken::new();
+    let (recorder, task) = start_recorder(&rig, &index, dir.path(), &stop).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let record = Command::Record(Record::Start {
+        duration_s: Some(4.0),
+        label: "restart".into(),
+    });
+    let event_id = recorder.execute(TriggerKind::Http, record).await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.cancel();
+    task.await.unwrap();
+    rig.stop().await;
+
+    let clips: Vec<_> = index
+        .clips(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.event_id == event_id)
+        .collect();
+    assert!(clips.len() >= 2, "a new clip after the restart: {clips:?}");
+    for c in &clips {
+        assert_eq!(c.status, ClipStatus::Complete, "{c:?}");
+        ffprobe_ok(&dir.path().join(&c.path));
+    }
+    let frames: i64 = clips.iter().map(|c| c.frame_count.unwrap()).sum();
+    assert!(
+        frames >= 75,
+        "about 5 s of video across the clips, got {frames} frames"
+    );
 }
 
 fn ffprobe_ok(path: &Path) {

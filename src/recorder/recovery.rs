@@ -144,6 +144,37 @@ pub async fn recover(index: &Index, data_dir: &Path) -> Result<Report, IndexErro
     Ok(report)
 }
 
+/// Repairs one clip whose writer failed while the daemon runs, and records the result.
+pub async fn repair_now(
+    index: &Index,
+    data_dir: &Path,
+    id: &str,
+    part: &Path,
+    start_at: DateTime<Utc>,
+) {
+    let owned = part.to_owned();
+    match tokio::task::spawn_blocking(move || repair(&owned)).await {
+        Ok(Ok(Some((path, scan)))) => {
+            let s = stats(&scan, start_at);
+            match index
+                .finish_clip(id, &rel(data_dir, &path), ClipStatus::Recovered, &s, None)
+                .await
+            {
+                Ok(()) => info!(clip_id = %id, frames = s.frame_count, "clip repaired"),
+                Err(e) => warn!(clip_id = %id, error = %e, "could not record the repaired clip"),
+            }
+        }
+        Ok(Ok(None)) => {
+            warn!(clip_id = %id, "failed clip held no complete fragment; removed");
+            let _ = index.set_clip_status(id, ClipStatus::Deleted).await;
+        }
+        Ok(Err(e)) => {
+            warn!(clip_id = %id, error = %e, "failed clip could not be repaired; recovery retries at next start")
+        }
+        Err(e) => warn!(clip_id = %id, error = %e, "repair task failed"),
+    }
+}
+
 async fn recover_row(
     index: &Index,
     data_dir: &Path,

@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::clip::{ClipError, ClipWriter};
-use super::PreRoll;
+use super::{recovery, PreRoll};
 use crate::commands::{Command, Record};
 use crate::events::{
-    Action, Input, MotionDetector, MotionSettings, Tracker, TrackerSettings, Trigger, TriggerKind,
-    UlidIds,
+    Action, IdSource, Input, MotionDetector, MotionSettings, Tracker, TrackerSettings, Trigger,
+    TriggerKind, UlidIds,
 };
 use crate::index::{ClipStatus, Index};
 use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot, Subscription};
@@ -85,7 +85,13 @@ impl RecorderHandle {
 }
 
 struct OpenClip {
+    /// The clip's file and index id.
     id: String,
+    /// The id the tracker knows it by: a clip split by a stream restart keeps it.
+    tracker_id: String,
+    event_id: String,
+    /// Pipeline generation of the frames in it; a new generation starts a new file.
+    generation: Option<u32>,
     writer: ClipWriter,
     /// Relative path of the final file.
     rel: String,
@@ -213,18 +219,33 @@ impl Recorder {
             }
             self.lost_seen = lost;
         }
-        let mut done = Vec::new();
+        let (mut done, mut split) = (Vec::new(), Vec::new());
         for (i, clip) in self.open.iter_mut().enumerate() {
             if clip.until.is_some_and(|u| frame.captured_at > u) {
                 done.push(i);
+            } else if clip.generation.is_some_and(|g| g != frame.generation) {
+                info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
+                split.push(i);
             } else if let Err(e) = clip.writer.push(&frame) {
-                error!(clip_id = %clip.id, error = %e, "cannot write frame; closing the clip");
-                done.push(i);
+                error!(clip_id = %clip.id, error = %e, "cannot write frame; continuing in a new clip");
+                split.push(i);
+            } else {
+                clip.generation = Some(frame.generation);
             }
         }
-        for i in done.into_iter().rev() {
-            let clip = self.open.remove(i);
-            self.finish(clip);
+        for i in (0..self.open.len()).rev() {
+            if done.contains(&i) {
+                let clip = self.open.remove(i);
+                self.finish(clip);
+            } else if split.contains(&i) {
+                let clip = self.open.remove(i);
+                let (event_id, tracker_id, until) =
+                    (clip.event_id.clone(), clip.tracker_id.clone(), clip.until);
+                self.finish(clip);
+                let id = UlidIds.next_id(frame.captured_at);
+                self.open_clip(&event_id, tracker_id, id, frame.captured_at, until)
+                    .await;
+            }
         }
     }
 
@@ -330,7 +351,7 @@ impl Recorder {
                     from,
                 } => self.start_clip(&event_id, clip_id, from).await,
                 Action::EndClip { clip_id, until } => {
-                    if let Some(c) = self.open.iter_mut().find(|c| c.id == clip_id) {
+                    if let Some(c) = self.open.iter_mut().find(|c| c.tracker_id == clip_id) {
                         c.until = Some(until);
                     }
                 }
@@ -340,6 +361,19 @@ impl Recorder {
     }
 
     async fn start_clip(&mut self, event_id: &str, id: String, from: DateTime<Utc>) {
+        self.open_clip(event_id, id.clone(), id, from, None).await;
+    }
+
+    /// Opens a clip file from the keyframe at or before `from` (frames of the newest
+    /// stream generation only: a file holds one stream).
+    async fn open_clip(
+        &mut self,
+        event_id: &str,
+        tracker_id: String,
+        id: String,
+        from: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) {
         let day = from.format("%Y/%m/%d");
         let rel = format!("clips/{day}/{id}.mp4");
         let path = self.deps.data_dir.join(&rel);
@@ -350,7 +384,12 @@ impl Recorder {
                 return;
             }
         };
-        for f in self.preroll.since(from) {
+        let generation = self.preroll.since(from).last().map(|f| f.generation);
+        for f in self
+            .preroll
+            .since(from)
+            .filter(|f| Some(f.generation) == generation)
+        {
             if let Err(e) = writer.push(f) {
                 error!(clip_id = %id, error = %e, "cannot write pre-roll");
                 break;
@@ -359,7 +398,7 @@ impl Recorder {
         let start = self
             .preroll
             .since(from)
-            .next()
+            .find(|f| Some(f.generation) == generation && f.keyframe)
             .map_or(from, |f| f.captured_at);
         let part = format!("{rel}.part");
         if let Err(e) = self
@@ -374,10 +413,13 @@ impl Recorder {
         info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), "clip started");
         self.open.push(OpenClip {
             id,
+            tracker_id,
+            event_id: event_id.to_owned(),
+            generation,
             writer,
             rel,
             thumbnail,
-            until: None,
+            until,
             frames_lost: 0,
         });
     }
@@ -403,6 +445,7 @@ impl Recorder {
     /// Finishes a clip in the background: muxer EOS, fsync, rename, index row.
     fn finish(&mut self, clip: OpenClip) {
         let index = self.deps.index.clone();
+        let data_dir = self.deps.data_dir.clone();
         self.finishing.spawn(async move {
             let OpenClip {
                 id,
@@ -412,6 +455,7 @@ impl Recorder {
                 frames_lost,
                 ..
             } = clip;
+            let part = writer.part().to_owned();
             let result = tokio::task::spawn_blocking(move || writer.finish()).await;
             match result {
                 Ok(Ok((_, mut stats))) => {
@@ -425,7 +469,15 @@ impl Recorder {
                     warn!(clip_id = %id, "clip had no frames; dropped");
                     let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
                 }
-                Ok(Err(e)) => error!(clip_id = %id, error = %e, "clip could not be finished; recovery will repair it at next start"),
+                Ok(Err(e)) => {
+                    // The muxer failed (disk full, stream change): keep what reached the disk.
+                    error!(clip_id = %id, error = %e, "clip could not be finished; repairing what was written");
+                    let start = match index.clip(&id).await {
+                        Ok(row) => row.start_at,
+                        Err(_) => Utc::now(),
+                    };
+                    recovery::repair_now(&index, &data_dir, &id, &part, start).await;
+                }
                 Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
             }
         });
