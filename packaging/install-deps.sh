@@ -22,6 +22,7 @@ runtime=(
 testing=(
   procps
   ffmpeg
+  chromium
 )
 
 sudo=""

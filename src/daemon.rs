@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::capture::{self, CaptureError, CaptureState, Heartbeat, Outputs, TaskConfig};
 use crate::config::Config;
 use crate::index::{Index, IndexError, INDEX_FILE};
+use crate::live;
 use crate::media::{AnalysisBus, FrameBus};
 use crate::metrics::Metrics;
 use crate::recorder::{self, recovery, retention, RecorderConfig, RecorderDeps};
@@ -40,6 +41,8 @@ pub enum DaemonError {
     },
     #[error("cannot open the index in the data directory: {0}")]
     Index(#[from] IndexError),
+    #[error("live view: {0}")]
+    Live(#[from] live::LiveError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -121,6 +124,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             .then(|| Duration::from_secs(u64::from(config.storage.max_age_days) * 86_400)),
         min_free_percent: config.storage.min_free_percent,
     };
+    let live_stop = CancellationToken::new();
+    let live_deps = live::LiveDeps {
+        frames: outputs.frames.clone(),
+        capture: capture.clone(),
+        recorder: recorder.clone(),
+        metrics: metrics.live.clone(),
+    };
+    let live_parts = live::start(&config.live, &config.web.token, live_deps, &live_stop)?;
     let retention_task = retention::spawn(
         index.clone(),
         data_dir.clone(),
@@ -135,6 +146,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         recorder,
         index: index.clone(),
         data_dir: data_dir.clone(),
+        lan: live_parts.lan,
+        viewers: live_parts.viewers,
+        max_viewers: config.live.max_viewers,
     };
     let web_cancel = web_stop.clone();
     let web_task = tokio::spawn(async move {
@@ -171,6 +185,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = web_task.await;
         recorder_stop.cancel();
         let _ = recorder_task.await;
+        live_stop.cancel();
+        for t in live_parts.tasks {
+            let _ = t.await;
+        }
         capture_stop.cancel();
         let _ = capture_task.await;
         retention_stop.cancel();

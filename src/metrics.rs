@@ -4,7 +4,8 @@
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -18,11 +19,32 @@ pub struct CaptureCounters {
     pub pipeline_restarts: Counter,
 }
 
+/// Live-view metrics. Clones share the same values.
+#[derive(Debug, Clone)]
+pub struct LiveMetrics {
+    pub viewers: Gauge,
+    /// Offer received → first keyframe sent, seconds.
+    pub ttff: Histogram,
+    pub viewer_frames_dropped: Counter,
+}
+
+impl Default for LiveMetrics {
+    fn default() -> Self {
+        let buckets = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 5.0];
+        Self {
+            viewers: Gauge::default(),
+            ttff: Histogram::new(buckets),
+            viewer_frames_dropped: Counter::default(),
+        }
+    }
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub capture: CaptureCounters,
+    pub live: LiveMetrics,
 }
 
 impl Metrics {
@@ -45,7 +67,27 @@ impl Metrics {
             capture.pipeline_restarts.clone(),
         );
         registry.register_collector(Box::new(BusCollector { frames }));
-        Self { registry, capture }
+        let live = LiveMetrics::default();
+        registry.register(
+            "edgecam_viewers",
+            "Viewers connected to live view",
+            live.viewers.clone(),
+        );
+        registry.register(
+            "edgecam_ttff_seconds",
+            "Time from a viewer's offer to its first keyframe sent",
+            live.ttff.clone(),
+        );
+        registry.register(
+            "edgecam_viewer_frames_dropped",
+            "Frames viewers lost because they fell behind",
+            live.viewer_frames_dropped.clone(),
+        );
+        Self {
+            registry,
+            capture,
+            live,
+        }
     }
 
     /// The text exposition format (OpenMetrics), as served on `/metrics`.

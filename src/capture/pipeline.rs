@@ -217,6 +217,7 @@ fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offs
                 out.counters.frames_captured.inc();
                 if au.keyframe {
                     out.counters.keyframes.inc();
+                    tracing::trace!(pts_ms = au.pts.as_millis() as u64, "keyframe captured");
                 }
                 out.heartbeat.beat(Instant::now());
                 out.frames.publish(EncodedFrame {

@@ -142,6 +142,7 @@ impl Task {
                 _ = self.cancel.cancelled() => break Ok(()),
                 Some(cmd) = self.commands.recv() => match cmd {
                     Command::ForceKeyframe => {
+                        tracing::debug!("forcing a keyframe");
                         if !running.force_keyframe() {
                             tracing::debug!("force-keyframe event not handled upstream");
                         }

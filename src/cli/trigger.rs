@@ -67,11 +67,11 @@ mod tests {
     fn wildcard_listen_is_reached_on_loopback() {
         assert_eq!(
             api_addr("0.0.0.0:8080".parse().unwrap()),
-            "127.0.0.1:8080".parse().unwrap()
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(
             api_addr("192.168.1.5:80".parse().unwrap()),
-            "192.168.1.5:80".parse().unwrap()
+            "192.168.1.5:80".parse::<SocketAddr>().unwrap()
         );
     }
 

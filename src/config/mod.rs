@@ -3,6 +3,7 @@
 //! Loading is strict (`deny_unknown_fields`): a typo is an error, not a silently ignored
 //! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
 
+mod live;
 mod load;
 mod recording;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};
 pub use recording::{Events, Motion, Storage};
 
@@ -22,6 +24,7 @@ pub struct Config {
     pub events: Events,
     pub motion: Motion,
     pub storage: Storage,
+    pub live: Live,
     pub web: Web,
     pub log: Log,
 }
@@ -92,12 +95,16 @@ impl Camera {
 pub struct Web {
     /// Address and port to listen on. Default `127.0.0.1:8080` (this machine only).
     pub listen: String,
+    /// When set, LAN signaling (`/signaling`) requires `?token=` equal to it. Default
+    /// empty (no token: fine while `listen` is on 127.0.0.1).
+    pub token: String,
 }
 
 impl Default for Web {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            token: String::new(),
         }
     }
 }
@@ -224,6 +231,7 @@ impl Config {
         self.events.validate(&mut bad);
         self.motion.validate(&mut bad);
         self.storage.validate(&mut bad);
+        self.live.validate(&mut bad);
         if self.web.listen_addr().is_none() {
             bad(
                 "web",

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::Heartbeat;
 use crate::index::Index;
+use crate::live::lan::{self, LanSignaling, SignalingQuery};
 use crate::media::Snapshot;
 use crate::metrics::Metrics;
 use crate::recorder::RecorderHandle;
@@ -33,16 +34,27 @@ pub struct WebState {
     pub recorder: RecorderHandle,
     pub index: Index,
     pub data_dir: std::path::PathBuf,
+    /// LAN signaling, when live view uses it.
+    pub lan: Option<LanSignaling>,
+    /// Viewers connected (0 when live view is off) and the limit.
+    pub viewers: watch::Receiver<usize>,
+    pub max_viewers: usize,
 }
+
+/// The viewer page: plain HTML and JavaScript, no build step.
+const VIEWER_PAGE: &str = include_str!("viewer.html");
 
 pub fn router(state: WebState) -> Router {
     Router::new()
+        .route("/", get(viewer_page))
+        .route("/api/live", get(live_status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/snapshot.jpg", get(snapshot))
         .route("/api/commands", axum::routing::post(api::command))
         .route("/api/clips", get(api::clips))
         .route("/api/clips/{file}", get(api::clip))
+        .route("/signaling", get(signaling))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::commands::MAX_REQUEST_BYTES,
         ))
@@ -110,6 +122,38 @@ async fn snapshot(State(s): State<WebState>) -> Response {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "no snapshot yet: the camera has not produced one\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn viewer_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        VIEWER_PAGE,
+    )
+}
+
+async fn live_status(State(s): State<WebState>) -> impl IntoResponse {
+    let viewers = *s.viewers.borrow();
+    axum::Json(
+        serde_json::json!({ "viewers": viewers, "max_viewers": s.max_viewers, "lan_signaling": s.lan.is_some() }),
+    )
+}
+
+async fn signaling(
+    ws: axum::extract::ws::WebSocketUpgrade,
+    query: axum::extract::Query<SignalingQuery>,
+    State(s): State<WebState>,
+) -> Response {
+    match s.lan {
+        Some(l) => lan::handler(ws, query, State(l)).await,
+        None => (
+            StatusCode::NOT_FOUND,
+            "LAN signaling is off (live.enabled = false or live.signaling = \"kvs\")\n",
         )
             .into_response(),
     }

@@ -44,9 +44,14 @@ impl Daemon {
 
     /// Starts with extra TOML sections appended to the test config.
     pub fn start_with(extra: &str) -> Self {
+        Self::start_edited(|text| format!("{text}\n{extra}"))
+    }
+
+    /// Starts with the test config rewritten by `edit`.
+    pub fn start_edited(edit: impl FnOnce(String) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let text = format!("{}\n{extra}", daemon_config(dir.path(), port));
+        let text = edit(daemon_config(dir.path(), port));
         let config = write_file(dir.path(), "edgecam.toml", &text);
         let mut d = Self {
             child: spawn(&config),
@@ -106,7 +111,10 @@ impl Daemon {
 fn spawn(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "edgecam=debug,info")
+        .env(
+            "RUST_LOG",
+            std::env::var("EDGECAM_TEST_LOG").unwrap_or_else(|_| "edgecam=debug,info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

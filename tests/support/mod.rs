@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: small cameras, HTTP on loopback, decoding.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
+pub mod viewer;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -58,12 +60,39 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, V
     )
 }
 
+/// GET over HTTP/1.1 with `Connection: close` (for servers that refuse HTTP/1.0, such
+/// as Chromium's DevTools endpoint; they answer with a Content-Length).
+pub fn http_get11(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
 fn http_request(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16 * 1024];
+    // Read to the end, or to Content-Length when the server keeps the connection open.
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+            let len = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if len.is_some_and(|len| raw.len() >= split + 4 + len) {
+                break;
+            }
+        }
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

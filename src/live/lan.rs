@@ -1,0 +1,178 @@
+//! LAN signaling: a WebSocket at `/signaling` on the local HTTP server, speaking the KVS
+//! message shapes, so a phone on the home network can watch without any cloud. One
+//! socket is one viewer; `?token=` must match `web.token` when one is set.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::message::{self, Inbound, Outbound, MAX_MESSAGE_BYTES};
+
+/// Messages waiting to go out on one socket; a viewer that does not read loses them.
+const SOCKET_QUEUE: usize = 64;
+const ROUTER_QUEUE: usize = 64;
+const MAX_LAN_CLIENT_ID: usize = 64;
+
+enum RouterCmd {
+    Register {
+        client: String,
+        conn: u64,
+        tx: mpsc::Sender<String>,
+    },
+    Unregister {
+        client: String,
+        conn: u64,
+    },
+}
+
+/// What the `/signaling` handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct LanSignaling {
+    token: Option<String>,
+    master: mpsc::Sender<Inbound>,
+    router: mpsc::Sender<RouterCmd>,
+    next_conn: Arc<AtomicU64>,
+}
+
+/// Starts the router that delivers the master's answers and candidates to sockets.
+pub fn spawn(
+    token: Option<String>,
+    master: mpsc::Sender<Inbound>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    cancel: CancellationToken,
+) -> (LanSignaling, JoinHandle<()>) {
+    let (router, mut commands) = mpsc::channel(ROUTER_QUEUE);
+    let task = tokio::spawn(async move {
+        let mut sockets: HashMap<String, (u64, mpsc::Sender<String>)> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(cmd) = commands.recv() => match cmd {
+                    RouterCmd::Register { client, conn, tx } => { sockets.insert(client, (conn, tx)); }
+                    RouterCmd::Unregister { client, conn } => {
+                        if sockets.get(&client).is_some_and(|(c, _)| *c == conn) {
+                            sockets.remove(&client);
+                        }
+                    }
+                },
+                Some(out) = outbound.recv() => match sockets.get(out.recipient()) {
+                    Some((_, tx)) => {
+                        if tx.try_send(message::to_viewer(&out)).is_err() {
+                            warn!(client = out.recipient(), "viewer socket is not reading; message dropped");
+                        }
+                    }
+                    None => debug!(client = out.recipient(), "no socket for viewer; message dropped"),
+                },
+            }
+        }
+    });
+    let lan = LanSignaling {
+        token: token.filter(|t| !t.is_empty()),
+        master,
+        router,
+        next_conn: Arc::new(AtomicU64::new(1)),
+    };
+    (lan, task)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignalingQuery {
+    pub token: Option<String>,
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LAN_CLIENT_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `GET /signaling?clientId=…&token=…` (WebSocket).
+pub async fn handler(
+    ws: WebSocketUpgrade,
+    Query(q): Query<SignalingQuery>,
+    State(lan): State<LanSignaling>,
+) -> Response {
+    if let Some(token) = &lan.token {
+        if q.token.as_deref() != Some(token.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "signaling needs ?token= matching web.token\n",
+            )
+                .into_response();
+        }
+    }
+    let conn = lan.next_conn.fetch_add(1, Ordering::Relaxed);
+    let client = q.client_id.unwrap_or_else(|| format!("lan-{conn}"));
+    if !valid_client_id(&client) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "clientId: 1-64 letters, digits, '-' or '_'\n",
+        )
+            .into_response();
+    }
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run_socket(socket, lan, client, conn))
+}
+
+async fn run_socket(socket: WebSocket, lan: LanSignaling, client: String, conn: u64) {
+    let (tx, mut rx) = mpsc::channel(SOCKET_QUEUE);
+    let register = RouterCmd::Register {
+        client: client.clone(),
+        conn,
+        tx,
+    };
+    if lan.router.send(register).await.is_err() {
+        return;
+    }
+    info!(client = %client, "LAN signaling connected");
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => match message::parse_viewer(&text, &client) {
+                    Ok(inbound) => {
+                        if lan.master.send(inbound).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(client = %client, error = %e, "ignoring a bad signaling message");
+                        let refused = Outbound::Refused { to: client.clone(), reason: format!("ignored: {e}") };
+                        let _ = sink.send(Message::Text(message::to_viewer(&refused).into())).await;
+                    }
+                },
+                Some(Ok(Message::Binary(_))) => warn!(client = %client, "ignoring a binary signaling message"),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            Some(out) = rx.recv() => {
+                if sink.send(Message::Text(out.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = lan
+        .router
+        .send(RouterCmd::Unregister {
+            client: client.clone(),
+            conn,
+        })
+        .await;
+    info!(client = %client, "LAN signaling disconnected");
+}

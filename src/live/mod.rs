@@ -1,0 +1,146 @@
+//! Live view: a WebRTC master serving up to `max_viewers` viewers, found through LAN
+//! signaling (a WebSocket on the local HTTP server) or, later, KVS signaling. All
+//! webrtc-rs use is inside this module.
+
+pub mod lan;
+pub mod master;
+pub mod message;
+pub mod session;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::dtls_transport::dtls_role::DTLSRole;
+use webrtc::interceptor::registry::Registry;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+};
+use webrtc::rtp_transceiver::RTCPFeedback;
+
+use crate::capture::CaptureHandle;
+use crate::media::FrameBus;
+use crate::metrics::LiveMetrics;
+use crate::recorder::RecorderHandle;
+
+pub use master::MasterHandle;
+
+/// Signaling messages waiting for the transport.
+const OUTBOUND_QUEUE: usize = 256;
+
+/// The running live-view parts.
+pub struct LiveParts {
+    /// The LAN signaling endpoint for the web server, when signaling is "lan".
+    pub lan: Option<lan::LanSignaling>,
+    /// Viewers connected.
+    pub viewers: tokio::sync::watch::Receiver<usize>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the master and its signaling transport (nothing when live view is off).
+pub fn start(
+    cfg: &crate::config::Live,
+    token: &str,
+    deps: LiveDeps,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<LiveParts, LiveError> {
+    if !cfg.enabled {
+        return Ok(LiveParts {
+            lan: None,
+            viewers: tokio::sync::watch::channel(0).1,
+            tasks: Vec::new(),
+        });
+    }
+    let api = api(&cfg.ice_addresses)?;
+    let (outbound, outbound_rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
+    let ice = webrtc::peer_connection::configuration::RTCConfiguration::default();
+    let (master, master_task) =
+        master::spawn(api, ice, cfg.max_viewers, deps, outbound, stop.clone());
+    let (lan, router_task) = lan::spawn(
+        Some(token.to_owned()),
+        master.inbound.clone(),
+        outbound_rx,
+        stop.clone(),
+    );
+    Ok(LiveParts {
+        lan: Some(lan),
+        viewers: master.viewers.clone(),
+        tasks: vec![master_task, router_task],
+    })
+}
+
+/// The only video format offered: constrained baseline, as every browser decodes.
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// What viewer sessions use.
+#[derive(Debug, Clone)]
+pub struct LiveDeps {
+    pub frames: FrameBus,
+    pub capture: CaptureHandle,
+    pub recorder: RecorderHandle,
+    pub metrics: LiveMetrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("webrtc set-up: {0}")]
+    WebRtc(#[from] webrtc::Error),
+}
+
+/// Builds the webrtc API: H.264 only, default interceptors (NACK, RTCP reports), and
+/// host candidates limited to `addresses` when given (loopback allowed only then; mDNS
+/// off). With no addresses, viewers' mDNS (`.local`) candidates are resolved.
+pub fn api(addresses: &[IpAddr]) -> Result<Arc<API>, LiveError> {
+    let mut media = MediaEngine::default();
+    let feedback = ["nack", "nack pli", "ccm fir", "goog-remb"].map(|f| {
+        let (typ, parameter) = f.split_once(' ').unwrap_or((f, ""));
+        RTCPFeedback {
+            typ: typ.to_owned(),
+            parameter: parameter.to_owned(),
+        }
+    });
+    media.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: H264_FMTP.to_owned(),
+                rtcp_feedback: feedback.to_vec(),
+            },
+            payload_type: 102,
+            ..Default::default()
+        },
+        RTPCodecType::Video,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let mut settings = SettingEngine::default();
+    // Answer as the DTLS server: the viewer (ICE controlling) learns the connection is up
+    // after the camera does, so if the camera spoke first its ClientHello would be
+    // dropped and webrtc-rs retransmits only after 1 s — a whole second of first frame.
+    settings.set_answering_dtls_role(DTLSRole::Server)?;
+    // Take the first working pair: webrtc-rs otherwise waits 0.5 s before accepting a
+    // server-reflexive pair and 1 s for a peer-reflexive one (a viewer whose first check
+    // arrives before its trickled candidate), which is most of the first-frame budget.
+    settings.set_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+    settings.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+    if !addresses.is_empty() {
+        // Pinned addresses (tests, multi-homed cameras): no mDNS socket on 0.0.0.0:5353
+        // either; viewers must then send plain IP candidates.
+        settings.set_ice_multicast_dns_mode(webrtc::ice::mdns::MulticastDnsMode::Disabled);
+        let allowed = addresses.to_vec();
+        settings.set_include_loopback_candidate(allowed.iter().any(IpAddr::is_loopback));
+        settings.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));
+    }
+    Ok(Arc::new(
+        APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build(),
+    ))
+}

@@ -1,0 +1,292 @@
+//! One viewer: its peer connection, its own video track fed from its own frame-bus
+//! subscription (so a slow viewer only loses its own frames), PLI handling and the
+//! `control` data channel. All webrtc-rs use stays in `live/`.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use webrtc::api::API;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::media::Sample;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+use webrtc::track::track_local::TrackLocal;
+
+use super::message::Candidate;
+use super::LiveDeps;
+use crate::commands::{self, Reply};
+use crate::events::TriggerKind;
+
+/// Frames a viewer may fall behind by before it skips to the next keyframe.
+pub const VIEWER_QUEUE: usize = 30;
+/// At most one keyframe request per viewer per this long (PLI storms).
+const PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a session reports to the master.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    LocalCandidate(Candidate),
+    State(RTCPeerConnectionState),
+    /// The first keyframe went out, this long after the offer arrived.
+    FirstFrame(Duration),
+}
+
+/// Events tagged with the session's serial, so a replaced session's are ignored.
+pub type EventSender = mpsc::Sender<(u64, SessionEvent)>;
+
+pub struct Session {
+    pub serial: u64,
+    pub client_id: String,
+    pc: Arc<RTCPeerConnection>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::Error),
+    #[error("no local description after creating the answer")]
+    NoAnswer,
+}
+
+impl Session {
+    /// Creates the peer connection for `offer` and returns the session and its answer.
+    pub async fn answer(
+        api: &API,
+        config: RTCConfiguration,
+        client_id: &str,
+        serial: u64,
+        offer: String,
+        deps: LiveDeps,
+        events: EventSender,
+    ) -> Result<(Self, String), SessionError> {
+        let offered_at = Instant::now();
+        let pc = Arc::new(api.new_peer_connection(config).await?);
+        let track = Arc::new(TrackLocalStaticSample::new(
+            RTCRtpCodecCapability {
+                mime_type: webrtc::api::media_engine::MIME_TYPE_H264.to_owned(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            "video".to_owned(),
+            "edgecam".to_owned(),
+        ));
+        let sender = pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>)
+            .await?;
+        let stop = CancellationToken::new();
+        let (connected_tx, connected) = watch::channel(false);
+        wire_callbacks(&pc, serial, events.clone(), connected_tx, deps.clone());
+        tokio::spawn(read_rtcp(sender, deps.clone(), stop.clone()));
+        tokio::spawn(pump(
+            track,
+            deps,
+            connected,
+            events,
+            serial,
+            offered_at,
+            stop.clone(),
+        ));
+
+        pc.set_remote_description(RTCSessionDescription::offer(offer)?)
+            .await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer).await?;
+        let sdp = pc
+            .local_description()
+            .await
+            .ok_or(SessionError::NoAnswer)?
+            .sdp;
+        Ok((
+            Self {
+                serial,
+                client_id: client_id.to_owned(),
+                pc,
+                stop,
+            },
+            sdp,
+        ))
+    }
+
+    pub async fn add_candidate(&self, c: Candidate) -> Result<(), SessionError> {
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        };
+        self.pc.add_ice_candidate(init).await?;
+        Ok(())
+    }
+
+    /// Stops the pump and closes the peer connection.
+    pub async fn close(self) {
+        self.stop.cancel();
+        if let Err(e) = self.pc.close().await {
+            debug!(client = %self.client_id, error = %e, "closing peer connection");
+        }
+    }
+}
+
+/// Peer-connection callbacks. They capture only channels (never the peer connection,
+/// which would leak it) and a `Weak` data channel.
+fn wire_callbacks(
+    pc: &RTCPeerConnection,
+    serial: u64,
+    events: EventSender,
+    connected: watch::Sender<bool>,
+    deps: LiveDeps,
+) {
+    let ev = events.clone();
+    pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+        let ev = ev.clone();
+        Box::pin(async move {
+            let Some(init) = c.and_then(|c| c.to_json().ok()) else {
+                return;
+            };
+            let candidate = Candidate {
+                candidate: init.candidate,
+                sdp_mid: init.sdp_mid,
+                sdp_mline_index: init.sdp_mline_index,
+                username_fragment: init.username_fragment,
+            };
+            let _ = ev
+                .send((serial, SessionEvent::LocalCandidate(candidate)))
+                .await;
+        })
+    }));
+    pc.on_peer_connection_state_change(Box::new(move |state| {
+        let ev = events.clone();
+        if state == RTCPeerConnectionState::Connected {
+            connected.send_replace(true);
+        }
+        Box::pin(async move {
+            let _ = ev.send((serial, SessionEvent::State(state))).await;
+        })
+    }));
+    pc.on_data_channel(Box::new(move |dc: Arc<RTCDataChannel>| {
+        let deps = deps.clone();
+        Box::pin(async move {
+            if dc.label() != "control" {
+                return;
+            }
+            let weak: Weak<RTCDataChannel> = Arc::downgrade(&dc);
+            dc.on_message(Box::new(move |msg: DataChannelMessage| {
+                let (weak, deps) = (weak.clone(), deps.clone());
+                Box::pin(async move {
+                    let reply = control_reply(&deps, &msg.data).await;
+                    if let Some(dc) = weak.upgrade() {
+                        let _ = dc.send_text(reply).await;
+                    }
+                })
+            }));
+        })
+    }));
+}
+
+/// Runs one data-channel command and returns the reply JSON.
+async fn control_reply(deps: &LiveDeps, data: &[u8]) -> String {
+    let reply = match commands::parse(data, None) {
+        Err(bad) => Reply::bad_request(&bad),
+        Ok(req) => match deps
+            .recorder
+            .execute(TriggerKind::DataChannel, req.command.clone())
+            .await
+        {
+            Ok(result) => Reply::ok(&req, result),
+            Err(e) => Reply::error(&req, e),
+        },
+    };
+    serde_json::to_string(&reply).unwrap_or_default()
+}
+
+/// Turns the viewer's PLI/FIR into (rate-limited) keyframe requests.
+async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, stop: CancellationToken) {
+    let mut last: Option<Instant> = None;
+    loop {
+        let packets = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = sender.read_rtcp() => match r {
+                Ok((packets, _)) => packets,
+                Err(_) => return,
+            },
+        };
+        let wants_key = packets.iter().any(|p| {
+            p.as_any().downcast_ref::<PictureLossIndication>().is_some()
+                || p.as_any().downcast_ref::<FullIntraRequest>().is_some()
+        });
+        if wants_key && last.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+            last = Some(Instant::now());
+            deps.capture.force_keyframe();
+        }
+    }
+}
+
+/// Feeds this viewer's track once DTLS is up: subscribe, ask for a keyframe, send from it.
+async fn pump(
+    track: Arc<TrackLocalStaticSample>,
+    deps: LiveDeps,
+    mut connected: watch::Receiver<bool>,
+    events: EventSender,
+    serial: u64,
+    offered_at: Instant,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        r = connected.wait_for(|c| *c) => if r.is_err() { return },
+    }
+    // A new subscription starts at the next keyframe; ask for one now so the first
+    // frame does not wait for the keyframe interval.
+    let mut frames = deps.frames.subscribe("viewer", VIEWER_QUEUE);
+    deps.capture.force_keyframe();
+    let mut prev_pts: Option<Duration> = None;
+    let mut dropped_seen = 0;
+    let mut first = true;
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => return,
+            f = frames.recv() => match f { Some(f) => f, None => return },
+        };
+        let dropped = frames.dropped();
+        if dropped > dropped_seen {
+            deps.metrics
+                .viewer_frames_dropped
+                .inc_by(dropped - dropped_seen);
+            dropped_seen = dropped;
+        }
+        // RTP time advances by each frame's PTS step (the nominal 1/30 s for the first).
+        let duration = prev_pts.map_or(Duration::from_millis(33), |p| frame.pts.saturating_sub(p));
+        prev_pts = Some(frame.pts);
+        let sample = Sample {
+            data: frame.data,
+            duration,
+            ..Default::default()
+        };
+        if let Err(e) = track.write_sample(&sample).await {
+            warn!(error = %e, "writing to a viewer failed");
+            return;
+        }
+        if std::mem::take(&mut first) {
+            let ttff = offered_at.elapsed();
+            deps.metrics.ttff.observe(ttff.as_secs_f64());
+            info!(
+                ttff_ms = ttff.as_millis() as u64,
+                "first keyframe sent to viewer"
+            );
+            let _ = events.send((serial, SessionEvent::FirstFrame(ttff))).await;
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! A webrtc-rs viewer, as a phone app would be: connects through LAN signaling, receives
+//! RTP, depacketizes H.264 and decodes it with GStreamer, timing the first decoded frame.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::api::media_engine::MIME_TYPE_H264;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp::codecs::h264::H264Packet;
+use webrtc::rtp::packetizer::Depacketizer;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::track::track_remote::TrackRemote;
+
+use edgecam::live::message;
+
+/// What a viewer saw.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Offer sent → first decoded picture.
+    pub first_frame: Option<Duration>,
+    pub decoded: u64,
+    /// The master refused us (its reason).
+    pub refused: Option<String>,
+    /// Replies on the `control` data channel.
+    pub control: Vec<Value>,
+}
+
+pub struct Viewer {
+    pub pc: Arc<RTCPeerConnection>,
+    pub seen: watch::Receiver<Seen>,
+    decoded: Arc<AtomicU64>,
+    control: Arc<webrtc::data_channel::RTCDataChannel>,
+    _decoder: gst::Pipeline,
+}
+
+fn decoder(
+    seen: watch::Sender<Seen>,
+    started: Instant,
+    decoded: Arc<AtomicU64>,
+) -> (gst::Pipeline, gst_app::AppSrc) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src is-live=true do-timestamp=true format=time \
+         caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse ! avdec_h264 ! appsink name=out sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    out.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let _ = sink.pull_sample();
+                let n = decoded.fetch_add(1, Ordering::Relaxed) + 1;
+                seen.send_modify(|s| {
+                    s.decoded = n;
+                    s.first_frame.get_or_insert(started.elapsed());
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, src)
+}
+
+/// Reads RTP, rebuilds access units (marker bit ends one) and feeds the decoder.
+async fn receive(track: Arc<TrackRemote>, src: gst_app::AppSrc) {
+    let mut depacketizer = H264Packet::default();
+    let mut au = BytesMut::new();
+    while let Ok((packet, _)) = track.read_rtp().await {
+        if let Ok(nals) = depacketizer.depacketize(&packet.payload) {
+            au.extend_from_slice(&nals);
+        }
+        if packet.header.marker && !au.is_empty() {
+            let data: Bytes = au.split().freeze();
+            if src.push_buffer(gst::Buffer::from_slice(data)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Viewer {
+    /// Connects to the daemon at `addr` as `client_id` (`token` for `?token=`).
+    pub async fn connect(addr: SocketAddr, client_id: &str, token: Option<&str>) -> Viewer {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
+        let pc = Arc::new(
+            api.new_peer_connection(RTCConfiguration::default())
+                .await
+                .unwrap(),
+        );
+        pc.add_transceiver_from_kind(
+            RTPCodecType::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+        let control = pc.create_data_channel("control", None).await.unwrap();
+        let (seen_tx, seen) = watch::channel(Seen::default());
+        let started = Instant::now();
+        let decoded = Arc::new(AtomicU64::new(0));
+        let (pipeline, src) = decoder(seen_tx.clone(), started, Arc::clone(&decoded));
+        let src = Mutex::new(Some(src));
+        pc.on_track(Box::new(move |track, _, _| {
+            if track.codec().capability.mime_type == MIME_TYPE_H264 {
+                if let Some(src) = src.lock().unwrap().take() {
+                    tokio::spawn(receive(track, src));
+                }
+            }
+            Box::pin(async {})
+        }));
+        let replies = seen_tx.clone();
+        control.on_message(Box::new(move |msg| {
+            let v: Value = serde_json::from_slice(&msg.data).unwrap_or(Value::Null);
+            replies.send_modify(|s| s.control.push(v));
+            Box::pin(async {})
+        }));
+
+        let mut url = format!("ws://{addr}/signaling?clientId={client_id}");
+        if let Some(t) = token {
+            url.push_str(&format!("&token={t}"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("signaling connects");
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<String>(64);
+        tokio::spawn(async move {
+            while let Some(text) = out_rx.recv().await {
+                if ws_tx.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let candidates = out_tx.clone();
+        pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+            let candidates = candidates.clone();
+            Box::pin(async move {
+                if let Some(init) = c.and_then(|c| c.to_json().ok()) {
+                    let payload = json!({ "candidate": init.candidate, "sdpMid": init.sdp_mid, "sdpMLineIndex": init.sdp_mline_index });
+                    let _ = candidates.send(message::from_viewer("ICE_CANDIDATE", &payload)).await;
+                }
+            })
+        }));
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer.clone()).await.unwrap();
+        out_tx
+            .send(message::from_viewer(
+                "SDP_OFFER",
+                &json!({ "type": "offer", "sdp": offer.sdp }),
+            ))
+            .await
+            .unwrap();
+        let weak = Arc::downgrade(&pc);
+        let refusals = seen_tx;
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = ws_rx.next().await {
+                let Ok((kind, payload)) = message::viewer_payload(&text) else {
+                    continue;
+                };
+                let Some(pc) = weak.upgrade() else { return };
+                match kind.as_str() {
+                    "SDP_ANSWER" => {
+                        let sdp = payload["sdp"].as_str().unwrap_or_default().to_owned();
+                        pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
+                            .await
+                            .unwrap();
+                    }
+                    "ICE_CANDIDATE" => {
+                        let init: RTCIceCandidateInit = serde_json::from_value(payload).unwrap();
+                        let _ = pc.add_ice_candidate(init).await;
+                    }
+                    _ => {
+                        let reason = payload["description"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        refusals.send_modify(|s| s.refused = Some(reason));
+                    }
+                }
+            }
+        });
+        Viewer {
+            pc,
+            seen,
+            decoded,
+            control,
+            _decoder: pipeline,
+        }
+    }
+
+    /// Waits until `f` holds for what this viewer saw, or `limit` passes.
+    pub async fn wait(&mut self, limit: Duration, f: impl Fn(&Seen) -> bool) -> Seen {
+        let _ = tokio::time::timeout(limit, self.seen.wait_for(|s| f(s))).await;
+        self.seen.borrow().clone()
+    }
+
+    pub fn decoded(&self) -> u64 {
+        self.decoded.load(Ordering::Relaxed)
+    }
+
+    /// Sends a command on the `control` data channel.
+    pub async fn command(&self, body: &str) {
+        self.control.send_text(body.to_owned()).await.unwrap();
+    }
+
+    pub async fn close(self) {
+        let _ = self.pc.close().await;
+    }
+}
