@@ -28,6 +28,7 @@ test: test-deps
 bench: deps
 	cargo bench --locked --bench capture
 	cargo bench --locked --bench recorder
+	cargo bench --locked --bench live
 
 lint: deps
 	cargo fmt --all -- --check

@@ -122,15 +122,8 @@ where
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edgecam: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(f(config)) {
         Ok(code) => code,
@@ -247,15 +240,8 @@ fn run(path: &Path) -> ExitCode {
     {
         tracing::debug!("rustls crypto provider already installed");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edgecam: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,6 +255,15 @@ fn run(path: &Path) -> ExitCode {
             }
         }
     }
+}
+
+/// Builds a tokio runtime, or says why not.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("edgecam: cannot start the async runtime: {e}"))
+        .ok()
 }
 
 fn init_tracing(level: &str) {

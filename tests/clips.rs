@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use edgecam::capture::template;
@@ -12,7 +10,7 @@ use edgecam::media::EncodedFrame;
 use edgecam::recorder::{clip, fmp4, ClipWriter};
 use tokio::time::timeout;
 
-use support::{small_camera, Rig};
+use support::{ffprobe_frames, small_camera, Rig};
 
 async fn capture_frames(n: usize) -> Vec<EncodedFrame> {
     let camera = small_camera("test-pattern", 1.0);
@@ -29,31 +27,6 @@ async fn capture_frames(n: usize) -> Vec<EncodedFrame> {
     }
     rig.stop().await;
     frames
-}
-
-/// Frames ffprobe decodes from `path` (errors fail the test).
-fn ffprobe_frames(path: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed by make test");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "ffprobe: {stderr}"
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

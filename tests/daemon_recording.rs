@@ -171,27 +171,7 @@ fn kill_9_mid_event_loses_at_most_half_a_second() {
     assert_eq!(clip["status"], "recovered", "{clip}");
     assert!(!part.exists());
     let path = d.data().join(clip["path"].as_str().unwrap());
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoded: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let decoded = support::ffprobe_frames(&path) as i64;
     assert_eq!(
         decoded,
         clip["frame_count"].as_i64().unwrap(),

@@ -205,16 +205,7 @@ async fn a_stream_restart_mid_event_continues_in_a_new_clip() {
 }
 
 fn ffprobe_ok(path: &Path) {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-i"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::ffprobe_frames(path);
 }
 
 #[tokio::test]

@@ -118,18 +118,23 @@ pub fn http_post(
     ))
 }
 
-/// Decodes Annex-B access units with GStreamer's H.264 decoder; returns the number of
-/// decoded pictures.
-pub fn decode_count(frames: &[EncodedFrame]) -> usize {
+/// An `appsrc ! h264parse ! avdec_h264 ! appsink` pipeline (not started) for Annex-B
+/// access units; `live` timestamps buffers on arrival.
+pub fn h264_decoder(live: bool) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
     gst::init().unwrap();
-    let pipeline = gst::parse::launch(
-        "appsrc name=src format=time caps=video/x-h264,stream-format=byte-stream,alignment=au \
-         ! h264parse ! avdec_h264 ! appsink name=out sync=false",
-    )
+    let src = if live {
+        "appsrc name=src is-live=true do-timestamp=true"
+    } else {
+        "appsrc name=src"
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "{src} format=time caps=video/x-h264,stream-format=byte-stream,alignment=au \
+         ! h264parse ! avdec_h264 ! appsink name=out sync=false"
+    ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let src = pipeline
+    let appsrc = pipeline
         .by_name("src")
         .unwrap()
         .downcast::<gst_app::AppSrc>()
@@ -139,6 +144,30 @@ pub fn decode_count(frames: &[EncodedFrame]) -> usize {
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
+    (pipeline, appsrc, out)
+}
+
+/// Frames ffprobe decodes from `path`; any decoder message fails the test.
+pub fn ffprobe_frames(path: &Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by make test");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "ffprobe {}: {stderr}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Decodes Annex-B access units with GStreamer's H.264 decoder; returns the number of
+/// decoded pictures.
+pub fn decode_count(frames: &[EncodedFrame]) -> usize {
+    let (pipeline, src, out) = h264_decoder(false);
     pipeline.set_state(gst::State::Playing).unwrap();
     for f in frames {
         let mut buf = gst::Buffer::from_slice(f.data.clone());

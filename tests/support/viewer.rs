@@ -53,25 +53,7 @@ fn decoder(
     started: Instant,
     decoded: Arc<AtomicU64>,
 ) -> (gst::Pipeline, gst_app::AppSrc) {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(
-        "appsrc name=src is-live=true do-timestamp=true format=time \
-         caps=video/x-h264,stream-format=byte-stream,alignment=au \
-         ! h264parse ! avdec_h264 ! appsink name=out sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let (pipeline, src, out) = super::h264_decoder(true);
     out.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {

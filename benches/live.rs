@@ -1,0 +1,179 @@
+//! Live-view benchmarks against the real daemon on loopback; prints a table (run with
+//! `make bench`, or `cargo bench --bench live -- --quick`).
+//!
+//! 1. Time to first frame (viewer's offer sent → first picture decoded by the viewer)
+//!    over N connects, with keyframe intervals of 2 s and 10 s.
+//! 2. Daemon RSS with 0, 1 and 10 viewers, and per extra viewer.
+//! 3. Daemon RSS after the first 10 and after all connect/disconnect cycles (flat?).
+//! 4. Daemon CPU with 0, 1 and 10 viewers.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::daemon::Daemon;
+use support::viewer::Viewer;
+
+/// 720p15 at 2 Mbit/s, like a default camera; loopback host candidates only.
+fn daemon(kis: u32) -> Daemon {
+    Daemon::start_edited(|text| {
+        let text = text
+            .replace("width = 320", "width = 1280")
+            .replace("height = 240", "height = 720")
+            .replace("bitrate_kbps = 500", "bitrate_kbps = 2000")
+            .replace(
+                "keyframe_interval_s = 1",
+                &format!("keyframe_interval_s = {kis}"),
+            );
+        format!("{text}\n[live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n")
+    })
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / 1e6
+}
+
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name "(...)": utime is 14th, stime 15th of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+async fn cpu_ms_per_s(pid: u32, window: Duration) -> f64 {
+    let c0 = cpu_s(pid);
+    tokio::time::sleep(window).await;
+    (cpu_s(pid) - c0) * 1000.0 / window.as_secs_f64()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+async fn ttff(d: &Daemon, n: usize) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut v = Viewer::connect(d.addr, &format!("t{i}"), None).await;
+        let seen = v
+            .wait(Duration::from_secs(10), |s| s.first_frame.is_some())
+            .await;
+        out.push(seen.first_frame.unwrap_or(Duration::from_secs(10)));
+        v.close().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.sort();
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (connects, cycles, window) = if quick {
+        (10, 40, Duration::from_secs(3))
+    } else {
+        (50, 500, Duration::from_secs(10))
+    };
+
+    println!("live view, 720p15 H.264 on loopback");
+    println!("{:<52} {:>22}", "measure", "value");
+    for kis in [2, 10] {
+        let d = daemon(kis);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = ttff(&d, connects).await;
+        println!(
+            "{:<52} {:>9.0} ms p50, {:.0} ms p95, {:.0} ms max",
+            format!("time to first frame, keyframe every {kis} s ({connects} connects)"),
+            pct(&t, 0.5),
+            pct(&t, 0.95),
+            pct(&t, 1.0)
+        );
+    }
+
+    let d = daemon(2);
+    let pid = d.child.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cpu = cpu_ms_per_s(pid, window).await;
+    let rss0 = rss_mb(pid);
+    let mut viewers = vec![Viewer::connect(d.addr, "r0", None).await];
+    viewers[0]
+        .wait(Duration::from_secs(10), |s| s.decoded > 0)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = rss_mb(pid);
+    let cpu1 = cpu_ms_per_s(pid, window).await;
+    for i in 1..10 {
+        viewers.push(Viewer::connect(d.addr, &format!("r{i}"), None).await);
+    }
+    for v in &mut viewers {
+        v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss10 = rss_mb(pid);
+    let cpu10 = cpu_ms_per_s(pid, window).await;
+    for v in viewers {
+        v.close().await;
+    }
+    println!("{:<52} {:>9.1} MB", "daemon RSS, no viewer", rss0);
+    println!("{:<52} {:>9.1} MB", "daemon RSS, 1 viewer", rss1);
+    println!("{:<52} {:>9.1} MB", "daemon RSS, 10 viewers", rss10);
+    println!(
+        "{:<52} {:>9.2} MB",
+        "RSS per extra viewer ((10 - 1) / 9)",
+        (rss10 - rss1) / 9.0
+    );
+    println!(
+        "{:<52} {:>9.1} ms/s ({:.1}% of a core)",
+        "daemon CPU, no viewer (incl. x264 encode)",
+        idle_cpu,
+        idle_cpu / 10.0
+    );
+    println!(
+        "{:<52} {:>9.1} ms/s ({:.1}% of a core)",
+        "daemon CPU, 1 viewer",
+        cpu1,
+        cpu1 / 10.0
+    );
+    println!(
+        "{:<52} {:>9.1} ms/s ({:.1}% of a core)",
+        "daemon CPU, 10 viewers",
+        cpu10,
+        cpu10 / 10.0
+    );
+
+    let start = Instant::now();
+    let mut after10 = 0.0;
+    for i in 0..cycles {
+        let mut v = Viewer::connect(d.addr, &format!("c{}", i % 20), None).await;
+        v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
+        v.close().await;
+        if i == 9 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            after10 = rss_mb(pid);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_all = rss_mb(pid);
+    println!(
+        "{:<52} {:>9.1} MB",
+        "daemon RSS after 10 connect/disconnect cycles", after10
+    );
+    println!(
+        "{:<52} {:>9.1} MB ({:+.1} MB, {:.0} s)",
+        format!("daemon RSS after {cycles} cycles"),
+        after_all,
+        after_all - after10,
+        start.elapsed().as_secs_f64()
+    );
+}
