@@ -85,6 +85,11 @@ async fn main() {
     } else {
         (50, 500, Duration::from_secs(10))
     };
+    // A cycle takes about 2 s (the viewer's close waits on webrtc-rs); allow fewer.
+    let cycles: usize = std::env::var("EDGECAM_BENCH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cycles);
 
     println!("live view, 720p15 H.264 on loopback");
     println!("{:<52} {:>22}", "measure", "value");

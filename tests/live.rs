@@ -214,3 +214,30 @@ async fn bad_signaling_is_ignored_and_viewers_keep_watching() {
     assert!(v.decoded() > before, "the good viewer keeps watching");
     assert_eq!(http_get(d.addr, "/healthz").unwrap().0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_leaves_frees_its_place_at_once() {
+    // Reloading the page 15 times in a row must never hit the 10-viewer limit.
+    let d = daemon(2, None);
+    for i in 0..15 {
+        let mut v = Viewer::connect(d.addr, &format!("reload-{i}"), None).await;
+        let seen = v
+            .wait(Duration::from_secs(10), |s| {
+                s.decoded >= 1 || s.refused.is_some()
+            })
+            .await;
+        assert!(
+            seen.refused.is_none(),
+            "connect {i} refused: {:?}",
+            seen.refused
+        );
+        assert!(seen.decoded >= 1, "connect {i} got no video");
+        v.close().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        viewers_metric(&d),
+        0.0,
+        "every session that said goodbye is gone"
+    );
+}

@@ -21,7 +21,7 @@ use super::LiveDeps;
 pub const EARLY_CANDIDATE_TTL: Duration = Duration::from_secs(20);
 const EARLY_CANDIDATES_PER_CLIENT: usize = 64;
 /// A disconnected session that has not come back after this long is freed.
-pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(10);
+pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
 /// A session that never connects (the viewer vanished after its offer) is freed after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const INBOUND_QUEUE: usize = 256;
@@ -241,6 +241,10 @@ impl Master {
                 }
             }
             SessionEvent::FirstFrame(_) => {}
+            SessionEvent::Goodbye => {
+                info!(client = %client, "viewer closed its control channel");
+                self.remove(&client).await;
+            }
         }
     }
 

@@ -128,6 +128,13 @@ pub fn api(addresses: &[IpAddr]) -> Result<Arc<API>, LiveError> {
     // arrives before its trickled candidate), which is most of the first-frame budget.
     settings.set_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
     settings.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+    // A viewer that vanished (phone left Wi-Fi) is noticed within ~3 s, so its place
+    // among the 10 comes back quickly; keep-alives every second make that reliable.
+    settings.set_ice_timeouts(
+        Some(std::time::Duration::from_secs(3)),
+        Some(std::time::Duration::from_secs(10)),
+        Some(std::time::Duration::from_secs(1)),
+    );
     if !addresses.is_empty() {
         // Pinned addresses (tests, multi-homed cameras): no mDNS socket on 0.0.0.0:5353
         // either; viewers must then send plain IP candidates.

@@ -41,6 +41,9 @@ pub enum SessionEvent {
     State(RTCPeerConnectionState),
     /// The first keyframe went out, this long after the offer arrived.
     FirstFrame(Duration),
+    /// The viewer closed its `control` channel: it is leaving (webrtc-rs reports a
+    /// remote close only as a later ICE disconnect).
+    Goodbye,
 }
 
 /// Events tagged with the session's serial, so a replaced session's are ignored.
@@ -150,6 +153,7 @@ fn wire_callbacks(
     deps: LiveDeps,
 ) {
     let ev = events.clone();
+    let events_for_close = events.clone();
     pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
         let ev = ev.clone();
         Box::pin(async move {
@@ -178,10 +182,17 @@ fn wire_callbacks(
     }));
     pc.on_data_channel(Box::new(move |dc: Arc<RTCDataChannel>| {
         let deps = deps.clone();
+        let ev = events_for_close.clone();
         Box::pin(async move {
             if dc.label() != "control" {
                 return;
             }
+            dc.on_close(Box::new(move || {
+                let ev = ev.clone();
+                Box::pin(async move {
+                    let _ = ev.send((serial, SessionEvent::Goodbye)).await;
+                })
+            }));
             let weak: Weak<RTCDataChannel> = Arc::downgrade(&dc);
             dc.on_message(Box::new(move |msg: DataChannelMessage| {
                 let (weak, deps) = (weak.clone(), deps.clone());
