@@ -243,7 +243,10 @@ fn run(path: &Path) -> ExitCode {
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
-    match runtime.block_on(daemon::run(config)) {
+    let result = runtime.block_on(daemon::run(config));
+    // Do not wait on blocking work left behind (a clip's fsync): it is recovered later.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, config = %path.display(), "edgecam cannot run");

@@ -28,6 +28,8 @@ const COMMAND_QUEUE: usize = 16;
 /// A clip past its end time with no newer frame is finished after this long anyway.
 const END_GRACE: Duration = Duration::from_secs(2);
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// How long shutdown waits for open clips to be finished and synced.
+const SHUTDOWN_FINISH_BUDGET: Duration = Duration::from_millis(1200);
 const DETECT_SETTING: &str = "detect";
 
 /// What the recorder needs to know.
@@ -202,7 +204,16 @@ impl Recorder {
         for clip in std::mem::take(&mut self.open) {
             self.finish(clip);
         }
-        while self.finishing.join_next().await.is_some() {}
+        // Finishing ends with an fsync, which a busy disk can stretch to seconds. Past
+        // the budget, exit anyway: an unfinished clip stays `.part` and the next start
+        // recovers it.
+        let all = async { while self.finishing.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_FINISH_BUDGET, all)
+            .await
+            .is_err()
+        {
+            warn!("clips still finishing at shutdown; they will be recovered at the next start");
+        }
         info!("recorder stopped");
     }
 
