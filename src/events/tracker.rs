@@ -294,7 +294,7 @@ impl<I: IdSource> Tracker<I> {
             let end = o.active_until + dur(s.post_roll);
             let cut = clip.from + dur(s.max_clip);
             if now >= end {
-                let clip = o.clip.take().expect("checked above");
+                let Some(clip) = o.clip.take() else { return };
                 out.push(Action::EndClip {
                     clip_id: clip.id,
                     until: end,
@@ -303,7 +303,7 @@ impl<I: IdSource> Tracker<I> {
                 o.last_clip_end = Some(end);
                 o.linger_until = Some(end + dur(s.min_gap));
             } else if now >= cut {
-                let clip = o.clip.take().expect("checked above");
+                let Some(clip) = o.clip.take() else { return };
                 out.push(Action::EndClip {
                     clip_id: clip.id,
                     until: cut,

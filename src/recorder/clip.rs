@@ -161,8 +161,7 @@ impl ClipWriter {
             return Ok(()); // a duplicate or out-of-order frame would stall the muxer
         }
         let mut buffer = gst::Buffer::from_slice(frame.data.clone());
-        {
-            let b = buffer.get_mut().expect("new buffer is writable");
+        if let Some(b) = buffer.get_mut() {
             let t = gst::ClockTime::from_nseconds(pts.as_nanos() as u64);
             b.set_pts(t);
             b.set_dts(t);
