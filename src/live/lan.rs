@@ -56,7 +56,10 @@ pub fn spawn(
     let task = tokio::spawn(async move {
         let mut sockets: HashMap<String, (u64, mpsc::Sender<String>)> = HashMap::new();
         loop {
+            // Biased: a socket registers before its offer reaches the master, so handling
+            // commands first guarantees the answer finds the socket.
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 Some(cmd) = commands.recv() => match cmd {
                     RouterCmd::Register { client, conn, tx } => { sockets.insert(client, (conn, tx)); }
