@@ -159,14 +159,25 @@ async fn main() {
 
     let start = Instant::now();
     let mut after10 = 0.0;
+    // webrtc-rs takes ~2 s to close a viewer's peer connection; the daemon frees the
+    // session as soon as the control channel closes, so let closes overlap (a few at once).
+    let mut closing = std::collections::VecDeque::new();
     for i in 0..cycles {
         let mut v = Viewer::connect(d.addr, &format!("c{}", i % 20), None).await;
         v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
-        v.close().await;
+        closing.push_back(tokio::spawn(v.close()));
+        if closing.len() > 4 {
+            if let Some(c) = closing.pop_front() {
+                let _ = c.await;
+            }
+        }
         if i == 9 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             after10 = rss_mb(pid);
         }
+    }
+    for c in closing {
+        let _ = c.await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_all = rss_mb(pid);

@@ -131,7 +131,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         recorder: recorder.clone(),
         metrics: metrics.live.clone(),
     };
-    let live_parts = live::start(&config.live, &config.web.token, live_deps, &live_stop)?;
+    let live_parts = live::start(&config, live_deps, &live_stop).await?;
     let retention_task = retention::spawn(
         index.clone(),
         data_dir.clone(),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod index;
+pub mod kvs;
 pub mod live;
 pub mod media;
 pub mod metrics;

@@ -4,6 +4,7 @@
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
@@ -26,7 +27,14 @@ pub struct LiveMetrics {
     /// Offer received → first keyframe sent, seconds.
     pub ttff: Histogram,
     pub viewer_frames_dropped: Counter,
+    /// Signaling reconnects by reason (`go_away`, `dropped`, …).
+    pub signaling_reconnects: Family<Label, Counter>,
+    /// Connected viewers by the type of the selected local candidate (host, srflx, relay…).
+    pub candidate_types: Family<Label, Counter>,
 }
+
+/// One label: a name and a value known at compile time.
+pub type Label = [(&'static str, &'static str); 1];
 
 impl Default for LiveMetrics {
     fn default() -> Self {
@@ -35,6 +43,8 @@ impl Default for LiveMetrics {
             viewers: Gauge::default(),
             ttff: Histogram::new(buckets),
             viewer_frames_dropped: Counter::default(),
+            signaling_reconnects: Family::default(),
+            candidate_types: Family::default(),
         }
     }
 }
@@ -82,6 +92,16 @@ impl Metrics {
             "edgecam_viewer_frames_dropped",
             "Frames viewers lost because they fell behind",
             live.viewer_frames_dropped.clone(),
+        );
+        registry.register(
+            "edgecam_signaling_reconnects",
+            "Signaling connections re-made, by reason",
+            live.signaling_reconnects.clone(),
+        );
+        registry.register(
+            "edgecam_viewer_candidates",
+            "Viewer connections by the type of the selected local ICE candidate",
+            live.candidate_types.clone(),
         );
         Self {
             registry,

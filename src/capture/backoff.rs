@@ -28,6 +28,15 @@ impl Backoff {
         window.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }
 
+    /// Like `next_delay` but over the whole window ("full jitter"): many clients that
+    /// lost the same service spread their retries as widely as possible.
+    pub fn next_delay_full(&mut self, jitter: f64) -> Duration {
+        let factor = 2u32.saturating_pow(self.attempt.min(20));
+        let window = self.initial.saturating_mul(factor).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        window.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+
     /// Failed attempts since the last reset.
     pub fn attempts(&self) -> u32 {
         self.attempt
@@ -52,6 +61,9 @@ mod tests {
             [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
         );
         assert_eq!(b.attempts(), 9);
+        b.reset();
+        let full: Vec<_> = (0..3).map(|_| b.next_delay_full(0.5).as_millis()).collect();
+        assert_eq!(full, [250, 500, 1000], "full jitter spans the window");
         b.reset();
         assert_eq!(
             b.next_delay(0.0),

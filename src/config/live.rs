@@ -18,6 +18,8 @@ pub struct Live {
     /// Addresses to offer ICE host candidates on; empty means every non-loopback
     /// address. Default empty.
     pub ice_addresses: Vec<IpAddr>,
+    /// KVS signaling channel (created when missing). Default empty: the aws.thing_name.
+    pub channel_name: String,
 }
 
 impl Default for Live {
@@ -27,11 +29,17 @@ impl Default for Live {
             signaling: "lan".into(),
             max_viewers: 10,
             ice_addresses: Vec::new(),
+            channel_name: String::new(),
         }
     }
 }
 
 impl Live {
+    /// The configured channel name, if any (else the thing name is used).
+    pub fn channel(&self) -> Option<&str> {
+        Some(self.channel_name.as_str()).filter(|n| !n.is_empty())
+    }
+
     pub(super) fn validate(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
         if !matches!(self.signaling.as_str(), "lan" | "kvs") {
             bad(
@@ -40,11 +48,16 @@ impl Live {
                 format!("must be \"lan\" or \"kvs\", got {:?}", self.signaling),
             );
         }
-        if self.signaling == "kvs" && self.enabled {
+        let name_ok = self.channel_name.len() <= 256
+            && self
+                .channel_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !name_ok {
             bad(
                 "live",
-                "signaling",
-                "KVS signaling is not available in this version yet; use \"lan\"".into(),
+                "channel_name",
+                "must be 1-256 letters, digits, '_', '.' or '-'".into(),
             );
         }
         if !(1..=10).contains(&self.max_viewers) {

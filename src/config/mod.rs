@@ -3,6 +3,7 @@
 //! Loading is strict (`deny_unknown_fields`): a typo is an error, not a silently ignored
 //! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
 
+mod aws;
 mod live;
 mod load;
 mod recording;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use aws::Aws;
 pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};
 pub use recording::{Events, Motion, Storage};
@@ -25,6 +27,7 @@ pub struct Config {
     pub motion: Motion,
     pub storage: Storage,
     pub live: Live,
+    pub aws: Aws,
     pub web: Web,
     pub log: Log,
 }
@@ -232,6 +235,18 @@ impl Config {
         self.motion.validate(&mut bad);
         self.storage.validate(&mut bad);
         self.live.validate(&mut bad);
+        self.aws.validate(&mut bad);
+        if self.live.enabled
+            && self.live.signaling == "kvs"
+            && self.live.channel().is_none()
+            && self.aws.thing_name.is_empty()
+        {
+            bad(
+                "live",
+                "channel_name",
+                "KVS signaling needs a channel: set live.channel_name or aws.thing_name".into(),
+            );
+        }
         if self.web.listen_addr().is_none() {
             bad(
                 "web",
@@ -260,6 +275,25 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Config::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn kvs_signaling_needs_a_channel_and_sane_aws_settings() {
+        let mut c = Config::default();
+        c.live.signaling = "kvs".into();
+        let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["channel_name"]);
+        c.aws.thing_name = "cam-1".into();
+        assert_eq!(c.validate(), vec![]);
+        c.live.channel_name = "bad name/with slash".into();
+        c.aws.region = "EU West".into();
+        c.aws.credentials = "magic".into();
+        c.aws.endpoint_url = Some("ftp://x".into());
+        let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            ["channel_name", "region", "credentials", "endpoint_url"]
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ struct Entry {
 
 struct Master {
     api: Arc<API>,
-    ice: RTCConfiguration,
+    ice: watch::Receiver<RTCConfiguration>,
     max_viewers: usize,
     deps: LiveDeps,
     outbound: mpsc::Sender<Outbound>,
@@ -55,10 +55,11 @@ struct Master {
     viewers: watch::Sender<usize>,
 }
 
-/// Starts the master; answers and candidates go out on `outbound`.
+/// Starts the master; answers and candidates go out on `outbound`. New sessions use the
+/// latest ICE servers in `ice`.
 pub fn spawn(
     api: Arc<API>,
-    ice: RTCConfiguration,
+    ice: watch::Receiver<RTCConfiguration>,
     max_viewers: usize,
     deps: LiveDeps,
     outbound: mpsc::Sender<Outbound>,
@@ -151,9 +152,10 @@ impl Master {
         }
         self.serial += 1;
         let span = info_span!("viewer", client = %from, serial = self.serial);
+        let ice = self.ice.borrow().clone();
         let created = Session::answer(
             &self.api,
-            self.ice.clone(),
+            ice,
             &from,
             self.serial,
             sdp,
@@ -233,8 +235,19 @@ impl Master {
                     }
                     State::Connected => {
                         if let Some(e) = self.sessions.get_mut(&client) {
+                            let first = !e.connected;
                             e.connected = true;
                             e.disconnected_since = None;
+                            if first {
+                                let kind = e.session.local_candidate_type().await;
+                                let kind = kind.unwrap_or("unknown");
+                                info!(client = %client, candidate = kind, "viewer connected");
+                                self.deps
+                                    .metrics
+                                    .candidate_types
+                                    .get_or_create(&[("type", kind)])
+                                    .inc();
+                            }
                         }
                     }
                     _ => {}

@@ -1,7 +1,9 @@
 //! Live view: a WebRTC master serving up to `max_viewers` viewers, found through LAN
-//! signaling (a WebSocket on the local HTTP server) or, later, KVS signaling. All
-//! webrtc-rs use is inside this module.
+//! signaling (a WebSocket on the local HTTP server) or KVS signaling. Both transports
+//! speak the same messages (`message`) to the same master over two channels: `Inbound`
+//! into the master, `Outbound` out of it. All webrtc-rs use is inside this module.
 
+pub mod kvs;
 pub mod lan;
 pub mod master;
 pub mod message;
@@ -41,12 +43,12 @@ pub struct LiveParts {
 }
 
 /// Starts the master and its signaling transport (nothing when live view is off).
-pub fn start(
-    cfg: &crate::config::Live,
-    token: &str,
+pub async fn start(
+    config: &crate::config::Config,
     deps: LiveDeps,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<LiveParts, LiveError> {
+    let cfg = &config.live;
     if !cfg.enabled {
         return Ok(LiveParts {
             lan: None,
@@ -56,11 +58,31 @@ pub fn start(
     }
     let api = api(&cfg.ice_addresses)?;
     let (outbound, outbound_rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
-    let ice = webrtc::peer_connection::configuration::RTCConfiguration::default();
+    let (ice_tx, ice) = tokio::sync::watch::channel(Default::default());
+    let metrics = deps.metrics.clone();
     let (master, master_task) =
         master::spawn(api, ice, cfg.max_viewers, deps, outbound, stop.clone());
+    if cfg.signaling == "kvs" {
+        let channel_name = cfg
+            .channel()
+            .unwrap_or(config.aws.thing_name.as_str())
+            .to_owned();
+        let transport = kvs::KvsSignaling {
+            aws: crate::kvs::Aws::from_config(&config.aws).await,
+            channel_name,
+            master: master.inbound.clone(),
+            outbound: outbound_rx,
+            ice: ice_tx,
+            metrics,
+        };
+        return Ok(LiveParts {
+            lan: None,
+            viewers: master.viewers.clone(),
+            tasks: vec![master_task, kvs::spawn(transport, stop.clone())],
+        });
+    }
     let (lan, router_task) = lan::spawn(
-        Some(token.to_owned()),
+        Some(config.web.token.clone()),
         master.inbound.clone(),
         outbound_rx,
         stop.clone(),

@@ -134,6 +134,26 @@ impl Session {
         Ok(())
     }
 
+    /// The type of the local candidate of the selected pair ("host", "srflx", "prflx",
+    /// "relay"), once connected.
+    pub async fn local_candidate_type(&self) -> Option<&'static str> {
+        use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType as T;
+        let pair = self
+            .pc
+            .sctp()
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await?;
+        Some(match pair.local.typ {
+            T::Host => "host",
+            T::Srflx => "srflx",
+            T::Prflx => "prflx",
+            T::Relay => "relay",
+            T::Unspecified => "unspecified",
+        })
+    }
+
     /// Stops the pump and closes the peer connection.
     pub async fn close(self) {
         self.stop.cancel();

@@ -35,6 +35,7 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -49,15 +50,25 @@ impl Daemon {
 
     /// Starts with the test config rewritten by `edit`.
     pub fn start_edited(edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_env(&[], edit)
+    }
+
+    /// Starts with extra environment variables and the test config rewritten by `edit`.
+    pub fn start_env(env: &[(&str, &str)], edit: impl FnOnce(String) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let text = edit(daemon_config(dir.path(), port));
         let config = write_file(dir.path(), "edgecam.toml", &text);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = Self {
-            child: spawn(&config),
+            child: spawn(&config, &env),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             config,
             dir,
+            env,
         };
         d.wait_healthy();
         d
@@ -66,7 +77,7 @@ impl Daemon {
     /// Starts the daemon again on the same config and data (after a kill).
     pub fn restart(&mut self) {
         let _ = self.child.wait();
-        self.child = spawn(&self.config);
+        self.child = spawn(&self.config, &self.env);
         self.wait_healthy();
     }
 
@@ -108,9 +119,10 @@ impl Daemon {
     }
 }
 
-fn spawn(config: &Path) -> Child {
+fn spawn(config: &Path, env: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .args(["run", "--config", config.to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "RUST_LOG",
             std::env::var("EDGECAM_TEST_LOG").unwrap_or_else(|_| "edgecam=debug,info".into()),

@@ -3,6 +3,9 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod kvs_fake;
+pub mod pki;
+pub mod sigv4;
 pub mod viewer;
 
 use std::io::{Read, Write};

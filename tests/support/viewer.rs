@@ -91,6 +91,16 @@ async fn receive(track: Arc<TrackRemote>, src: gst_app::AppSrc) {
 impl Viewer {
     /// Connects to the daemon at `addr` as `client_id` (`token` for `?token=`).
     pub async fn connect(addr: SocketAddr, client_id: &str, token: Option<&str>) -> Viewer {
+        let mut url = format!("ws://{addr}/signaling?clientId={client_id}");
+        if let Some(t) = token {
+            url.push_str(&format!("&token={t}"));
+        }
+        Self::connect_url(&url).await
+    }
+
+    /// Connects through any signaling WebSocket that speaks the LAN viewer messages
+    /// (the daemon's `/signaling`, or the fake KVS service's viewer side).
+    pub async fn connect_url(url: &str) -> Viewer {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
         let pc = Arc::new(
@@ -128,10 +138,6 @@ impl Viewer {
             Box::pin(async {})
         }));
 
-        let mut url = format!("ws://{addr}/signaling?clientId={client_id}");
-        if let Some(t) = token {
-            url.push_str(&format!("&token={t}"));
-        }
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("signaling connects");
