@@ -90,6 +90,7 @@ fn main() {
             snapshot: outputs.snapshot.subscribe(),
             index: index.clone(),
             data_dir: dir.path().to_owned(),
+            events: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -23,6 +23,7 @@ testing=(
   procps
   ffmpeg
   chromium
+  mosquitto
 )
 
 sudo=""

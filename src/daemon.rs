@@ -16,6 +16,7 @@ use crate::index::{Index, IndexError, INDEX_FILE};
 use crate::live;
 use crate::media::{AnalysisBus, FrameBus};
 use crate::metrics::Metrics;
+use crate::mqtt;
 use crate::recorder::{self, recovery, retention, RecorderConfig, RecorderDeps};
 use crate::web::{self, WebState};
 
@@ -43,6 +44,8 @@ pub enum DaemonError {
     Index(#[from] IndexError),
     #[error("live view: {0}")]
     Live(#[from] live::LiveError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::tls::TlsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -50,7 +53,7 @@ pub enum DaemonError {
 impl DaemonError {
     /// True when the configuration (or pipeline file) must be fixed: exit code 78.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Capture(e) if !e.is_retryable())
+        matches!(self, Self::Capture(e) if !e.is_retryable()) || matches!(self, Self::Mqtt(_))
     }
 }
 
@@ -64,6 +67,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let spec = capture::template::load(&config.camera)?;
     capture::check(&spec)?;
+    let mqtt_settings = mqtt::settings(&config)?;
+    let mqtt_wake = Arc::new(tokio::sync::Notify::new());
+    let events_out = mqtt_settings.as_ref().map(|s| {
+        mqtt::EventPublisher::new(
+            s.topics.clone(),
+            s.client_id.clone(),
+            s.outbox_max,
+            Arc::clone(&mqtt_wake),
+        )
+    });
 
     let frames = FrameBus::new("frames");
     let analysis = AnalysisBus::new("analysis");
@@ -108,7 +121,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         snapshot: outputs.snapshot.subscribe(),
         index: index.clone(),
         data_dir: data_dir.clone(),
+        events: events_out,
     };
+    // Events a crash cut short still owe their `end` message.
+    if let Some(out) = &recorder_deps.events {
+        for id in index.events_owing_an_end().await.unwrap_or_default() {
+            out.queue_end(&index, &id).await;
+        }
+    }
     // The recorder subscribes before capture starts, so it sees the first keyframe.
     let (recorder, recorder_task) =
         recorder::spawn(recorder_cfg, recorder_deps, recorder_stop.clone()).await;
@@ -139,6 +159,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         retention::INTERVAL,
         retention_stop.clone(),
     );
+    let mqtt_stop = CancellationToken::new();
+    let mqtt_task = mqtt_settings.map(|settings| {
+        let deps = mqtt::MqttDeps {
+            index: index.clone(),
+            recorder: recorder.clone(),
+            snapshot: outputs.snapshot.subscribe(),
+            viewers: live_parts.viewers.clone(),
+            metrics: metrics.mqtt.clone(),
+            wake: Arc::clone(&mqtt_wake),
+        };
+        mqtt::spawn(settings, deps, mqtt_stop.clone())
+    });
     let web_state = WebState {
         metrics,
         heartbeat,
@@ -185,6 +217,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = web_task.await;
         recorder_stop.cancel();
         let _ = recorder_task.await;
+        // After the recorder: the end messages of the clips it just finished are queued.
+        mqtt_stop.cancel();
+        if let Some(t) = mqtt_task {
+            let _ = t.await;
+        }
         live_stop.cancel();
         for t in live_parts.tasks {
             let _ = t.await;

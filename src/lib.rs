@@ -11,6 +11,7 @@ pub mod kvs;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod mqtt;
 pub mod recorder;
 pub mod web;
 

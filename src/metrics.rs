@@ -49,12 +49,24 @@ impl Default for LiveMetrics {
     }
 }
 
+/// MQTT metrics. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct MqttMetrics {
+    /// Messages waiting in the outbox.
+    pub outbox_depth: Gauge,
+    /// Outbox messages the broker acknowledged.
+    pub published: Counter,
+    /// 1 while connected to the broker.
+    pub connected: Gauge,
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub capture: CaptureCounters,
     pub live: LiveMetrics,
+    pub mqtt: MqttMetrics,
 }
 
 impl Metrics {
@@ -103,10 +115,27 @@ impl Metrics {
             "Viewer connections by the type of the selected local ICE candidate",
             live.candidate_types.clone(),
         );
+        let mqtt = MqttMetrics::default();
+        registry.register(
+            "edgecam_mqtt_outbox_depth",
+            "MQTT messages written but not yet acknowledged by the broker",
+            mqtt.outbox_depth.clone(),
+        );
+        registry.register(
+            "edgecam_mqtt_published",
+            "MQTT event and state messages acknowledged by the broker",
+            mqtt.published.clone(),
+        );
+        registry.register(
+            "edgecam_mqtt_connected",
+            "1 while the MQTT session is connected",
+            mqtt.connected.clone(),
+        );
         Self {
             registry,
             capture,
             live,
+            mqtt,
         }
     }
 

@@ -154,6 +154,7 @@ async fn start_recorder(
         snapshot: tokio::sync::watch::channel(None).1,
         index: index.clone(),
         data_dir: data.to_owned(),
+        events: None,
     };
     recorder::spawn(cfg, deps, stop.clone()).await
 }

@@ -6,6 +6,7 @@
 mod aws;
 mod live;
 mod load;
+mod mqtt;
 mod recording;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use aws::Aws;
 pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};
+pub use mqtt::Mqtt;
 pub use recording::{Events, Motion, Storage};
 
 /// The whole configuration file.
@@ -28,6 +30,7 @@ pub struct Config {
     pub storage: Storage,
     pub live: Live,
     pub aws: Aws,
+    pub mqtt: Mqtt,
     pub web: Web,
     pub log: Log,
 }
@@ -236,6 +239,7 @@ impl Config {
         self.storage.validate(&mut bad);
         self.live.validate(&mut bad);
         self.aws.validate(&mut bad);
+        self.mqtt.validate(&self.aws.thing_name, &mut bad);
         if self.live.enabled
             && self.live.signaling == "kvs"
             && self.live.channel().is_none()

@@ -36,6 +36,19 @@ impl TriggerKind {
             Self::Cli => "cli",
         }
     }
+
+    /// The inverse of `as_str`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Motion,
+            Self::Http,
+            Self::Mqtt,
+            Self::DataChannel,
+            Self::Cli,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// Something that starts or extends an event.

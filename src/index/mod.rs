@@ -12,6 +12,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::events::EventInfo;
 
+mod outbox;
+pub use outbox::{NewMessage, OutboxRow};
+
 /// File name of the index inside `storage.data_dir`.
 pub const INDEX_FILE: &str = "index.sqlite3";
 
@@ -153,24 +156,9 @@ impl Index {
     }
 
     pub async fn upsert_event(&self, e: &EventInfo) -> Result<(), IndexError> {
-        sqlx::query(
-            "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (id) DO UPDATE SET label = ?2, score = ?4, ended_at = ?6, status = ?7",
-        )
-        .bind(&e.id)
-        .bind(&e.label)
-        .bind(e.trigger.as_str())
-        .bind(f64::from(e.score))
-        .bind(ms(e.started_at))
-        .bind(e.ended_at.map(ms))
-        .bind(if e.ended_at.is_some() {
-            "ended"
-        } else {
-            "open"
-        })
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        upsert_event_in(&mut tx, e).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -364,3 +352,28 @@ fn clip_row(r: &sqlx::sqlite::SqliteRow) -> ClipRow {
 
 #[cfg(test)]
 mod tests;
+
+async fn upsert_event_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    e: &EventInfo,
+) -> Result<(), IndexError> {
+    sqlx::query(
+        "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (id) DO UPDATE SET label = ?2, score = ?4, ended_at = ?6, status = ?7",
+    )
+    .bind(&e.id)
+    .bind(&e.label)
+    .bind(e.trigger.as_str())
+    .bind(f64::from(e.score))
+    .bind(ms(e.started_at))
+    .bind(e.ended_at.map(ms))
+    .bind(if e.ended_at.is_some() {
+        "ended"
+    } else {
+        "open"
+    })
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

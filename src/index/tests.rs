@@ -68,6 +68,22 @@ async fn migrations_give_the_expected_schema() {
                 "started_at",
                 "ended_at",
                 "status",
+                "start_queued",
+                "end_queued",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "mqtt_outbox".into(),
+            [
+                "seq",
+                "topic",
+                "payload",
+                "retain",
+                "kind",
+                "event_id",
+                "created_at",
             ]
             .map(String::from)
             .to_vec(),
@@ -91,7 +107,7 @@ async fn reopening_is_idempotent() {
     let path = dir.path().join(INDEX_FILE);
     Index::open(&path).await.unwrap().close().await;
     let again = Index::open(&path).await.unwrap();
-    assert_eq!(schema(&again).await.len(), 3);
+    assert_eq!(schema(&again).await.len(), 4);
     again.set_setting("detect", "off").await.unwrap();
     again.set_setting("detect", "on").await.unwrap();
     assert_eq!(
@@ -208,4 +224,122 @@ async fn open_events_are_closed_at_their_last_clip() {
         .await
         .unwrap();
     assert_eq!(ended, ms(t0) + 7000);
+}
+
+fn message(kind: &'static str, n: u32) -> NewMessage {
+    NewMessage {
+        topic: "edgecam/cam/events".into(),
+        payload: format!("{kind}-{n}").into_bytes(),
+        retain: false,
+        kind,
+        event_id: Some(format!("e{n}")),
+    }
+}
+
+async fn outbox_payloads(index: &Index) -> Vec<String> {
+    index
+        .outbox_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.payload).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_outbox_drops_old_updates_never_starts_or_ends() {
+    let (_dir, index) = temp_index().await;
+    let max = 4;
+    index.queue(&message("start", 1), max).await.unwrap();
+    index.queue(&message("update", 2), max).await.unwrap();
+    index.queue(&message("update", 3), max).await.unwrap();
+    index.queue(&message("end", 4), max).await.unwrap();
+    index.queue(&message("start", 5), max).await.unwrap();
+    assert_eq!(
+        outbox_payloads(&index).await,
+        ["start-1", "update-3", "end-4", "start-5"],
+        "the oldest update went first"
+    );
+    index.queue(&message("start", 6), max).await.unwrap();
+    index.queue(&message("end", 7), max).await.unwrap();
+    assert_eq!(
+        outbox_payloads(&index).await,
+        ["start-1", "end-4", "start-5", "start-6", "end-7"],
+        "starts and ends are kept even over the bound"
+    );
+    // Only the newest state is worth sending.
+    index.queue(&message("state", 8), 100).await.unwrap();
+    index.queue(&message("state", 9), 100).await.unwrap();
+    let all = outbox_payloads(&index).await;
+    assert_eq!(all.iter().filter(|p| p.starts_with("state")).count(), 1);
+    assert_eq!(all.last().unwrap(), "state-9");
+    // Acknowledged messages go; the order of the rest is kept.
+    let first = index.outbox_after(0, 1).await.unwrap().remove(0);
+    index.outbox_delete(first.seq).await.unwrap();
+    assert_eq!(outbox_payloads(&index).await[0], "end-4");
+    assert_eq!(index.outbox_depth().await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn the_end_message_is_queued_once_after_the_last_clip() {
+    let (_dir, index) = temp_index().await;
+    let t0 = time(1_800_000_000_000);
+    let mut e = event("ev1", t0);
+    index.upsert_event(&e).await.unwrap();
+    index
+        .insert_clip("c1", "ev1", "clips/c1.mp4", t0, t0)
+        .await
+        .unwrap();
+    let build = |e: &EventInfo, clips: &[crate::mqtt::payload::ClipFacts]| NewMessage {
+        topic: "t".into(),
+        payload: format!("{}:{}", e.id, clips.len()).into_bytes(),
+        retain: false,
+        kind: "end",
+        event_id: Some(e.id.clone()),
+    };
+    assert!(
+        !index.queue_end_once("ev1", 100, build).await.unwrap(),
+        "event still open"
+    );
+    e.ended_at = Some(t0 + chrono::Duration::seconds(5));
+    index.upsert_event(&e).await.unwrap();
+    assert!(
+        !index.queue_end_once("ev1", 100, build).await.unwrap(),
+        "clip still recording"
+    );
+    index
+        .set_clip_status("c1", ClipStatus::Complete)
+        .await
+        .unwrap();
+    assert!(index.queue_end_once("ev1", 100, build).await.unwrap());
+    assert!(
+        !index.queue_end_once("ev1", 100, build).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(outbox_payloads(&index).await, ["ev1:1"]);
+}
+
+#[tokio::test]
+async fn an_event_cut_short_still_owes_its_end() {
+    let (_dir, index) = temp_index().await;
+    let t0 = time(1_800_000_000_000);
+    let mut e = event("ev2", t0);
+    index
+        .upsert_event_and_queue(&e, Some(&message("start", 1)), 100)
+        .await
+        .unwrap();
+    assert!(
+        index.events_owing_an_end().await.unwrap().is_empty(),
+        "still open"
+    );
+    // A crash: recovery closes the event.
+    e.ended_at = Some(t0);
+    index.upsert_event(&e).await.unwrap();
+    assert_eq!(index.events_owing_an_end().await.unwrap(), ["ev2"]);
+    let build = |e: &EventInfo, _: &[crate::mqtt::payload::ClipFacts]| NewMessage {
+        kind: "end",
+        ..message("end", e.id.len() as u32)
+    };
+    assert!(index.queue_end_once("ev2", 100, build).await.unwrap());
+    assert!(index.events_owing_an_end().await.unwrap().is_empty());
 }

@@ -15,11 +15,13 @@ use super::clip::{ClipError, ClipWriter};
 use super::{recovery, PreRoll};
 use crate::commands::{Command, Record};
 use crate::events::{
-    Action, IdSource, Input, MotionDetector, MotionSettings, Tracker, TrackerSettings, Trigger,
-    TriggerKind, UlidIds,
+    Action, EventInfo, IdSource, Input, MotionDetector, MotionSettings, Tracker, TrackerSettings,
+    Trigger, TriggerKind, UlidIds,
 };
 use crate::index::{ClipStatus, Index};
 use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot, Subscription};
+use crate::mqtt::payload::EventKind;
+use crate::mqtt::EventPublisher;
 
 /// Frames the recorder may fall behind by before it loses one: 4 s at 30 fps.
 pub const RECORDER_QUEUE: usize = 120;
@@ -50,6 +52,9 @@ pub struct RecorderDeps {
     pub snapshot: watch::Receiver<Option<Snapshot>>,
     pub index: Index,
     pub data_dir: PathBuf,
+    /// Queues MQTT event messages with each event change (when MQTT is on); the
+    /// tracker already spaces updates by `events.update_interval_s`.
+    pub events: Option<EventPublisher>,
 }
 
 /// The recorder's state as others see it.
@@ -348,13 +353,11 @@ impl Recorder {
     async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::EventStarted(e) | Action::EventUpdated(e) | Action::EventEnded(e) => {
-                    if e.ended_at.is_some() {
-                        info!(event_id = %e.id, label = %e.label, clips = e.clip_ids.len(), "event ended");
-                    }
-                    if let Err(err) = self.deps.index.upsert_event(&e).await {
-                        error!(event_id = %e.id, error = %err, "could not record the event in the index");
-                    }
+                Action::EventStarted(e) => self.record_event(EventKind::Start, &e).await,
+                Action::EventUpdated(e) => self.record_event(EventKind::Update, &e).await,
+                Action::EventEnded(e) => {
+                    info!(event_id = %e.id, label = %e.label, clips = e.clip_ids.len(), "event ended");
+                    self.record_event(EventKind::End, &e).await;
                 }
                 Action::StartClip {
                     event_id,
@@ -369,6 +372,25 @@ impl Recorder {
             }
         }
         self.publish_status();
+    }
+
+    /// Records an event change in the index, with its MQTT message when MQTT is on (the
+    /// `end` message waits for the event's clips to be finished).
+    async fn record_event(&mut self, kind: EventKind, e: &EventInfo) {
+        let Some(out) = &self.deps.events else {
+            if let Err(err) = self.deps.index.upsert_event(e).await {
+                error!(event_id = %e.id, error = %err, "could not record the event in the index");
+            }
+            return;
+        };
+        let message = match kind {
+            EventKind::Start | EventKind::Update => out.message(kind, e),
+            EventKind::End => None,
+        };
+        out.record(&self.deps.index, e, message).await;
+        if kind == EventKind::End {
+            out.queue_end(&self.deps.index, &e.id).await;
+        }
     }
 
     async fn start_clip(&mut self, event_id: &str, id: String, from: DateTime<Utc>) {
@@ -457,43 +479,65 @@ impl Recorder {
     fn finish(&mut self, clip: OpenClip) {
         let index = self.deps.index.clone();
         let data_dir = self.deps.data_dir.clone();
+        let events = self.deps.events.clone();
         self.finishing.spawn(async move {
-            let OpenClip {
-                id,
-                writer,
-                rel,
-                thumbnail,
-                frames_lost,
-                ..
-            } = clip;
-            let part = writer.part().to_owned();
-            let result = tokio::task::spawn_blocking(move || writer.finish()).await;
-            match result {
-                Ok(Ok((_, mut stats))) => {
-                    stats.frames_lost = frames_lost;
-                    info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
-                    if let Err(e) = index.finish_clip(&id, &rel, ClipStatus::Complete, &stats, thumbnail.as_deref()).await {
-                        error!(clip_id = %id, error = %e, "could not record the finished clip");
-                    }
-                }
-                Ok(Err(ClipError::Empty)) => {
-                    warn!(clip_id = %id, "clip had no frames; dropped");
-                    let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
-                }
-                Ok(Err(e)) => {
-                    // The muxer failed (disk full, stream change): keep what reached the disk.
-                    error!(clip_id = %id, error = %e, "clip could not be finished; repairing what was written");
-                    let start = match index.clip(&id).await {
-                        Ok(row) => row.start_at,
-                        Err(_) => Utc::now(),
-                    };
-                    recovery::repair_now(&index, &data_dir, &id, &part, start).await;
-                }
-                Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
+            let event_id = clip.event_id.clone();
+            finish_clip(&index, &data_dir, clip).await;
+            // The event's end message goes out once its last clip is finished.
+            if let Some(out) = events {
+                out.queue_end(&index, &event_id).await;
             }
         });
     }
+}
 
+/// Muxer EOS, fsync, rename, index row (or repair of what reached the disk).
+async fn finish_clip(index: &Index, data_dir: &Path, clip: OpenClip) {
+    let OpenClip {
+        id,
+        writer,
+        rel,
+        thumbnail,
+        frames_lost,
+        ..
+    } = clip;
+    let part = writer.part().to_owned();
+    let result = tokio::task::spawn_blocking(move || writer.finish()).await;
+    match result {
+        Ok(Ok((_, mut stats))) => {
+            stats.frames_lost = frames_lost;
+            info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
+            if let Err(e) = index
+                .finish_clip(
+                    &id,
+                    &rel,
+                    ClipStatus::Complete,
+                    &stats,
+                    thumbnail.as_deref(),
+                )
+                .await
+            {
+                error!(clip_id = %id, error = %e, "could not record the finished clip");
+            }
+        }
+        Ok(Err(ClipError::Empty)) => {
+            warn!(clip_id = %id, "clip had no frames; dropped");
+            let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
+        }
+        Ok(Err(e)) => {
+            // The muxer failed (disk full, stream change): keep what reached the disk.
+            error!(clip_id = %id, error = %e, "clip could not be finished; repairing what was written");
+            let start = match index.clip(&id).await {
+                Ok(row) => row.start_at,
+                Err(_) => Utc::now(),
+            };
+            recovery::repair_now(index, data_dir, &id, &part, start).await;
+        }
+        Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
+    }
+}
+
+impl Recorder {
     async fn housekeeping(&mut self) {
         let now = Utc::now();
         let grace = chrono::Duration::from_std(END_GRACE).unwrap_or_default();

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod daemon;
 pub mod kvs_fake;
+pub mod mosquitto;
 pub mod pki;
 pub mod sigv4;
 pub mod viewer;

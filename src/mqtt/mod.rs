@@ -1,0 +1,129 @@
+//! MQTT to AWS IoT Core (or any broker with mutual TLS): event messages out through a
+//! durable SQLite outbox, commands in, availability with a Last Will, a retained state
+//! snapshot, and Home Assistant discovery.
+//!
+//! The recorder queues event messages (`EventPublisher`) in the same transaction that
+//! records the event; the session task (`session`) sends the outbox in order and deletes
+//! each message on its PUBACK, so nothing is lost across broker outages, restarts or
+//! `kill -9`.
+
+pub mod payload;
+pub mod session;
+pub mod snapshot;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{error, warn};
+
+use crate::events::EventInfo;
+use crate::index::{Index, NewMessage};
+use payload::{EventKind, Topics};
+
+pub use session::{spawn, MqttDeps, MqttSettings};
+
+/// The session settings from the config, with the TLS files loaded and checked; `None`
+/// when MQTT is off.
+pub fn settings(config: &crate::config::Config) -> Result<Option<MqttSettings>, tls::TlsError> {
+    let m = &config.mqtt;
+    if !m.enabled {
+        return Ok(None);
+    }
+    let client_id = m.client_id(&config.aws.thing_name).to_owned();
+    Ok(Some(MqttSettings {
+        host: m.host.clone(),
+        port: m.port,
+        topics: Topics {
+            prefix: m.prefix(&client_id),
+        },
+        client_id,
+        keep_alive: Duration::from_secs(m.keep_alive_s),
+        home_assistant: m.home_assistant,
+        outbox_max: m.outbox_max,
+        tls: tls::client_config(&m.ca, &m.cert, &m.key, m.alpn)?,
+    }))
+}
+
+/// Queues event messages for the session task; clones share the wake-up.
+#[derive(Debug, Clone)]
+pub struct EventPublisher {
+    topics: Topics,
+    camera: String,
+    outbox_max: u64,
+    wake: Arc<Notify>,
+}
+
+impl EventPublisher {
+    pub fn new(topics: Topics, camera: String, outbox_max: u64, wake: Arc<Notify>) -> Self {
+        Self {
+            topics,
+            camera,
+            outbox_max,
+            wake,
+        }
+    }
+
+    /// The `start` or `update` message for an event (`None` if it would be too large).
+    pub fn message(&self, kind: EventKind, e: &EventInfo) -> Option<NewMessage> {
+        let v = payload::event(kind, e, &self.camera, &[]);
+        self.bounded(kind, v, &e.id)
+    }
+
+    fn bounded(&self, kind: EventKind, v: serde_json::Value, event_id: &str) -> Option<NewMessage> {
+        let payload = v.to_string().into_bytes();
+        if payload.len() > payload::MAX_PAYLOAD {
+            error!(
+                event_id,
+                bytes = payload.len(),
+                "event message over 128 KB; not sent"
+            );
+            return None;
+        }
+        Some(NewMessage {
+            topic: self.topics.events(),
+            payload,
+            retain: false,
+            kind: kind.as_str(),
+            event_id: Some(event_id.to_owned()),
+        })
+    }
+
+    pub fn outbox_max(&self) -> u64 {
+        self.outbox_max
+    }
+
+    /// Records the event and queues its message together, then wakes the session.
+    pub async fn record(&self, index: &Index, e: &EventInfo, message: Option<NewMessage>) {
+        if let Err(err) = index
+            .upsert_event_and_queue(e, message.as_ref(), self.outbox_max)
+            .await
+        {
+            error!(event_id = %e.id, error = %err, "could not record the event and its message");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Queues the `end` message once the event has ended and its clips are finished
+    /// (called at both moments; the index makes sure it happens once).
+    pub async fn queue_end(&self, index: &Index, event_id: &str) {
+        let built = index
+            .queue_end_once(event_id, self.outbox_max, |e, clips| {
+                let v = payload::event(EventKind::End, e, &self.camera, clips);
+                NewMessage {
+                    topic: self.topics.events(),
+                    payload: v.to_string().into_bytes(),
+                    retain: false,
+                    kind: "end",
+                    event_id: Some(e.id.clone()),
+                }
+            })
+            .await;
+        match built {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => warn!(event_id, error = %e, "could not queue the event's end message"),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! MQTT topics and payloads (pure). Every payload is JSON with `"v": 1`; README.md
+//! documents them and a test pins their fields.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::events::EventInfo;
+
+/// IoT Core's payload limit.
+pub const MAX_PAYLOAD: usize = 128 * 1024;
+pub const VERSION: u32 = 1;
+
+/// The topics under one prefix (`edgecam/<thing>` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub prefix: String,
+}
+
+impl Topics {
+    pub fn availability(&self) -> String {
+        format!("{}/availability", self.prefix)
+    }
+    pub fn events(&self) -> String {
+        format!("{}/events", self.prefix)
+    }
+    pub fn state(&self) -> String {
+        format!("{}/state", self.prefix)
+    }
+    pub fn snapshot(&self) -> String {
+        format!("{}/snapshot", self.prefix)
+    }
+    /// The subscription for commands.
+    pub fn commands(&self) -> String {
+        format!("{}/cmd/+", self.prefix)
+    }
+    pub fn result(&self, command: &str) -> String {
+        format!("{}/cmd/{command}/result", self.prefix)
+    }
+    /// The command name of a command topic (`<prefix>/cmd/<name>`), if it is one.
+    pub fn command_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/cmd/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+}
+
+/// Which change of an event a message reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Start,
+    Update,
+    End,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Update => "update",
+            Self::End => "end",
+        }
+    }
+}
+
+/// A finished clip, as the `end` message reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipFacts {
+    pub id: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub thumbnail: bool,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `<prefix>/events`: `{"v":1,"type","event_id","label","trigger","score","started_at",
+/// "ended_at","clip_ids","thumbnail","camera"}`; `end` adds `clips` (id, start, end,
+/// duration_s each) and `duration_s` (all clips together).
+pub fn event(kind: EventKind, e: &EventInfo, camera: &str, clips: &[ClipFacts]) -> Value {
+    let thumbnail = clips
+        .iter()
+        .find(|c| c.thumbnail)
+        .map(|c| c.id.as_str())
+        .or(e.clip_ids.first().map(String::as_str))
+        .map(|id| format!("/api/clips/{id}.jpg"));
+    let mut v = json!({
+        "v": VERSION,
+        "type": kind.as_str(),
+        "event_id": e.id,
+        "label": e.label,
+        "trigger": e.trigger.as_str(),
+        "score": (f64::from(e.score) * 1000.0).round() / 1000.0,
+        "started_at": ts(e.started_at),
+        "ended_at": e.ended_at.map(ts),
+        "clip_ids": e.clip_ids,
+        "thumbnail": thumbnail,
+        "camera": camera,
+    });
+    if kind == EventKind::End {
+        let total_ms: u64 = clips.iter().filter_map(|c| c.duration_ms).sum();
+        v["duration_s"] = json!(total_ms as f64 / 1000.0);
+        v["clips"] = clips
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "start": ts(c.start_at),
+                    "end": c.end_at.map(ts),
+                    "duration_s": c.duration_ms.map(|d| d as f64 / 1000.0),
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+/// What `<prefix>/state` reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateFacts {
+    pub recording: bool,
+    pub event_id: Option<String>,
+    pub detect: bool,
+    pub viewers: usize,
+    pub storage_bytes: u64,
+    pub upload_backlog: u64,
+}
+
+/// `<prefix>/state` (retained).
+pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "v": VERSION,
+        "camera": camera,
+        "recording": s.recording,
+        "event_id": s.event_id,
+        "detect": s.detect,
+        "viewers": s.viewers,
+        "storage_bytes": s.storage_bytes,
+        "upload_backlog": s.upload_backlog,
+        "at": ts(at),
+    })
+}
+
+/// Home Assistant discovery configs: `(topic, payload)`, all retained, all tied to the
+/// availability topic.
+pub fn discovery(t: &Topics, camera: &str) -> Vec<(String, Value)> {
+    let device = json!({
+        "identifiers": [format!("edgecam_{camera}")],
+        "name": camera,
+        "manufacturer": "edgecam",
+        "model": "edgecam camera",
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let node = camera.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let common = |name: &str, key: &str| {
+        json!({
+            "name": name,
+            "unique_id": format!("{node}_{key}"),
+            "availability_topic": t.availability(),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        })
+    };
+    let merge = |mut base: Value, extra: Value| {
+        if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        base
+    };
+    vec![
+        (
+            format!("homeassistant/binary_sensor/{node}/motion/config"),
+            merge(
+                common("Motion", "motion"),
+                json!({
+                    "device_class": "motion",
+                    "state_topic": t.state(),
+                    "value_template": "{{ 'ON' if value_json.recording else 'OFF' }}",
+                }),
+            ),
+        ),
+        (
+            format!("homeassistant/switch/{node}/detect/config"),
+            merge(
+                common("Motion detection", "detect"),
+                json!({
+                    "state_topic": t.state(),
+                    "value_template": "{{ 'ON' if value_json.detect else 'OFF' }}",
+                    "command_topic": format!("{}/cmd/detect", t.prefix),
+                    "payload_on": r#"{"id":"home-assistant","enabled":true}"#,
+                    "payload_off": r#"{"id":"home-assistant","enabled":false}"#,
+                    "state_on": "ON",
+                    "state_off": "OFF",
+                }),
+            ),
+        ),
+        (
+            format!("homeassistant/camera/{node}/snapshot/config"),
+            merge(
+                common("Snapshot", "snapshot"),
+                json!({ "topic": t.snapshot() }),
+            ),
+        ),
+        (
+            format!("homeassistant/button/{node}/record/config"),
+            merge(
+                common("Record 30 s", "record"),
+                json!({
+                    "command_topic": format!("{}/cmd/record", t.prefix),
+                    "payload_press": r#"{"id":"home-assistant","duration_s":30,"label":"manual"}"#,
+                }),
+            ),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::TriggerKind;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn info() -> EventInfo {
+        EventInfo {
+            id: "01JEVENT".into(),
+            label: "motion".into(),
+            trigger: TriggerKind::Motion,
+            score: 0.123_456,
+            started_at: at("2026-11-21T10:00:00.250Z"),
+            ended_at: None,
+            clip_ids: vec!["01JCLIP".into()],
+        }
+    }
+
+    #[test]
+    fn start_message_has_every_field() {
+        let v = event(EventKind::Start, &info(), "front-door", &[]);
+        assert_eq!(
+            v,
+            json!({
+                "v": 1, "type": "start", "event_id": "01JEVENT", "label": "motion",
+                "trigger": "motion", "score": 0.123, "started_at": "2026-11-21T10:00:00.250Z",
+                "ended_at": null, "clip_ids": ["01JCLIP"],
+                "thumbnail": "/api/clips/01JCLIP.jpg", "camera": "front-door"
+            })
+        );
+    }
+
+    #[test]
+    fn end_message_carries_clip_durations() {
+        let mut e = info();
+        e.ended_at = Some(at("2026-11-21T10:00:20Z"));
+        let clips = [ClipFacts {
+            id: "01JCLIP".into(),
+            start_at: at("2026-11-21T09:59:55Z"),
+            end_at: Some(at("2026-11-21T10:00:30Z")),
+            duration_ms: Some(35_000),
+            thumbnail: true,
+        }];
+        let v = event(EventKind::End, &e, "front-door", &clips);
+        assert_eq!(v["type"], "end");
+        assert_eq!(v["ended_at"], "2026-11-21T10:00:20.000Z");
+        assert_eq!(v["duration_s"], 35.0);
+        assert_eq!(
+            v["clips"],
+            json!([{"id": "01JCLIP", "start": "2026-11-21T09:59:55.000Z",
+                    "end": "2026-11-21T10:00:30.000Z", "duration_s": 35.0}])
+        );
+    }
+
+    #[test]
+    fn command_topics_are_recognised_exactly() {
+        let t = Topics {
+            prefix: "edgecam/cam1".into(),
+        };
+        assert_eq!(t.command_of("edgecam/cam1/cmd/record"), Some("record"));
+        assert_eq!(t.command_of("edgecam/cam1/cmd/record/result"), None);
+        assert_eq!(t.command_of("edgecam/cam1/cmd/"), None);
+        assert_eq!(t.command_of("edgecam/cam2/cmd/record"), None);
+        assert_eq!(t.commands(), "edgecam/cam1/cmd/+");
+        assert_eq!(t.result("status"), "edgecam/cam1/cmd/status/result");
+    }
+
+    #[test]
+    fn discovery_ties_every_entity_to_availability() {
+        let t = Topics {
+            prefix: "edgecam/cam-1".into(),
+        };
+        let configs = discovery(&t, "cam-1");
+        let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "homeassistant/binary_sensor/cam_1/motion/config",
+                "homeassistant/switch/cam_1/detect/config",
+                "homeassistant/camera/cam_1/snapshot/config",
+                "homeassistant/button/cam_1/record/config",
+            ]
+        );
+        for (_, c) in &configs {
+            assert_eq!(c["availability_topic"], "edgecam/cam-1/availability");
+            assert!(c["unique_id"].as_str().unwrap().starts_with("cam_1_"));
+        }
+        // The switch's payloads are commands the daemon accepts.
+        let on = configs[1].1["payload_on"].as_str().unwrap();
+        assert!(crate::commands::parse(on.as_bytes(), Some("detect")).is_ok());
+        let press = configs[3].1["payload_press"].as_str().unwrap();
+        assert!(crate::commands::parse(press.as_bytes(), Some("record")).is_ok());
+    }
+}

@@ -1,0 +1,455 @@
+//! The MQTT session task: connects with mutual TLS and a Last Will, sends the outbox in
+//! order (at most `WINDOW` unacknowledged), deletes each message on its PUBACK, runs
+//! commands from `<prefix>/cmd/+` and answers on `…/result`, keeps the retained state
+//! current, and reconnects with jittered backoff forever. Each connection gets a fresh
+//! rumqttc event loop: what was not acknowledged is resent from the outbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::payload::{self, StateFacts, Topics};
+use crate::capture::Backoff;
+use crate::commands::{self, Command, Reply};
+use crate::events::TriggerKind;
+use crate::index::{Index, NewMessage};
+use crate::media::Snapshot;
+use crate::metrics::MqttMetrics;
+use crate::recorder::RecorderHandle;
+
+/// Outbox messages sent but not yet acknowledged (IoT Core allows 100 in flight).
+const WINDOW: usize = 50;
+/// rumqttc's request queue; more than the window plus a burst of replies.
+const REQUESTS: usize = 512;
+const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// State changes are published at most this often.
+const STATE_EVERY: Duration = Duration::from_secs(1);
+/// Storage use is re-read this often for the state message.
+const STORAGE_EVERY: Duration = Duration::from_secs(10);
+const REPLY_QUEUE: usize = 64;
+/// On shutdown, how long to wait for `offline` to reach the broker.
+const GOODBYE: Duration = Duration::from_millis(500);
+
+/// The session's settings, resolved from `[mqtt]`.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub topics: Topics,
+    pub keep_alive: Duration,
+    pub home_assistant: bool,
+    pub outbox_max: u64,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// What the session reads and drives.
+#[derive(Debug, Clone)]
+pub struct MqttDeps {
+    pub index: Index,
+    pub recorder: RecorderHandle,
+    pub snapshot: watch::Receiver<Option<Snapshot>>,
+    pub viewers: watch::Receiver<usize>,
+    pub metrics: MqttMetrics,
+    /// Rung when a message was queued.
+    pub wake: Arc<Notify>,
+}
+
+/// Starts the session; it runs until `cancel`.
+pub fn spawn(settings: MqttSettings, deps: MqttDeps, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(run(settings, deps, cancel))
+}
+
+async fn run(s: MqttSettings, deps: MqttDeps, cancel: CancellationToken) {
+    let mut backoff = Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX);
+    let (reply_tx, mut replies) = mpsc::channel(REPLY_QUEUE);
+    loop {
+        let started = Instant::now();
+        let mut conn = Connection::new(&s, &deps, reply_tx.clone());
+        match conn.serve(&mut replies, &cancel).await {
+            Ok(()) => return,
+            Err(e) => warn!(error = %e, host = %s.host, "MQTT connection lost"),
+        }
+        deps.metrics.connected.set(0);
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay_full(fastrand::f64());
+        debug!(retry_in_ms = delay.as_millis() as u64, "MQTT reconnecting");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn options(s: &MqttSettings) -> MqttOptions {
+    let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+    o.set_keep_alive(s.keep_alive);
+    // A persistent session keeps our command subscription (and QoS 1 commands) across
+    // reconnects.
+    o.set_clean_session(false);
+    o.set_last_will(LastWill::new(
+        s.topics.availability(),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    o.set_inflight(100);
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    o.set_request_channel_capacity(REQUESTS);
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::clone(&s.tls),
+    )));
+    o
+}
+
+struct Connection<'a> {
+    s: &'a MqttSettings,
+    deps: &'a MqttDeps,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    reply_tx: mpsc::Sender<(String, Vec<u8>)>,
+    /// Publishes handed to rumqttc whose packet id is not known yet (outbox seq or none).
+    awaiting: VecDeque<Option<i64>>,
+    /// Packet id → outbox seq of messages waiting for their PUBACK.
+    inflight: HashMap<u16, i64>,
+    /// Highest outbox seq handed to rumqttc on this connection.
+    sent_upto: i64,
+    connected: bool,
+    last_state: Option<StateFacts>,
+    storage: (u64, Option<Instant>),
+}
+
+impl<'a> Connection<'a> {
+    fn new(
+        s: &'a MqttSettings,
+        deps: &'a MqttDeps,
+        reply_tx: mpsc::Sender<(String, Vec<u8>)>,
+    ) -> Self {
+        let (client, eventloop) = AsyncClient::new(options(s), REQUESTS);
+        Self {
+            s,
+            deps,
+            client,
+            eventloop,
+            reply_tx,
+            awaiting: VecDeque::new(),
+            inflight: HashMap::new(),
+            sent_upto: 0,
+            connected: false,
+            last_state: None,
+            storage: (0, None),
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        replies: &mut mpsc::Receiver<(String, Vec<u8>)>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        let mut state_tick = tokio::time::interval(STATE_EVERY);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    self.goodbye().await;
+                    return Ok(());
+                }
+                ev = self.eventloop.poll() => self.on_event(ev?).await,
+                _ = self.deps.wake.notified(), if self.connected => self.top_up().await,
+                Some((topic, body)) = replies.recv(), if self.connected => {
+                    self.publish(topic, body, false, None);
+                }
+                _ = state_tick.tick(), if self.connected => self.maybe_state(false).await,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                info!(host = %self.s.host, client_id = %self.s.client_id, session_present = ack.session_present, "MQTT connected");
+                self.connected = true;
+                self.deps.metrics.connected.set(1);
+                let _ = self
+                    .client
+                    .try_subscribe(self.s.topics.commands(), QoS::AtLeastOnce);
+                self.publish(self.s.topics.availability(), b"online".to_vec(), true, None);
+                if self.s.home_assistant {
+                    let _ = self
+                        .client
+                        .try_subscribe("homeassistant/status", QoS::AtLeastOnce);
+                    self.discovery();
+                }
+                self.maybe_state(true).await;
+                self.top_up().await;
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(Some(seq)) = self.awaiting.pop_front() {
+                    self.inflight.insert(pkid, seq);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(seq) = self.inflight.remove(&ack.pkid) {
+                    if let Err(e) = self.deps.index.outbox_delete(seq).await {
+                        warn!(error = %e, "could not remove an acknowledged message from the outbox");
+                    }
+                    self.deps.metrics.published.inc();
+                    self.top_up().await;
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                if p.topic == "homeassistant/status" {
+                    if p.payload.as_ref() == b"online" && self.s.home_assistant {
+                        info!("Home Assistant is back: discovery sent again");
+                        self.discovery();
+                    }
+                } else if let Some(name) = self.s.topics.command_of(&p.topic) {
+                    self.on_command(name.to_owned(), p.payload.to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a message to rumqttc (QoS 1); `seq` when it comes from the outbox.
+    fn publish(&mut self, topic: String, body: Vec<u8>, retain: bool, seq: Option<i64>) -> bool {
+        if body.len() > payload::MAX_PAYLOAD {
+            warn!(
+                topic,
+                bytes = body.len(),
+                "MQTT message over 128 KB refused; not sent"
+            );
+            return false;
+        }
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, retain, body)
+        {
+            Ok(()) => {
+                self.awaiting.push_back(seq);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "MQTT request queue full; message kept for later");
+                false
+            }
+        }
+    }
+
+    /// Sends queued messages until `WINDOW` are unacknowledged.
+    async fn top_up(&mut self) {
+        loop {
+            let outstanding = self.inflight.len() + self.awaiting.iter().flatten().count();
+            if outstanding >= WINDOW {
+                break;
+            }
+            let room = (WINDOW - outstanding) as u32;
+            let rows = match self.deps.index.outbox_after(self.sent_upto, room).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "could not read the MQTT outbox");
+                    break;
+                }
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                if r.payload.len() > payload::MAX_PAYLOAD {
+                    warn!(seq = r.seq, "queued message over 128 KB dropped");
+                    let _ = self.deps.index.outbox_delete(r.seq).await;
+                    self.sent_upto = r.seq;
+                    continue;
+                }
+                if !self.publish(r.topic, r.payload, r.retain, Some(r.seq)) {
+                    return;
+                }
+                self.sent_upto = r.seq;
+            }
+        }
+        if let Ok(depth) = self.deps.index.outbox_depth().await {
+            self.deps.metrics.outbox_depth.set(depth as i64);
+        }
+    }
+
+    fn discovery(&mut self) {
+        for (topic, config) in payload::discovery(&self.s.topics, &self.s.client_id) {
+            self.publish(topic, config.to_string().into_bytes(), true, None);
+        }
+    }
+
+    /// Queues the retained state when it changed (or always, when `force`).
+    async fn maybe_state(&mut self, force: bool) {
+        let now = Instant::now();
+        if self
+            .storage
+            .1
+            .is_none_or(|t| now.duration_since(t) >= STORAGE_EVERY)
+        {
+            if let Ok(b) = self.deps.index.clip_bytes().await {
+                self.storage = (b, Some(now));
+            }
+        }
+        let status = self.deps.recorder.status().borrow().clone();
+        let facts = StateFacts {
+            recording: status.recording,
+            event_id: status.event_id,
+            detect: status.detect,
+            viewers: *self.deps.viewers.borrow(),
+            storage_bytes: self.storage.0,
+            upload_backlog: 0,
+        };
+        if !force && self.last_state.as_ref() == Some(&facts) {
+            return;
+        }
+        let v = payload::state(&facts, &self.s.client_id, chrono::Utc::now());
+        let m = NewMessage {
+            topic: self.s.topics.state(),
+            payload: v.to_string().into_bytes(),
+            retain: true,
+            kind: "state",
+            event_id: None,
+        };
+        match self.deps.index.queue(&m, self.s.outbox_max).await {
+            Ok(()) => {
+                self.last_state = Some(facts);
+                self.top_up().await;
+            }
+            Err(e) => warn!(error = %e, "could not queue the state message"),
+        }
+    }
+
+    /// Runs a command off the event loop; the reply comes back through `reply_tx`.
+    fn on_command(&self, name: String, body: Vec<u8>) {
+        let result_topic = self.s.topics.result(&name);
+        let req = match commands::parse(&body, Some(&name)) {
+            Ok(r) => r,
+            Err(bad) => {
+                warn!(command = %name, error = %bad, "bad MQTT command");
+                if bad.id.is_some() {
+                    let reply = Reply::bad_request(&bad);
+                    let _ = self.reply_tx.try_send((result_topic, to_json(&reply)));
+                }
+                return;
+            }
+        };
+        if req.id.is_none() {
+            warn!(command = %name, "MQTT command without an \"id\" ignored (its result could not be matched)");
+            return;
+        }
+        if req.command.name() != name {
+            let reply = Reply::error(
+                &req,
+                format!(
+                    "the topic says {name:?} but the body says {:?}",
+                    req.command.name()
+                ),
+            );
+            let _ = self.reply_tx.try_send((result_topic, to_json(&reply)));
+            return;
+        }
+        let recorder = self.deps.recorder.clone();
+        let snapshot = self.deps.snapshot.clone();
+        let snapshot_topic = self.s.topics.snapshot();
+        let tx = self.reply_tx.clone();
+        tokio::spawn(async move {
+            let reply = match &req.command {
+                Command::Snapshot => snapshot_reply(&req, &snapshot, snapshot_topic, &tx).await,
+                cmd => match recorder.execute(TriggerKind::Mqtt, cmd.clone()).await {
+                    Ok(result) => Reply::ok(&req, result),
+                    Err(e) => Reply::error(&req, e),
+                },
+            };
+            let _ = tx.send((result_topic, to_json(&reply))).await;
+        });
+    }
+
+    /// Publishes `offline` (retained) and disconnects cleanly, briefly driving the loop.
+    async fn goodbye(&mut self) {
+        if !self.connected {
+            return;
+        }
+        // Let what is queued (the end messages of clips just finished) reach the broker.
+        self.top_up().await;
+        let deadline = tokio::time::Instant::now() + GOODBYE;
+        while !self.inflight.is_empty() || self.awaiting.iter().any(Option::is_some) {
+            match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                Ok(Ok(ev)) => self.on_event(ev).await,
+                _ => break,
+            }
+        }
+        let _ = self.client.try_publish(
+            self.s.topics.availability(),
+            QoS::AtLeastOnce,
+            true,
+            "offline",
+        );
+        let _ = self.client.try_disconnect();
+        let drive = async {
+            while let Ok(ev) = self.eventloop.poll().await {
+                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(GOODBYE, drive).await;
+        info!("MQTT disconnected");
+    }
+}
+
+fn to_json(reply: &Reply) -> Vec<u8> {
+    serde_json::to_vec(reply).unwrap_or_default()
+}
+
+/// Publishes the latest snapshot (scaled down when over 128 KB) and says where.
+async fn snapshot_reply(
+    req: &commands::Request,
+    snapshot: &watch::Receiver<Option<Snapshot>>,
+    topic: String,
+    tx: &mpsc::Sender<(String, Vec<u8>)>,
+) -> Reply {
+    let Some(snap) = snapshot.borrow().clone() else {
+        return Reply::error(req, "no snapshot yet: the camera has not produced one");
+    };
+    let jpeg = if snap.jpeg.len() > payload::MAX_PAYLOAD {
+        let big = snap.jpeg.clone();
+        match tokio::task::spawn_blocking(move || {
+            super::snapshot::shrink(&big, payload::MAX_PAYLOAD)
+        })
+        .await
+        {
+            Ok(Ok(small)) => small,
+            Ok(Err(e)) => {
+                return Reply::error(
+                    req,
+                    format!("snapshot too large and could not be scaled: {e}"),
+                )
+            }
+            Err(_) => return Reply::error(req, "snapshot scaling failed"),
+        }
+    } else {
+        snap.jpeg.to_vec()
+    };
+    let bytes = jpeg.len();
+    if tx.send((topic.clone(), jpeg)).await.is_err() {
+        return Reply::error(req, "the MQTT session is closing");
+    }
+    Reply::ok(
+        req,
+        json!({ "topic": topic, "bytes": bytes, "captured_at": snap.captured_at }),
+    )
+}

@@ -1,0 +1,113 @@
+//! TLS for the MQTT session: the broker checked against `mqtt.ca`, the camera presenting
+//! `mqtt.cert` and `mqtt.key` (IoT Core's mutual TLS), ALPN `x-amzn-mqtt-ca` on 443.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// IoT Core's ALPN protocol for MQTT over port 443.
+pub const IOT_ALPN: &[u8] = b"x-amzn-mqtt-ca";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("mqtt.{key}: cannot read {path}: {error}")]
+    Read {
+        key: &'static str,
+        path: String,
+        error: String,
+    },
+    #[error("mqtt.key: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")]
+    KeyReadable { path: String, mode: u32 },
+    #[error("mqtt TLS set-up: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn read_err(key: &'static str, path: &Path, error: impl ToString) -> TlsError {
+    TlsError::Read {
+        key,
+        path: path.display().to_string(),
+        error: error.to_string(),
+    }
+}
+
+/// Refuses a private key that group or others may read.
+pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| read_err("key", path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyReadable {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// The client TLS configuration from the three PEM files.
+pub fn client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    alpn: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    check_key_mode(key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| read_err("ca", ca, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err("ca", ca, e))?;
+    if cas.is_empty() {
+        return Err(read_err("ca", ca, "no certificate in the file"));
+    }
+    for c in cas {
+        roots.add(c)?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read_err("cert", cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err("cert", cert, e))?;
+    if chain.is_empty() {
+        return Err(read_err("cert", cert, "no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err("key", key, e))?;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key_der)?;
+    if alpn {
+        config.alpn_protocols = vec![IOT_ALPN.to_vec()];
+    }
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("camera.key");
+        std::fs::write(&key, "x").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_key_mode(&key).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_key_mode(&key).is_ok());
+    }
+
+    #[test]
+    fn missing_files_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "x").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = client_config(&dir.path().join("nope.pem"), &key, &key, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mqtt.ca:"), "{err}");
+    }
+}
