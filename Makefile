@@ -18,7 +18,7 @@ build: deps
 
 ## Run the daemon on the test pattern: http://127.0.0.1:8080, data under ./var
 run: build
-	$(CARGO_TARGET_DIR)/release/edgecam run --config config/edgecam.toml
+	$(CARGO_TARGET_DIR)/release/edgecam run --config config/dev.toml
 
 ## Run the whole test suite
 test: test-deps

@@ -40,6 +40,10 @@ fn rss_mb(pid: u32) -> f64 {
     pages * 4096.0 / 1e6
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 fn cpu_s(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name "(...)": utime is 14th, stime 15th of the whole line.
@@ -159,6 +163,7 @@ async fn main() {
 
     let start = Instant::now();
     let mut after10 = 0.0;
+    let mut fds10 = 0;
     // webrtc-rs takes ~2 s to close a viewer's peer connection; the daemon frees the
     // session as soon as the control channel closes, so let closes overlap (a few at once).
     let mut closing = std::collections::VecDeque::new();
@@ -174,6 +179,7 @@ async fn main() {
         if i == 9 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             after10 = rss_mb(pid);
+            fds10 = open_fds(pid);
         }
     }
     for c in closing {
@@ -182,14 +188,15 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_all = rss_mb(pid);
     println!(
-        "{:<52} {:>9.1} MB",
-        "daemon RSS after 10 connect/disconnect cycles", after10
+        "{:<52} {:>9.1} MB, {} fds",
+        "daemon RSS after 10 connect/disconnect cycles", after10, fds10
     );
     println!(
-        "{:<52} {:>9.1} MB ({:+.1} MB, {:.0} s)",
+        "{:<52} {:>9.1} MB ({:+.1} MB), {} fds, {:.0} s",
         format!("daemon RSS after {cycles} cycles"),
         after_all,
         after_all - after10,
+        open_fds(pid),
         start.elapsed().as_secs_f64()
     );
 }

@@ -171,6 +171,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         };
         mqtt::spawn(settings, deps, mqtt_stop.clone())
     });
+    let heartbeat_for_watchdog = heartbeat.clone();
     let web_state = WebState {
         metrics,
         heartbeat,
@@ -195,6 +196,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "edgecam started"
     );
     tokio::spawn(notify_ready_when_playing(capture.state()));
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(ping_watchdog(
+            heartbeat_for_watchdog,
+            period,
+            Duration::from_secs(config.camera.stall_timeout_s),
+        ));
+    }
 
     tokio::select! {
         _ = sigterm.recv() => info!(signal = "SIGTERM", "shutting down"),
@@ -242,6 +250,31 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Whether the watchdog may be told all is well: frames arrived within `limit`.
+fn frames_flowing(age: Option<Duration>, limit: Duration) -> bool {
+    age.is_some_and(|a| a < limit)
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) twice per period, but only while frames flow:
+/// a camera wedged beyond what pipeline rebuilds fix gets the whole service restarted.
+async fn ping_watchdog(heartbeat: Heartbeat, period: Duration, stall: Duration) {
+    let mut tick = tokio::time::interval(period / 2);
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        if frames_flowing(heartbeat.age(Instant::now()), stall) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            warned = false;
+        } else if !warned {
+            warn!(
+                stall_s = stall.as_secs(),
+                "no frames: not pinging the systemd watchdog"
+            );
+            warned = true;
+        }
+    }
+}
+
 /// Tells systemd READY=1 the first time the pipeline reaches PLAYING.
 async fn notify_ready_when_playing(mut state: tokio::sync::watch::Receiver<CaptureState>) {
     let playing = state
@@ -251,5 +284,18 @@ async fn notify_ready_when_playing(mut state: tokio::sync::watch::Receiver<Captu
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             warn!(error = %e, "could not notify systemd of readiness");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_pinged_only_while_frames_flow() {
+        let limit = Duration::from_secs(10);
+        assert!(!frames_flowing(None, limit), "no frame yet");
+        assert!(frames_flowing(Some(Duration::from_millis(70)), limit));
+        assert!(!frames_flowing(Some(Duration::from_secs(11)), limit));
     }
 }

@@ -12,7 +12,7 @@ use edgecam::{capture, daemon, EXIT_CONFIG};
 /// Config used when --config is not given and this file exists.
 const SYSTEM_CONFIG: &str = "/etc/edgecam/edgecam.toml";
 /// Config used otherwise (a development checkout).
-const LOCAL_CONFIG: &str = "config/edgecam.toml";
+const LOCAL_CONFIG: &str = "config/dev.toml";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,10 +23,10 @@ const LOCAL_CONFIG: &str = "config/edgecam.toml";
                   event recording and a local HTTP API.\n\n\
                   The config file is TOML; every key has a default, documented in the shipped \
                   edgecam.toml. Without --config, edgecam reads /etc/edgecam/edgecam.toml if it \
-                  exists, else ./config/edgecam.toml."
+                  exists, else ./config/dev.toml (a source checkout)."
 )]
 struct Cli {
-    /// Config file [default: /etc/edgecam/edgecam.toml, else ./config/edgecam.toml]
+    /// Config file [default: /etc/edgecam/edgecam.toml, else ./config/dev.toml]
     #[arg(
         long,
         short = 'c',

@@ -241,3 +241,29 @@ async fn a_viewer_that_leaves_frees_its_place_at_once() {
         "every session that said goodbye is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_signaling_sockets_are_bounded() {
+    let d = daemon(2, None);
+    let url = |i: usize| format!("ws://{}/signaling?clientId=idle-{i}", d.addr);
+    let mut open = Vec::new();
+    for i in 0..edgecam::live::lan::MAX_SOCKETS {
+        open.push(tokio_tungstenite::connect_async(url(i)).await.unwrap().0);
+    }
+    let err = tokio_tungstenite::connect_async(url(99))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("503"), "{err}");
+    // Closing one makes room again; viewers are not locked out for good.
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url(100)).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a socket is accepted once one closed");
+}

@@ -3,7 +3,7 @@
 //! socket is one viewer; `?token=` must match `web.token` when one is set.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -43,6 +43,23 @@ pub struct LanSignaling {
     master: mpsc::Sender<Inbound>,
     router: mpsc::Sender<RouterCmd>,
     next_conn: Arc<AtomicU64>,
+    /// Signaling sockets open now.
+    open: Arc<AtomicUsize>,
+}
+
+/// Initial read buffer of a signaling socket.
+const SOCKET_READ_BUFFER: usize = 8 * 1024;
+/// Most signaling sockets open at once (a few per possible viewer): a client that opens
+/// sockets and never closes them cannot exhaust the camera.
+pub const MAX_SOCKETS: usize = 40;
+
+/// Counts an open socket while alive.
+struct OpenSocket(Arc<AtomicUsize>);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Starts the router that delivers the master's answers and candidates to sockets.
@@ -85,6 +102,7 @@ pub fn spawn(
         master,
         router,
         next_conn: Arc::new(AtomicU64::new(1)),
+        open: Arc::new(AtomicUsize::new(0)),
     };
     (lan, task)
 }
@@ -128,8 +146,25 @@ pub async fn handler(
         )
             .into_response();
     }
+    if lan.open.fetch_add(1, Ordering::Relaxed) >= MAX_SOCKETS {
+        lan.open.fetch_sub(1, Ordering::Relaxed);
+        warn!(client = %client, "signaling socket refused: {MAX_SOCKETS} already open");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many signaling connections; close unused viewers and retry\n",
+        )
+            .into_response();
+    }
+    let guard = OpenSocket(Arc::clone(&lan.open));
+    // Signaling is a few small messages: small buffers keep an idle socket cheap
+    // (tungstenite's defaults are 128 KiB each way).
     ws.max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run_socket(socket, lan, client, conn))
+        .read_buffer_size(SOCKET_READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            run_socket(socket, lan, client, conn).await;
+            drop(guard);
+        })
 }
 
 async fn run_socket(socket: WebSocket, lan: LanSignaling, client: String, conn: u64) {

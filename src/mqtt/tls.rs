@@ -46,6 +46,18 @@ pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// Every certificate in a PEM file (at least one).
+fn certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| read_err(key, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err(key, path, e))?;
+    if certs.is_empty() {
+        return Err(read_err(key, path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
 /// The client TLS configuration from the three PEM files.
 pub fn client_config(
     ca: &Path,
@@ -55,23 +67,10 @@ pub fn client_config(
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     check_key_mode(key)?;
     let mut roots = rustls::RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| read_err("ca", ca, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_err("ca", ca, e))?;
-    if cas.is_empty() {
-        return Err(read_err("ca", ca, "no certificate in the file"));
-    }
-    for c in cas {
+    for c in certs("ca", ca)? {
         roots.add(c)?;
     }
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| read_err("cert", cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_err("cert", cert, e))?;
-    if chain.is_empty() {
-        return Err(read_err("cert", cert, "no certificate in the file"));
-    }
+    let chain = certs("cert", cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err("key", key, e))?;
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -46,6 +46,9 @@ pub struct Viewer {
     decoded: Arc<AtomicU64>,
     control: Arc<webrtc::data_channel::RTCDataChannel>,
     _decoder: gst::Pipeline,
+    /// The signaling socket's writer and reader; closing the viewer closes the socket,
+    /// as a browser tab does.
+    signaling: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn decoder(
@@ -143,7 +146,7 @@ impl Viewer {
             .expect("signaling connects");
         let (mut ws_tx, mut ws_rx) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<String>(64);
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(text) = out_rx.recv().await {
                 if ws_tx.send(Message::text(text)).await.is_err() {
                     return;
@@ -171,7 +174,7 @@ impl Viewer {
             .unwrap();
         let weak = Arc::downgrade(&pc);
         let refusals = seen_tx;
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(Message::Text(text))) = ws_rx.next().await {
                 let Ok((kind, payload)) = message::viewer_payload(&text) else {
                     continue;
@@ -204,6 +207,7 @@ impl Viewer {
             decoded,
             control,
             _decoder: pipeline,
+            signaling: vec![writer, reader],
         }
     }
 
@@ -224,5 +228,8 @@ impl Viewer {
 
     pub async fn close(self) {
         let _ = self.pc.close().await;
+        for t in &self.signaling {
+            t.abort();
+        }
     }
 }
