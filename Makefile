@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/edgecam/target
 export CARGO_TARGET_DIR
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test deps test-deps build bench lint fmt clean-var
+.PHONY: run test deps test-deps build bench lint fmt clean-var deb deb-arm64 smoke
 
 deps:
 	@bash packaging/install-deps.sh
@@ -29,6 +29,21 @@ bench: deps
 	cargo bench --locked --bench capture
 	cargo bench --locked --bench recorder
 	cargo bench --locked --bench live
+	cargo bench --locked --bench mqtt
+
+## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
+deb: build
+	@command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+	cargo deb --no-build --strip --locked
+	lintian --info $$(ls -t $(CARGO_TARGET_DIR)/debian/edgecam_*_amd64.deb | head -1)
+
+## Debian package for arm64, cross-built (Debian multiarch)
+deb-arm64: deps
+	@bash packaging/cross-arm64.sh
+
+## Install the amd64 package here, run it 10 s, remove and purge (root)
+smoke: deb
+	bash packaging/smoke-test.sh $$(ls -t $(CARGO_TARGET_DIR)/debian/edgecam_*_amd64.deb | head -1)
 
 lint: deps
 	cargo fmt --all -- --check

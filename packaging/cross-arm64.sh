@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Cross-builds the arm64 Debian package on a Debian 12 amd64 machine with Debian
+# multiarch: the arm64 GStreamer development files, the aarch64 cross compiler, and the
+# Rust aarch64 standard library. `make deb-arm64` runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgecam/target}"
+export PATH="$HOME/.cargo/bin:$PATH"
+sudo=""
+[[ "$(id -u)" == 0 ]] || sudo="sudo"
+
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+  $sudo apt-get update -q
+fi
+need=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgstreamer1.0-dev:arm64
+      libgstreamer-plugins-base1.0-dev:arm64 qemu-user-static)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+rustup target add aarch64-unknown-linux-gnu >/dev/null
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+export PKG_CONFIG_ALLOW_CROSS=1
+export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+cargo deb --strip --locked --target aarch64-unknown-linux-gnu
+
+bin="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/edgecam"
+echo "cross-arm64: checking the binary under qemu-aarch64"
+qemu-aarch64-static "$bin" version
+qemu-aarch64-static "$bin" check-config config/edgecam.toml
+ls -l "$CARGO_TARGET_DIR"/debian/*arm64.deb
