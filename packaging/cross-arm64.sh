@@ -13,8 +13,11 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $sudo dpkg --add-architecture arm64
   $sudo apt-get update -q
 fi
+# The arm64 plugins are only for checking the binary's pipelines under qemu.
 need=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgstreamer1.0-dev:arm64
-      libgstreamer-plugins-base1.0-dev:arm64 qemu-user-static)
+      libgstreamer-plugins-base1.0-dev:arm64 qemu-user-static
+      gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64
+      gstreamer1.0-plugins-ugly:arm64 gstreamer1.0-plugins-bad:arm64)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -33,6 +36,9 @@ cargo deb --strip --locked --target aarch64-unknown-linux-gnu
 
 bin="$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/edgecam"
 echo "cross-arm64: checking the binary under qemu-aarch64"
+# Load plugins in-process: the registry's helper is an arm64 program qemu would have to
+# start by itself (binfmt), which a build machine need not have.
+export GST_REGISTRY_FORK=no
 qemu-aarch64-static "$bin" version
 qemu-aarch64-static "$bin" check-config config/edgecam.toml
 ls -l "$CARGO_TARGET_DIR"/debian/*arm64.deb
