@@ -24,6 +24,7 @@ testing=(
   ffmpeg
   chromium
   mosquitto
+  mkvtoolnix
 )
 
 sudo=""
