@@ -1,6 +1,7 @@
 //! Amazon Kinesis Video Streams: AWS credentials and clients shared by every cloud part,
 //! and SigV4 presigning for the signaling WebSocket.
 
+pub mod ack;
 pub mod mkv;
 pub mod presign;
 
