@@ -53,7 +53,9 @@ pub enum DaemonError {
 impl DaemonError {
     /// True when the configuration (or pipeline file) must be fixed: exit code 78.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Capture(e) if !e.is_retryable()) || matches!(self, Self::Mqtt(_))
+        matches!(self, Self::Capture(e) if !e.is_retryable())
+            || matches!(self, Self::Mqtt(_))
+            || matches!(self, Self::Live(live::LiveError::Aws(_)))
     }
 }
 

@@ -1,5 +1,7 @@
 //! `[aws]`: the AWS account and device identity used by the cloud parts (KVS signaling).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// `[aws]`: where the camera's AWS credentials come from.
@@ -8,9 +10,21 @@ use serde::{Deserialize, Serialize};
 pub struct Aws {
     /// AWS region of the camera's KVS resources. Default "us-east-1".
     pub region: String,
-    /// Credentials source: "default" is the AWS SDK chain (AWS_ACCESS_KEY_ID… in the
-    /// environment, then ~/.aws profiles), meant for development. Default "default".
+    /// Credentials source: "iot" is the AWS IoT credentials provider (mutual TLS with
+    /// the camera's certificate; what a camera in the field uses); "default" is the AWS
+    /// SDK chain (AWS_ACCESS_KEY_ID… in the environment, then ~/.aws profiles), for
+    /// development. Default "default".
     pub credentials: String,
+    /// IoT credentials endpoint, `<prefix>.credentials.iot.<region>.amazonaws.com`
+    /// (`aws iot describe-endpoint --endpoint-type iot:CredentialProvider`). Default empty.
+    pub iot_credentials_endpoint: String,
+    /// IoT role alias whose role the camera assumes. Default empty.
+    pub role_alias: String,
+    /// PEM files for the IoT credentials provider: the endpoint's CA, the camera's
+    /// certificate and its private key (mode 0600). Default empty.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
     /// The camera's IoT thing name; names the signaling channel unless
     /// `live.channel_name` is set. Default empty.
     pub thing_name: String,
@@ -24,6 +38,11 @@ impl Default for Aws {
         Self {
             region: "us-east-1".into(),
             credentials: "default".into(),
+            iot_credentials_endpoint: String::new(),
+            role_alias: String::new(),
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
             thing_name: String::new(),
             endpoint_url: None,
         }
@@ -47,15 +66,35 @@ impl Aws {
                 ),
             );
         }
-        if self.credentials != "default" {
-            bad(
+        match self.credentials.as_str() {
+            "default" => {}
+            "iot" => {
+                let required = [
+                    (
+                        "iot_credentials_endpoint",
+                        self.iot_credentials_endpoint.is_empty(),
+                    ),
+                    ("role_alias", self.role_alias.is_empty()),
+                    ("thing_name", self.thing_name.is_empty()),
+                    ("ca", self.ca.as_os_str().is_empty()),
+                    ("cert", self.cert.as_os_str().is_empty()),
+                    ("key", self.key.as_os_str().is_empty()),
+                ];
+                for (key, missing) in required {
+                    if missing {
+                        bad(
+                            "aws",
+                            key,
+                            "is required when aws.credentials = \"iot\"".into(),
+                        );
+                    }
+                }
+            }
+            other => bad(
                 "aws",
                 "credentials",
-                format!(
-                    "must be \"default\" (the IoT credentials provider comes with cloud upload), got {:?}",
-                    self.credentials
-                ),
-            );
+                format!("must be \"iot\" or \"default\", got {other:?}"),
+            ),
         }
         if let Some(url) = &self.endpoint_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

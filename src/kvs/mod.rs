@@ -2,6 +2,7 @@
 //! and SigV4 presigning for the signaling WebSocket.
 
 pub mod ack;
+pub mod iot;
 pub mod mkv;
 pub mod presign;
 
@@ -22,6 +23,8 @@ pub enum KvsError {
     Call { call: &'static str, message: String },
     #[error("cannot sign the request: {0}")]
     Sign(String),
+    #[error("aws: {0}")]
+    Tls(#[from] crate::mqtt::tls::TlsError),
 }
 
 /// Region, credentials and endpoint override for every AWS client of the daemon.
@@ -32,21 +35,29 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Builds the shared AWS configuration from `[aws]`.
-    pub async fn from_config(cfg: &crate::config::Aws) -> Self {
+    /// Builds the shared AWS configuration from `[aws]`; with `credentials = "iot"` every
+    /// client gets its credentials from the IoT credentials provider.
+    pub async fn from_config(cfg: &crate::config::Aws) -> Result<Self, KvsError> {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(CALL_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        Self {
-            sdk,
-            endpoint_url: cfg.endpoint_url.clone(),
+            .timeout_config(timeouts);
+        if cfg.credentials == "iot" {
+            let tls = crate::mqtt::tls::client_config(&cfg.ca, &cfg.cert, &cfg.key, false)?;
+            loader = loader.credentials_provider(iot::IotCredentials::new(iot::IotEndpoint {
+                host: cfg.iot_credentials_endpoint.clone(),
+                role_alias: cfg.role_alias.clone(),
+                thing_name: cfg.thing_name.clone(),
+                tls,
+            }));
         }
+        Ok(Self {
+            sdk: loader.load().await,
+            endpoint_url: cfg.endpoint_url.clone(),
+        })
     }
 
     pub fn region(&self) -> &str {

@@ -68,7 +68,7 @@ pub async fn start(
             .unwrap_or(config.aws.thing_name.as_str())
             .to_owned();
         let transport = kvs::KvsSignaling {
-            aws: crate::kvs::Aws::from_config(&config.aws).await,
+            aws: crate::kvs::Aws::from_config(&config.aws).await?,
             channel_name,
             master: master.inbound.clone(),
             outbound: outbound_rx,
@@ -111,6 +111,8 @@ pub struct LiveDeps {
 pub enum LiveError {
     #[error("webrtc set-up: {0}")]
     WebRtc(#[from] webrtc::Error),
+    #[error(transparent)]
+    Aws(#[from] crate::kvs::KvsError),
 }
 
 /// Builds the webrtc API: H.264 only, default interceptors (NACK, RTCP reports), and

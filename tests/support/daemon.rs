@@ -20,6 +20,8 @@ keyframe_interval_s = 1
 
 [storage]
 data_dir = "{data}"
+# The build machine's disk is not the camera's: never delete clips for its free space.
+min_free_percent = 0
 
 [web]
 listen = "127.0.0.1:{port}"

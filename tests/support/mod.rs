@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod iot_fake;
 pub mod kvs_fake;
 pub mod mosquitto;
 pub mod pki;
