@@ -5,6 +5,7 @@ pub mod ack;
 pub mod iot;
 pub mod mkv;
 pub mod presign;
+pub mod upload;
 
 use std::time::{Duration, SystemTime};
 
