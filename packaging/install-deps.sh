@@ -20,6 +20,7 @@ runtime=(
   gstreamer1.0-libav
 )
 testing=(
+  python3-venv
   procps
   ffmpeg
   chromium
@@ -56,4 +57,14 @@ if ! command -v cargo >/dev/null 2>&1 && [[ ! -x "$HOME/.cargo/bin/cargo" ]]; th
   echo "install-deps: installing the Rust toolchain with rustup" >&2
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
     sh -s -- -y --profile minimal --component rustfmt,clippy
+fi
+
+# Tests run moto_server (a local KVS control plane) from its own virtualenv.
+if [[ "${1:-}" == "--test" ]]; then
+  moto="$HOME/.cache/edgecam/moto"
+  if [[ ! -x "$moto/bin/moto_server" ]]; then
+    echo "install-deps: installing moto[server] into $moto" >&2
+    python3 -m venv "$moto"
+    "$moto/bin/pip" install -q 'moto[server]==5.2.1'
+  fi
 fi

@@ -62,6 +62,19 @@ enum Command {
         #[command(subcommand)]
         command: ClipsCommand,
     },
+    /// Print an HLS URL that plays an event from the Kinesis Video stream (or, with
+    /// --live, the live stream)
+    Playback {
+        /// The event (see `edgecam clips list`)
+        #[arg(required_unless_present = "live")]
+        event_id: Option<String>,
+        /// The live stream instead of an event
+        #[arg(long, conflicts_with = "event_id")]
+        live: bool,
+        /// Seconds the URL stays valid (300-43200)
+        #[arg(long, default_value_t = 3600)]
+        expires: u32,
+    },
     /// Print the edgecam and GStreamer versions
     Version,
 }
@@ -108,6 +121,17 @@ fn main() -> ExitCode {
         Command::Clips { command } => {
             let path = cli.config.clone().unwrap_or_else(default_config);
             with_runtime(&path, |config| clips(config, command))
+        }
+        Command::Playback {
+            event_id,
+            live: _,
+            expires,
+        } => {
+            let path = cli.config.clone().unwrap_or_else(default_config);
+            with_runtime(&path, |config| async move {
+                cli::playback::playback(&config, event_id.as_deref(), expires).await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
     }
 }

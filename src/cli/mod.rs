@@ -1,6 +1,7 @@
 //! Subcommands of the `edgecam` binary that talk to a running daemon or read its data.
 
 pub mod clips;
+pub mod playback;
 pub mod trigger;
 
 /// `EX_UNAVAILABLE`: the daemon could not be reached.

@@ -8,6 +8,7 @@ mod live;
 mod load;
 mod mqtt;
 mod recording;
+mod upload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};
 pub use mqtt::Mqtt;
 pub use recording::{Events, Motion, Storage};
+pub use upload::Upload;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -31,6 +33,7 @@ pub struct Config {
     pub live: Live,
     pub aws: Aws,
     pub mqtt: Mqtt,
+    pub upload: Upload,
     pub web: Web,
     pub log: Log,
 }
@@ -240,6 +243,7 @@ impl Config {
         self.live.validate(&mut bad);
         self.aws.validate(&mut bad);
         self.mqtt.validate(&self.aws.thing_name, &mut bad);
+        self.upload.validate(&mut bad);
         if self.live.enabled
             && self.live.signaling == "kvs"
             && self.live.channel().is_none()

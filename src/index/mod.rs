@@ -296,6 +296,24 @@ impl Index {
         Ok(())
     }
 
+    /// The time an event's video covers: its clips' first to last frame, else the event's
+    /// own start and end. `None` when there is no such event.
+    pub async fn event_range(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, IndexError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MIN(c.start_at), e.started_at), \
+                    COALESCE(MAX(COALESCE(c.end_at, e.ended_at, c.start_at)), e.ended_at, e.started_at) \
+             FROM events e LEFT JOIN clips c ON c.event_id = e.id AND c.status != 'deleted' \
+             WHERE e.id = ?1 GROUP BY e.id",
+        )
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (time(r.get(0)), time(r.get(1)))))
+    }
+
     pub async fn setting(&self, key: &str) -> Result<Option<String>, IndexError> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")

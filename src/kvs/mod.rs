@@ -5,6 +5,7 @@ pub mod ack;
 pub mod iot;
 pub mod mkv;
 pub mod presign;
+pub mod stream;
 pub mod upload;
 
 use std::time::{Duration, SystemTime};
@@ -85,6 +86,20 @@ impl Aws {
             .endpoint_url(https_endpoint)
             .build();
         aws_sdk_kinesisvideosignaling::Client::from_conf(conf)
+    }
+
+    /// The archived-media client (HLS, GetClip) for a stream's data endpoint.
+    pub fn archived_media(&self, endpoint: &str) -> aws_sdk_kinesisvideoarchivedmedia::Client {
+        let conf = aws_sdk_kinesisvideoarchivedmedia::config::Builder::from(&self.sdk)
+            .endpoint_url(endpoint)
+            .build();
+        aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(conf)
+    }
+
+    /// The endpoint override (tests against local fakes), which then stands in for
+    /// every data endpoint too.
+    pub fn local_endpoint(&self) -> Option<&str> {
+        self.endpoint_url.as_deref()
     }
 
     /// Current credentials (the provider refreshes them as they expire).

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod iot_fake;
 pub mod kvs_fake;
 pub mod mosquitto;
+pub mod moto;
 pub mod pki;
 pub mod sigv4;
 pub mod viewer;

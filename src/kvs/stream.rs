@@ -1,0 +1,143 @@
+//! The Kinesis Video stream: set-up (describe, create when missing), data endpoints, and
+//! playback URLs (HLS over the event's producer-timestamp range, or live).
+
+use aws_sdk_kinesisvideo::types::ApiName;
+use aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime as AwsTime;
+use aws_sdk_kinesisvideoarchivedmedia::types::{
+    ContainerFormat, HlsFragmentSelector, HlsFragmentSelectorType, HlsPlaybackMode,
+    HlsTimestampRange,
+};
+use chrono::{DateTime, Utc};
+use tracing::info;
+
+use super::{error_chain, Aws, KvsError};
+
+/// Playback URLs live between 5 min and 12 h.
+pub const EXPIRES_RANGE: std::ops::RangeInclusive<u32> = 300..=43_200;
+/// ON_DEMAND playback covers at most 24 h.
+const MAX_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+fn call_error(call: &'static str, e: &(dyn std::error::Error + 'static)) -> KvsError {
+    KvsError::Call {
+        call,
+        message: error_chain(e),
+    }
+}
+
+/// Makes sure the stream exists (creating it when allowed); returns its ARN.
+pub async fn ensure_stream(
+    aws: &Aws,
+    name: &str,
+    retention_hours: u32,
+    create_if_missing: bool,
+) -> Result<String, KvsError> {
+    let kv = aws.kinesis_video();
+    match kv.describe_stream().stream_name(name).send().await {
+        Ok(out) => out
+            .stream_info()
+            .and_then(|s| s.stream_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| KvsError::Call {
+                call: "DescribeStream",
+                message: "no stream ARN in the answer".into(),
+            }),
+        Err(e)
+            if create_if_missing
+                && e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            info!(
+                stream = name,
+                retention_hours, "creating the Kinesis Video stream"
+            );
+            let out = kv
+                .create_stream()
+                .stream_name(name)
+                .media_type("video/h264")
+                .data_retention_in_hours(i32::try_from(retention_hours).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateStream", &e))?;
+            out.stream_arn()
+                .map(str::to_owned)
+                .ok_or_else(|| KvsError::Call {
+                    call: "CreateStream",
+                    message: "no stream ARN in the answer".into(),
+                })
+        }
+        Err(e) => Err(call_error("DescribeStream", &e)),
+    }
+}
+
+/// The data endpoint of the stream for `api` (PutMedia, HLS, GetClip); the override
+/// endpoint when pointed at local fakes.
+pub async fn data_endpoint(aws: &Aws, name: &str, api: ApiName) -> Result<String, KvsError> {
+    let out = aws
+        .kinesis_video()
+        .get_data_endpoint()
+        .stream_name(name)
+        .api_name(api)
+        .send()
+        .await
+        .map_err(|e| call_error("GetDataEndpoint", &e))?;
+    let endpoint = out.data_endpoint().ok_or_else(|| KvsError::Call {
+        call: "GetDataEndpoint",
+        message: "no endpoint in the answer".into(),
+    })?;
+    // Against local fakes, an endpoint off this machine is replaced by the override.
+    match aws.local_endpoint() {
+        Some(local) if !endpoint.starts_with("http://127.0.0.1") => Ok(local.to_owned()),
+        _ => Ok(endpoint.to_owned()),
+    }
+}
+
+/// An HLS URL: ON_DEMAND over `range` (producer timestamps, fragmented MP4), or LIVE.
+pub async fn hls_url(
+    aws: &Aws,
+    name: &str,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    expires_s: u32,
+) -> Result<String, KvsError> {
+    if !EXPIRES_RANGE.contains(&expires_s) {
+        return Err(KvsError::Call {
+            call: "GetHLSStreamingSessionURL",
+            message: format!("expires must be between 300 and 43200 s, got {expires_s}"),
+        });
+    }
+    let endpoint = data_endpoint(aws, name, ApiName::GetHlsStreamingSessionUrl).await?;
+    let mut req = aws
+        .archived_media(&endpoint)
+        .get_hls_streaming_session_url()
+        .stream_name(name)
+        .container_format(ContainerFormat::FragmentedMp4)
+        .expires(i32::try_from(expires_s).unwrap_or(43_200));
+    req = match range {
+        Some((start, end)) => {
+            let end = end.min(start + MAX_RANGE);
+            let to_aws = |t: DateTime<Utc>| AwsTime::from_millis(t.timestamp_millis());
+            req.playback_mode(HlsPlaybackMode::OnDemand)
+                .hls_fragment_selector(
+                    HlsFragmentSelector::builder()
+                        .fragment_selector_type(HlsFragmentSelectorType::ProducerTimestamp)
+                        .timestamp_range(
+                            HlsTimestampRange::builder()
+                                .start_timestamp(to_aws(start))
+                                .end_timestamp(to_aws(end))
+                                .build(),
+                        )
+                        .build(),
+                )
+        }
+        None => req.playback_mode(HlsPlaybackMode::Live),
+    };
+    let out = req
+        .send()
+        .await
+        .map_err(|e| call_error("GetHLSStreamingSessionURL", &e))?;
+    out.hls_streaming_session_url()
+        .map(str::to_owned)
+        .ok_or_else(|| KvsError::Call {
+            call: "GetHLSStreamingSessionURL",
+            message: "no URL in the answer".into(),
+        })
+}
