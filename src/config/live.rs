@@ -48,12 +48,7 @@ impl Live {
                 format!("must be \"lan\" or \"kvs\", got {:?}", self.signaling),
             );
         }
-        let name_ok = self.channel_name.len() <= 256
-            && self
-                .channel_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !name_ok {
+        if !super::valid_kvs_name(&self.channel_name) {
             bad(
                 "live",
                 "channel_name",

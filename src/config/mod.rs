@@ -22,6 +22,15 @@ pub use mqtt::Mqtt;
 pub use recording::{Events, Motion, Storage};
 pub use upload::Upload;
 
+/// A KVS resource name (channel, stream): up to 256 of letters, digits, `_`, `.`, `-`;
+/// empty means "use the default".
+pub(crate) fn valid_kvs_name(name: &str) -> bool {
+    name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -42,12 +42,7 @@ impl Upload {
                 format!("must be between 1 and 87600, got {}", self.retention_hours),
             );
         }
-        let ok = self.stream_name.len() <= 256
-            && self
-                .stream_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
+        if !super::valid_kvs_name(&self.stream_name) {
             bad(
                 "upload",
                 "stream_name",

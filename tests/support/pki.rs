@@ -62,6 +62,20 @@ impl Pki {
 }
 
 impl Leaf {
+    fn chain_and_key(
+        &self,
+    ) -> (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        (certs, key)
+    }
+
     /// A rustls server config presenting this certificate and requiring a client
     /// certificate signed by `ca_pem` (mutual TLS).
     pub fn mtls_server_config(&self, ca_pem: &Path) -> Arc<rustls::ServerConfig> {
@@ -73,11 +87,7 @@ impl Leaf {
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
             .build()
             .unwrap();
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let (certs, key) = self.chain_and_key();
         Arc::new(
             rustls::ServerConfig::builder()
                 .with_client_cert_verifier(verifier)
@@ -89,11 +99,7 @@ impl Leaf {
     /// A rustls server config presenting this certificate.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let (certs, key) = self.chain_and_key();
         Arc::new(
             rustls::ServerConfig::builder()
                 .with_no_client_auth()
