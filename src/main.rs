@@ -97,6 +97,8 @@ enum ClipsCommand {
     Show { id: String },
     /// Copy a clip to an MP4 file
     Export { id: String, out: PathBuf },
+    /// Download an event's video from the Kinesis Video stream (GetClip) to an MP4 file
+    Fetch { event_id: String, out: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -195,6 +197,9 @@ async fn clips(config: Config, command: ClipsCommand) -> anyhow::Result<ExitCode
         }
         ClipsCommand::Show { id } => cli::clips::show(data_dir, &id).await?,
         ClipsCommand::Export { id, out } => cli::clips::export(data_dir, &id, &out).await?,
+        ClipsCommand::Fetch { event_id, out } => {
+            cli::playback::fetch(&config, &event_id, &out).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! The Kinesis Video stream with the real AWS SDK clients: against `moto_server` the
 //! stream is created once and found after; against a fake of the archived-media API,
 //! `edgecam playback` asks for an HLS URL over the event's producer-timestamp range (or
-//! live) and prints it, and says what is wrong otherwise.
+//! live) and prints it, `edgecam clips fetch` downloads the event's MP4 (GetClip), and
+//! both say what is wrong otherwise.
 
 mod support;
 
@@ -53,6 +54,11 @@ async fn the_stream_is_created_once_and_found_after() {
     assert!(err.to_string().contains("300"), "{err}");
 }
 
+/// What the fake's GetClip returns: 300 KB standing in for an MP4.
+fn clip_bytes() -> String {
+    "ftypisom".repeat(300 * 1024 / 8)
+}
+
 /// A fake of the archived-media side (moto_server cannot route it: it dispatches by the
 /// signing name, which archived media shares with the control plane): GetDataEndpoint and
 /// GetHLSStreamingSessionURL, SigV4 verified, the last HLS request kept for assertions.
@@ -76,6 +82,10 @@ async fn fake_archived_media() -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 match uri.path() {
                     "/getDataEndpoint" => (axum::http::StatusCode::OK, json!({"DataEndpoint": base}).to_string()),
+                    "/getClip" => {
+                        reqs.lock().unwrap().push(v);
+                        (axum::http::StatusCode::OK, clip_bytes())
+                    }
                     "/getHLSStreamingSessionURL" => {
                         reqs.lock().unwrap().push(v);
                         (axum::http::StatusCode::OK, json!({"HLSStreamingSessionURL":
@@ -179,6 +189,27 @@ async fn playback_prints_a_url_for_an_event() {
     let unknown = run(&["playback", "NOPE"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no event NOPE"));
+    // The event's video from the cloud, as an MP4 file.
+    let out_path = dir.path().join("cloud.mp4");
+    let fetched = run(&["clips", "fetch", "01JPLAYBACK", out_path.to_str().unwrap()]);
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), clip_bytes());
+    let req = requests.lock().unwrap()[2].clone();
+    assert_eq!(req["StreamName"], STREAM);
+    let sel = &req["ClipFragmentSelector"];
+    assert_eq!(sel["FragmentSelectorType"], "PRODUCER_TIMESTAMP");
+    assert_eq!(
+        sel["TimestampRange"]["StartTimestamp"].as_f64().unwrap() as i64,
+        t0.timestamp() - 5
+    );
+    assert_eq!(
+        sel["TimestampRange"]["EndTimestamp"].as_f64().unwrap() as i64,
+        t0.timestamp() + 10
+    );
     let neither = run(&["playback"]);
     assert_eq!(
         neither.status.code(),

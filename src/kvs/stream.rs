@@ -2,10 +2,11 @@
 //! playback URLs (HLS over the event's producer-timestamp range, or live).
 
 use aws_sdk_kinesisvideo::types::ApiName;
+use aws_sdk_kinesisvideoarchivedmedia::primitives::ByteStream;
 use aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime as AwsTime;
 use aws_sdk_kinesisvideoarchivedmedia::types::{
-    ContainerFormat, HlsFragmentSelector, HlsFragmentSelectorType, HlsPlaybackMode,
-    HlsTimestampRange,
+    ClipFragmentSelector, ClipFragmentSelectorType, ClipTimestampRange, ContainerFormat,
+    HlsFragmentSelector, HlsFragmentSelectorType, HlsPlaybackMode, HlsTimestampRange,
 };
 use chrono::{DateTime, Utc};
 use tracing::info;
@@ -140,4 +141,39 @@ pub async fn hls_url(
             call: "GetHLSStreamingSessionURL",
             message: "no URL in the answer".into(),
         })
+}
+
+/// An MP4 of the stream over `range` (GetClip, producer timestamps), as a byte stream.
+/// The service limits a clip to 100 MB and 200 fragments.
+pub async fn clip(
+    aws: &Aws,
+    name: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<ByteStream, KvsError> {
+    let endpoint = data_endpoint(aws, name, ApiName::GetClip).await?;
+    let to_aws = |t: DateTime<Utc>| AwsTime::from_millis(t.timestamp_millis());
+    let bad = |e: aws_sdk_kinesisvideoarchivedmedia::error::BuildError| KvsError::Call {
+        call: "GetClip",
+        message: e.to_string(),
+    };
+    let selector = ClipFragmentSelector::builder()
+        .fragment_selector_type(ClipFragmentSelectorType::ProducerTimestamp)
+        .timestamp_range(
+            ClipTimestampRange::builder()
+                .start_timestamp(to_aws(start))
+                .end_timestamp(to_aws(end.min(start + MAX_RANGE)))
+                .build()
+                .map_err(bad)?,
+        )
+        .build()
+        .map_err(bad)?;
+    let out = aws
+        .archived_media(&endpoint)
+        .get_clip()
+        .stream_name(name)
+        .clip_fragment_selector(selector)
+        .send()
+        .await
+        .map_err(|e| call_error("GetClip", &e))?;
+    Ok(out.payload)
 }
