@@ -45,7 +45,7 @@ pub enum DaemonError {
     #[error("live view: {0}")]
     Live(#[from] live::LiveError),
     #[error(transparent)]
-    Mqtt(#[from] crate::mqtt::tls::TlsError),
+    Mqtt(#[from] crate::tls::TlsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }

@@ -13,6 +13,7 @@ pub mod media;
 pub mod metrics;
 pub mod mqtt;
 pub mod recorder;
+pub mod tls;
 pub mod web;
 
 /// Exit code for a configuration the daemon cannot use (`EX_CONFIG` from sysexits.h).

@@ -18,7 +18,7 @@ const THING: &str = "porch-cam";
 fn provider(fake: &FakeIot, pki: &Pki, thing: &str, with_cert: bool) -> IotCredentials {
     let leaf = client_leaf(pki, thing);
     let tls = if with_cert {
-        edgecam::mqtt::tls::client_config(&pki.ca_pem, &leaf.cert, &leaf.key, false).unwrap()
+        edgecam::tls::client_config("aws", &pki.ca_pem, &leaf.cert, &leaf.key, false).unwrap()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls::pki_types::pem::PemObject::pem_file_iter(&pki.ca_pem).unwrap() {

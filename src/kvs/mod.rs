@@ -26,7 +26,25 @@ pub enum KvsError {
     #[error("cannot sign the request: {0}")]
     Sign(String),
     #[error("aws: {0}")]
-    Tls(#[from] crate::mqtt::tls::TlsError),
+    Tls(#[from] crate::tls::TlsError),
+}
+
+impl KvsError {
+    /// A failed AWS call, with the whole error chain (SDK errors hide the cause).
+    pub(crate) fn call(call: &'static str, e: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Call {
+            call,
+            message: error_chain(e),
+        }
+    }
+
+    /// An answer without a field the call exists for.
+    pub(crate) fn missing(call: &'static str, what: &str) -> Self {
+        Self::Call {
+            call,
+            message: format!("no {what} in the answer"),
+        }
+    }
 }
 
 /// Region, credentials and endpoint override for every AWS client of the daemon.
@@ -48,7 +66,7 @@ impl Aws {
             .region(Region::new(cfg.region.clone()))
             .timeout_config(timeouts);
         if cfg.credentials == "iot" {
-            let tls = crate::mqtt::tls::client_config(&cfg.ca, &cfg.cert, &cfg.key, false)?;
+            let tls = crate::tls::client_config("aws", &cfg.ca, &cfg.cert, &cfg.key, false)?;
             loader = loader.credentials_provider(iot::IotCredentials::new(iot::IotEndpoint {
                 host: cfg.iot_credentials_endpoint.clone(),
                 role_alias: cfg.role_alias.clone(),

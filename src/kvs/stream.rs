@@ -11,19 +11,12 @@ use aws_sdk_kinesisvideoarchivedmedia::types::{
 use chrono::{DateTime, Utc};
 use tracing::info;
 
-use super::{error_chain, Aws, KvsError};
+use super::{Aws, KvsError};
 
 /// Playback URLs live between 5 min and 12 h.
 pub const EXPIRES_RANGE: std::ops::RangeInclusive<u32> = 300..=43_200;
 /// ON_DEMAND playback covers at most 24 h.
 const MAX_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
-
-fn call_error(call: &'static str, e: &(dyn std::error::Error + 'static)) -> KvsError {
-    KvsError::Call {
-        call,
-        message: error_chain(e),
-    }
-}
 
 /// Makes sure the stream exists (creating it when allowed); returns its ARN.
 pub async fn ensure_stream(
@@ -38,10 +31,7 @@ pub async fn ensure_stream(
             .stream_info()
             .and_then(|s| s.stream_arn())
             .map(str::to_owned)
-            .ok_or_else(|| KvsError::Call {
-                call: "DescribeStream",
-                message: "no stream ARN in the answer".into(),
-            }),
+            .ok_or_else(|| KvsError::missing("DescribeStream", "stream ARN")),
         Err(e)
             if create_if_missing
                 && e.as_service_error()
@@ -58,15 +48,12 @@ pub async fn ensure_stream(
                 .data_retention_in_hours(i32::try_from(retention_hours).unwrap_or(i32::MAX))
                 .send()
                 .await
-                .map_err(|e| call_error("CreateStream", &e))?;
+                .map_err(|e| KvsError::call("CreateStream", &e))?;
             out.stream_arn()
                 .map(str::to_owned)
-                .ok_or_else(|| KvsError::Call {
-                    call: "CreateStream",
-                    message: "no stream ARN in the answer".into(),
-                })
+                .ok_or_else(|| KvsError::missing("CreateStream", "stream ARN"))
         }
-        Err(e) => Err(call_error("DescribeStream", &e)),
+        Err(e) => Err(KvsError::call("DescribeStream", &e)),
     }
 }
 
@@ -80,11 +67,10 @@ pub async fn data_endpoint(aws: &Aws, name: &str, api: ApiName) -> Result<String
         .api_name(api)
         .send()
         .await
-        .map_err(|e| call_error("GetDataEndpoint", &e))?;
-    let endpoint = out.data_endpoint().ok_or_else(|| KvsError::Call {
-        call: "GetDataEndpoint",
-        message: "no endpoint in the answer".into(),
-    })?;
+        .map_err(|e| KvsError::call("GetDataEndpoint", &e))?;
+    let endpoint = out
+        .data_endpoint()
+        .ok_or_else(|| KvsError::missing("GetDataEndpoint", "endpoint"))?;
     // Against local fakes, an endpoint off this machine is replaced by the override.
     match aws.local_endpoint() {
         Some(local) if !endpoint.starts_with("http://127.0.0.1") => Ok(local.to_owned()),
@@ -134,13 +120,10 @@ pub async fn hls_url(
     let out = req
         .send()
         .await
-        .map_err(|e| call_error("GetHLSStreamingSessionURL", &e))?;
+        .map_err(|e| KvsError::call("GetHLSStreamingSessionURL", &e))?;
     out.hls_streaming_session_url()
         .map(str::to_owned)
-        .ok_or_else(|| KvsError::Call {
-            call: "GetHLSStreamingSessionURL",
-            message: "no URL in the answer".into(),
-        })
+        .ok_or_else(|| KvsError::missing("GetHLSStreamingSessionURL", "URL"))
 }
 
 /// An MP4 of the stream over `range` (GetClip, producer timestamps), as a byte stream.
@@ -152,10 +135,8 @@ pub async fn clip(
 ) -> Result<ByteStream, KvsError> {
     let endpoint = data_endpoint(aws, name, ApiName::GetClip).await?;
     let to_aws = |t: DateTime<Utc>| AwsTime::from_millis(t.timestamp_millis());
-    let bad = |e: aws_sdk_kinesisvideoarchivedmedia::error::BuildError| KvsError::Call {
-        call: "GetClip",
-        message: e.to_string(),
-    };
+    let bad =
+        |e: aws_sdk_kinesisvideoarchivedmedia::error::BuildError| KvsError::call("GetClip", &e);
     let selector = ClipFragmentSelector::builder()
         .fragment_selector_type(ClipFragmentSelectorType::ProducerTimestamp)
         .timestamp_range(
@@ -174,6 +155,6 @@ pub async fn clip(
         .clip_fragment_selector(selector)
         .send()
         .await
-        .map_err(|e| call_error("GetClip", &e))?;
+        .map_err(|e| KvsError::call("GetClip", &e))?;
     Ok(out.payload)
 }

@@ -10,7 +10,6 @@
 pub mod payload;
 pub mod session;
 pub mod snapshot;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,9 @@ pub use session::{spawn, MqttDeps, MqttSettings};
 
 /// The session settings from the config, with the TLS files loaded and checked; `None`
 /// when MQTT is off.
-pub fn settings(config: &crate::config::Config) -> Result<Option<MqttSettings>, tls::TlsError> {
+pub fn settings(
+    config: &crate::config::Config,
+) -> Result<Option<MqttSettings>, crate::tls::TlsError> {
     let m = &config.mqtt;
     if !m.enabled {
         return Ok(None);
@@ -42,7 +43,7 @@ pub fn settings(config: &crate::config::Config) -> Result<Option<MqttSettings>, 
         keep_alive: Duration::from_secs(m.keep_alive_s),
         home_assistant: m.home_assistant,
         outbox_max: m.outbox_max,
-        tls: tls::client_config(&m.ca, &m.cert, &m.key, m.alpn)?,
+        tls: crate::tls::client_config("mqtt", &m.ca, &m.cert, &m.key, m.alpn)?,
     }))
 }
 

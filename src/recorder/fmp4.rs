@@ -90,7 +90,9 @@ fn read_head(f: &mut File, pos: u64, file_len: u64) -> Result<Option<BoxHead>, F
                 return Ok(None);
             }
             f.read_exact(&mut h[8..16])?;
-            u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"))
+            let mut large = [0u8; 8];
+            large.copy_from_slice(&h[8..16]);
+            u64::from_be_bytes(large)
         }
         n => u64::from(n),
     };

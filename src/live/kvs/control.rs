@@ -11,12 +11,13 @@ use aws_sdk_kinesisvideosignaling::types::Service;
 use tracing::info;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 
-use crate::kvs::{error_chain, Aws, KvsError};
+use crate::kvs::{Aws, KvsError};
 
 /// Messages for an offline master are kept this long by the service.
 const MESSAGE_TTL_S: i32 = 60;
 /// Used when the service gives no TTL for its ICE servers.
 const DEFAULT_ICE_TTL: Duration = Duration::from_secs(300);
+const MAX_ICE_TTL: Duration = Duration::from_secs(3600);
 
 /// A signaling channel ready for a master connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +25,6 @@ pub struct Channel {
     pub arn: String,
     pub wss: String,
     pub https: String,
-}
-
-fn call_error(call: &'static str, e: &(dyn std::error::Error + 'static)) -> KvsError {
-    KvsError::Call {
-        call,
-        message: error_chain(e),
-    }
 }
 
 /// Describes the channel, creating it when missing, and fetches its endpoints.
@@ -46,10 +40,7 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
             .channel_info()
             .and_then(|c| c.channel_arn())
             .map(str::to_owned)
-            .ok_or_else(|| KvsError::Call {
-                call: "DescribeSignalingChannel",
-                message: "no channel ARN in the answer".into(),
-            })?,
+            .ok_or_else(|| KvsError::missing("DescribeSignalingChannel", "channel ARN"))?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -66,15 +57,12 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
                 )
                 .send()
                 .await
-                .map_err(|e| call_error("CreateSignalingChannel", &e))?;
+                .map_err(|e| KvsError::call("CreateSignalingChannel", &e))?;
             out.channel_arn()
                 .map(str::to_owned)
-                .ok_or_else(|| KvsError::Call {
-                    call: "CreateSignalingChannel",
-                    message: "no channel ARN in the answer".into(),
-                })?
+                .ok_or_else(|| KvsError::missing("CreateSignalingChannel", "channel ARN"))?
         }
-        Err(e) => return Err(call_error("DescribeSignalingChannel", &e)),
+        Err(e) => return Err(KvsError::call("DescribeSignalingChannel", &e)),
     };
     let out = kv
         .get_signaling_channel_endpoint()
@@ -88,16 +76,15 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
         )
         .send()
         .await
-        .map_err(|e| call_error("GetSignalingChannelEndpoint", &e))?;
+        .map_err(|e| KvsError::call("GetSignalingChannelEndpoint", &e))?;
     let endpoint = |p: ChannelProtocol| {
         out.resource_endpoint_list()
             .iter()
             .find(|e| e.protocol() == Some(&p))
             .and_then(|e| e.resource_endpoint())
             .map(str::to_owned)
-            .ok_or_else(|| KvsError::Call {
-                call: "GetSignalingChannelEndpoint",
-                message: format!("no {p} endpoint in the answer"),
+            .ok_or_else(|| {
+                KvsError::missing("GetSignalingChannelEndpoint", &format!("{p} endpoint"))
             })
     };
     Ok(Channel {
@@ -120,7 +107,7 @@ pub async fn ice_servers(
         .service(Service::Turn)
         .send()
         .await
-        .map_err(|e| call_error("GetIceServerConfig", &e))?;
+        .map_err(|e| KvsError::call("GetIceServerConfig", &e))?;
     let mut servers = Vec::new();
     if !aws.is_local() {
         servers.push(RTCIceServer {
@@ -147,7 +134,8 @@ pub async fn ice_servers(
             });
         }
         if let Some(s) = turn.ttl().filter(|s| *s > 0) {
-            ttl = Duration::from_secs(s.unsigned_abs().into());
+            // Whatever the service says, look again within the hour.
+            ttl = Duration::from_secs(s.unsigned_abs().into()).min(MAX_ICE_TTL);
         }
     }
     Ok((servers, ttl))

@@ -1,5 +1,6 @@
-//! TLS for the MQTT session: the broker checked against `mqtt.ca`, the camera presenting
-//! `mqtt.cert` and `mqtt.key` (IoT Core's mutual TLS), ALPN `x-amzn-mqtt-ca` on 443.
+//! Mutual TLS clients from PEM files: the server checked against a CA file, the camera
+//! presenting its certificate and key (AWS IoT's MQTT and credentials provider both use
+//! it). Errors name the config section and key to fix.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,20 +13,33 @@ pub const IOT_ALPN: &[u8] = b"x-amzn-mqtt-ca";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("mqtt.{key}: cannot read {path}: {error}")]
+    #[error("{section}.{key}: cannot read {path}: {error}")]
     Read {
+        section: &'static str,
         key: &'static str,
         path: String,
         error: String,
     },
-    #[error("mqtt.key: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")]
-    KeyReadable { path: String, mode: u32 },
-    #[error("mqtt TLS set-up: {0}")]
+    #[error(
+        "{section}.key: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+    )]
+    KeyReadable {
+        section: &'static str,
+        path: String,
+        mode: u32,
+    },
+    #[error("TLS set-up: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
-fn read_err(key: &'static str, path: &Path, error: impl ToString) -> TlsError {
+fn read_err(
+    section: &'static str,
+    key: &'static str,
+    path: &Path,
+    error: impl ToString,
+) -> TlsError {
     TlsError::Read {
+        section,
         key,
         path: path.display().to_string(),
         error: error.to_string(),
@@ -33,12 +47,13 @@ fn read_err(key: &'static str, path: &Path, error: impl ToString) -> TlsError {
 }
 
 /// Refuses a private key that group or others may read.
-pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
+pub fn check_key_mode(section: &'static str, path: &Path) -> Result<(), TlsError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| read_err("key", path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| read_err(section, "key", path, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(TlsError::KeyReadable {
+            section,
             path: path.display().to_string(),
             mode,
         });
@@ -47,31 +62,37 @@ pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
 }
 
 /// Every certificate in a PEM file (at least one).
-fn certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certs(
+    section: &'static str,
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| read_err(key, path, e))?
+        .map_err(|e| read_err(section, key, path, e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_err(key, path, e))?;
+        .map_err(|e| read_err(section, key, path, e))?;
     if certs.is_empty() {
-        return Err(read_err(key, path, "no certificate in the file"));
+        return Err(read_err(section, key, path, "no certificate in the file"));
     }
     Ok(certs)
 }
 
-/// The client TLS configuration from the three PEM files.
+/// The client TLS configuration from the three PEM files of config section `section`.
 pub fn client_config(
+    section: &'static str,
     ca: &Path,
     cert: &Path,
     key: &Path,
     alpn: bool,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    check_key_mode(key)?;
+    check_key_mode(section, key)?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in certs("ca", ca)? {
+    for c in certs(section, "ca", ca)? {
         roots.add(c)?;
     }
-    let chain = certs("cert", cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err("key", key, e))?;
+    let chain = certs(section, "cert", cert)?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(section, "key", key, e))?;
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key_der)?;
@@ -92,10 +113,10 @@ mod tests {
         let key = dir.path().join("camera.key");
         std::fs::write(&key, "x").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check_key_mode(&key).unwrap_err().to_string();
+        let err = check_key_mode("mqtt", &key).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(check_key_mode(&key).is_ok());
+        assert!(check_key_mode("mqtt", &key).is_ok());
     }
 
     #[test]
@@ -104,7 +125,7 @@ mod tests {
         let key = dir.path().join("k");
         std::fs::write(&key, "x").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = client_config(&dir.path().join("nope.pem"), &key, &key, false)
+        let err = client_config("mqtt", &dir.path().join("nope.pem"), &key, &key, false)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("mqtt.ca:"), "{err}");
