@@ -8,17 +8,11 @@ mod support;
 use std::time::Duration;
 
 use support::daemon::Daemon;
-use support::http_get;
 use support::kvs_fake::FakeKvs;
 use support::viewer::Viewer;
 
-fn metric(d: &Daemon, name: &str) -> f64 {
-    let (_, _, body) = http_get(d.addr, "/metrics").unwrap();
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+fn metric(d: &Daemon, series: &str) -> f64 {
+    support::metric(d.addr, series)
 }
 
 async fn daemon_on(fake: &FakeKvs) -> Daemon {

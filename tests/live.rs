@@ -16,15 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 const LIVE: &str = "[live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n";
 
 fn viewers_metric(d: &Daemon) -> f64 {
-    let (_, _, body) = http_get(d.addr, "/metrics").unwrap();
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("edgecam_viewers ")
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(-1.0)
+    support::metric(d.addr, "edgecam_viewers")
 }
 
 /// A daemon whose keyframes come only every `kis` seconds, optionally with a token.

@@ -274,6 +274,20 @@ async fn five_events_during_a_broker_outage_all_arrive_in_order() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     tokio::time::sleep(Duration::from_secs(15)).await; // 30 s without a broker
+    let depth = |d: &Daemon| {
+        let (_, _, m) = support::http_get(d.addr, "/metrics").unwrap();
+        String::from_utf8(m)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("edgecam_mqtt_outbox_depth "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        depth(&d) >= 10.0,
+        "5 starts and 5 ends wait in the outbox: {}",
+        depth(&d)
+    );
     s.broker.resume();
     let msgs = s
         .observer

@@ -73,7 +73,24 @@ pub fn spawn(settings: MqttSettings, deps: MqttDeps, cancel: CancellationToken) 
     tokio::spawn(run(settings, deps, cancel))
 }
 
+/// Keeps `edgecam_mqtt_outbox_depth` current, connected or not (an outage is when it
+/// matters), once a second rather than on every acknowledgement.
+async fn watch_depth(deps: MqttDeps, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(STATE_EVERY);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Ok(depth) = deps.index.outbox_depth().await {
+                    deps.metrics.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+                }
+            }
+        }
+    }
+}
+
 async fn run(s: MqttSettings, deps: MqttDeps, cancel: CancellationToken) {
+    tokio::spawn(watch_depth(deps.clone(), cancel.clone()));
     let mut backoff = Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX);
     let (reply_tx, mut replies) = mpsc::channel(REPLY_QUEUE);
     loop {
@@ -280,9 +297,6 @@ impl<'a> Connection<'a> {
                 }
                 self.sent_upto = r.seq;
             }
-        }
-        if let Ok(depth) = self.deps.index.outbox_depth().await {
-            self.deps.metrics.outbox_depth.set(depth as i64);
         }
     }
 

@@ -194,6 +194,21 @@ pub fn decode_count(frames: &[EncodedFrame]) -> usize {
     decoded
 }
 
+/// The value of the first `/metrics` line starting with `series` (name and labels, e.g.
+/// `edgecam_viewers` or `edgecam_signaling_reconnects_total{reason="dropped"}`); 0 when absent.
+pub fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let (_, _, body) = http_get(addr, "/metrics").unwrap();
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .filter(|rest| rest.starts_with(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 /// Writes `text` to `dir/name` and returns its path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
