@@ -30,6 +30,7 @@ bench: deps
 	cargo bench --locked --bench recorder
 	cargo bench --locked --bench live
 	cargo bench --locked --bench mqtt
+	cargo bench --locked --bench upload
 
 ## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
 deb: build

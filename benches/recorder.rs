@@ -91,6 +91,7 @@ fn main() {
             index: index.clone(),
             data_dir: dir.path().to_owned(),
             events: None,
+            upload: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -26,6 +26,11 @@ pub enum Command {
     Snapshot,
     /// Recording state, detection, storage.
     Status,
+    /// An HLS URL to watch an event (or, without one, the live stream) from the cloud.
+    Playback {
+        event_id: Option<String>,
+        expires_s: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +49,7 @@ impl Command {
             Self::Detect { .. } => "detect",
             Self::Snapshot => "snapshot",
             Self::Status => "status",
+            Self::Playback { .. } => "playback",
         }
     }
 }
@@ -110,7 +116,7 @@ impl Reply {
     }
 }
 
-const KNOWN: &str = "record, detect, snapshot, status";
+const KNOWN: &str = "record, detect, snapshot, status, playback";
 
 /// Parses a request body. `command` may also come from the transport (an MQTT topic
 /// `…/cmd/<name>`), in which case the body need not name it.
@@ -182,6 +188,25 @@ fn build(name: &str, obj: Map<String, Value>) -> Result<Command, String> {
         }
         "snapshot" => args::<NoArgs>(name, obj).map(|_| Command::Snapshot),
         "status" => args::<NoArgs>(name, obj).map(|_| Command::Status),
+        "playback" => {
+            let a: PlaybackArgs = args(name, obj)?;
+            if let Some(id) = &a.event_id {
+                if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    return Err("playback: event_id must be an event id such as 01JC…".into());
+                }
+            }
+            let expires_s = a.expires_s.unwrap_or(3600);
+            if !(300..=43_200).contains(&expires_s) {
+                return Err(format!(
+                    "playback: expires_s must be between 300 and 43200, got {expires_s}"
+                ));
+            }
+            Ok(Command::Playback {
+                event_id: a.event_id,
+                expires_s,
+            })
+        }
         other => Err(format!("unknown command {other:?}; one of: {KNOWN}")),
     }
 }
@@ -198,6 +223,16 @@ struct NoArgs {}
 #[serde(deny_unknown_fields)]
 struct DetectArgs {
     enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaybackArgs {
+    /// None = the live stream.
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    expires_s: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +290,28 @@ mod tests {
     }
 
     #[test]
+    fn playback_takes_an_event_id_and_an_expiry() {
+        assert_eq!(
+            ok(r#"{"command":"playback","event_id":"01JCEVENT","id":"p"}"#).command,
+            Command::Playback {
+                event_id: Some("01JCEVENT".into()),
+                expires_s: 3600
+            }
+        );
+        assert_eq!(
+            ok(r#"{"command":"playback","expires_s":300}"#).command,
+            Command::Playback {
+                event_id: None,
+                expires_s: 300
+            },
+            "no event: the live stream"
+        );
+        assert!(err(r#"{"command":"playback","expires_s":60}"#).contains("300"));
+        assert!(err(r#"{"command":"playback","event_id":"../x"}"#).contains("event_id"));
+        assert!(err(r#"{"command":"playback","event_id":7}"#).contains("playback"));
+    }
+
+    #[test]
     fn parses_every_command() {
         assert_eq!(
             ok(r#"{"command":"record","duration_s":30,"label":"doorbell","id":"a1"}"#),
@@ -294,7 +351,7 @@ mod tests {
         assert!(err("{}").contains("missing \"command\""));
         assert_eq!(
             err(r#"{"command":"fly"}"#),
-            "unknown command \"fly\"; one of: record, detect, snapshot, status"
+            "unknown command \"fly\"; one of: record, detect, snapshot, status, playback"
         );
         assert!(err(r#"{"command":"record","duration_s":-5}"#)
             .contains("duration_s must be more than 0"));

@@ -46,6 +46,8 @@ pub enum DaemonError {
     Live(#[from] live::LiveError),
     #[error(transparent)]
     Mqtt(#[from] crate::tls::TlsError),
+    #[error("upload: {0}")]
+    Upload(#[source] crate::kvs::KvsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -56,6 +58,7 @@ impl DaemonError {
         matches!(self, Self::Capture(e) if !e.is_retryable())
             || matches!(self, Self::Mqtt(_))
             || matches!(self, Self::Live(live::LiveError::Aws(_)))
+            || matches!(self, Self::Upload(_))
     }
 }
 
@@ -71,6 +74,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     capture::check(&spec)?;
     let mqtt_settings = mqtt::settings(&config)?;
     let mqtt_wake = Arc::new(tokio::sync::Notify::new());
+    let upload_stream = config
+        .upload
+        .enabled
+        .then(|| config.upload.stream(&config.aws.thing_name).to_owned());
     let events_out = mqtt_settings.as_ref().map(|s| {
         mqtt::EventPublisher::new(
             s.topics.clone(),
@@ -78,6 +85,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             s.outbox_max,
             Arc::clone(&mqtt_wake),
         )
+        .with_stream(upload_stream.clone())
     });
 
     let frames = FrameBus::new("frames");
@@ -117,6 +125,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         detect: config.motion.enabled,
         pre_roll_max_bytes: config.storage.pre_roll_max_mb as usize * 1024 * 1024,
     };
+    let upload_aws = if config.upload.enabled {
+        Some(
+            crate::kvs::Aws::from_config(&config.aws)
+                .await
+                .map_err(DaemonError::Upload)?,
+        )
+    } else {
+        None
+    };
+    let (upload_feed, feed_rx) = crate::upload::UploadFeed::channel();
     let recorder_deps = RecorderDeps {
         frames: outputs.frames.clone(),
         analysis: outputs.analysis.clone(),
@@ -124,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         index: index.clone(),
         data_dir: data_dir.clone(),
         events: events_out,
+        upload: (upload_aws.is_some() && !config.upload.continuous()).then_some(upload_feed),
     };
     // Events a crash cut short still owe their `end` message.
     if let Some(out) = &recorder_deps.events {
@@ -134,6 +153,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // The recorder subscribes before capture starts, so it sees the first keyframe.
     let (recorder, recorder_task) =
         recorder::spawn(recorder_cfg, recorder_deps, recorder_stop.clone()).await;
+    let recorder = recorder.with_playback(upload_aws.as_ref().map(|aws| {
+        crate::upload::Playback::new(
+            aws.clone(),
+            upload_stream.clone().unwrap_or_default(),
+            index.clone(),
+        )
+    }));
     let (capture, capture_task) = capture::spawn(
         spec.clone(),
         task_cfg,
@@ -161,6 +187,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         retention::INTERVAL,
         retention_stop.clone(),
     );
+    let upload_stop = CancellationToken::new();
+    let upload_task = upload_aws.map(|aws| {
+        let cfg = crate::upload::UploadConfig {
+            stream_name: config.upload.stream(&config.aws.thing_name).to_owned(),
+            retention_hours: config.upload.retention_hours,
+            create_if_missing: config.upload.create_if_missing,
+            continuous: config.upload.continuous(),
+        };
+        let deps = crate::upload::UploadDeps {
+            aws,
+            index: index.clone(),
+            data_dir: data_dir.clone(),
+            frames: outputs.frames.clone(),
+            metrics: metrics.upload.clone(),
+        };
+        crate::upload::spawn(cfg, deps, feed_rx, upload_stop.clone())
+    });
     let mqtt_stop = CancellationToken::new();
     let mqtt_task = mqtt_settings.map(|settings| {
         let deps = mqtt::MqttDeps {
@@ -227,6 +270,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = web_task.await;
         recorder_stop.cancel();
         let _ = recorder_task.await;
+        // Unsent fragments stay pending in the index for the next start.
+        upload_stop.cancel();
+        if let Some(t) = upload_task {
+            let _ = t.await;
+        }
         // After the recorder: the end messages of the clips it just finished are queued.
         mqtt_stop.cancel();
         if let Some(t) = mqtt_task {

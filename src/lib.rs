@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod recorder;
 pub mod tls;
+pub mod upload;
 pub mod web;
 
 /// Exit code for a configuration the daemon cannot use (`EX_CONFIG` from sysexits.h).

@@ -60,6 +60,38 @@ pub struct MqttMetrics {
     pub connected: Gauge,
 }
 
+/// KVS upload metrics. Clones share the same values.
+#[derive(Debug, Clone)]
+pub struct UploadMetrics {
+    /// Fragments recorded but not yet persisted at KVS.
+    pub backlog: Gauge,
+    pub persisted: Counter,
+    /// ERROR acks and failed connections, by code (KVS ErrorId or HTTP status).
+    pub errors: Family<CodeLabel, Counter>,
+    /// Capture of a fragment's first frame → its PERSISTED ack, seconds.
+    pub latency: Histogram,
+    /// 1 while a PutMedia connection is open.
+    pub connected: Gauge,
+}
+
+/// A numeric code as a label.
+pub type CodeLabel = [(&'static str, String); 1];
+
+impl Default for UploadMetrics {
+    fn default() -> Self {
+        let buckets = [
+            0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 60.0,
+        ];
+        Self {
+            backlog: Gauge::default(),
+            persisted: Counter::default(),
+            errors: Family::default(),
+            latency: Histogram::new(buckets),
+            connected: Gauge::default(),
+        }
+    }
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -67,6 +99,7 @@ pub struct Metrics {
     pub capture: CaptureCounters,
     pub live: LiveMetrics,
     pub mqtt: MqttMetrics,
+    pub upload: UploadMetrics,
 }
 
 impl Metrics {
@@ -131,11 +164,38 @@ impl Metrics {
             "1 while the MQTT session is connected",
             mqtt.connected.clone(),
         );
+        let upload = UploadMetrics::default();
+        registry.register(
+            "edgecam_upload_backlog_fragments",
+            "Fragments recorded but not yet persisted at Kinesis Video Streams",
+            upload.backlog.clone(),
+        );
+        registry.register(
+            "edgecam_fragments_persisted",
+            "Fragments Kinesis Video Streams acknowledged as PERSISTED",
+            upload.persisted.clone(),
+        );
+        registry.register(
+            "edgecam_upload_errors",
+            "PutMedia errors by code (KVS ErrorId, or HTTP status of a refused connection)",
+            upload.errors.clone(),
+        );
+        registry.register(
+            "edgecam_upload_latency_seconds",
+            "Capture of a fragment's first frame to its PERSISTED acknowledgement",
+            upload.latency.clone(),
+        );
+        registry.register(
+            "edgecam_upload_connected",
+            "1 while a PutMedia connection is open",
+            upload.connected.clone(),
+        );
         Self {
             registry,
             capture,
             live,
             mqtt,
+            upload,
         }
     }
 

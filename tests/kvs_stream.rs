@@ -218,3 +218,53 @@ async fn playback_prints_a_url_for_an_event() {
     );
     assert_eq!(errors.lock().unwrap().clone(), Vec::<String>::new());
 }
+
+/// The `playback` command (here over the HTTP API; MQTT and the data channel take the
+/// same path) answers with the URL, and says what is wrong for an unknown event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playback_command_answers_with_a_url() {
+    let (fake, requests, errors) = fake_archived_media().await;
+    let env = [
+        ("AWS_ACCESS_KEY_ID", support::sigv4::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", support::sigv4::SECRET_KEY),
+        ("AWS_SESSION_TOKEN", support::sigv4::SESSION_TOKEN),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let extra = format!(
+        "[motion]\nenabled = false\n[aws]\nregion = \"{}\"\nendpoint_url = \"{fake}\"\n\
+         [upload]\nenabled = true\nstream_name = \"{STREAM}\"\n",
+        support::kvs_fake::REGION
+    );
+    let d = tokio::task::block_in_place(|| {
+        support::daemon::Daemon::start_env(&env, |t| format!("{t}\n{extra}"))
+    });
+    let (status, reply) = tokio::task::block_in_place(|| {
+        d.command(r#"{"command":"playback","expires_s":600,"id":"p1"}"#)
+    });
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    let url = reply["result"]["url"].as_str().unwrap();
+    assert!(url.contains("getHLSMasterPlaylist"), "{url}");
+    assert_eq!(reply["result"]["stream"], STREAM);
+    let sent = requests.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(sent["PlaybackMode"], "LIVE");
+    assert_eq!(sent["Expires"], 600);
+    let (_, reply) = tokio::task::block_in_place(|| {
+        d.command(r#"{"command":"playback","event_id":"01JNOSUCHEVENT"}"#)
+    });
+    assert_eq!(reply["ok"], false);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("no event 01JNOSUCHEVENT"),
+        "{reply}"
+    );
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+}

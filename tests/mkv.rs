@@ -1,6 +1,7 @@
 //! The KVS MKV writer on real encoded video: a header and three one-GOP fragments from the
 //! test pattern must read cleanly in `mkvinfo` (mkvtoolnix) and decode frame for frame
-//! with GStreamer's `matroskademux ! h264parse ! avdec_h264`.
+//! with GStreamer's `matroskademux ! h264parse ! avdec_h264`; and random frame
+//! sequences, tags and chunkings read back exactly with the tests' own MKV reader.
 
 mod support;
 
@@ -12,6 +13,8 @@ use edgecam::kvs::mkv::{self, Frame, TrackInfo};
 use edgecam::media::EncodedFrame;
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use proptest::prelude::*;
+use support::mkv_reader::{self, avc, MkvReader};
 use support::{small_camera, Rig};
 
 /// Three GOPs of captured frames, starting at a keyframe.
@@ -60,6 +63,17 @@ async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
         let id = format!("event-{i}");
         body.extend(mkv::fragment(&frames, &[("EVENT_ID", &id)]).unwrap());
     }
+    // The tests' reader and the PutMedia fake's frame checks agree with real x264 output.
+    let parsed = mkv_reader::read_all(&body).unwrap();
+    assert_eq!(parsed.clusters.len(), 3);
+    let blocks = parsed.clusters.iter().flat_map(|c| &c.blocks);
+    assert_eq!(blocks.clone().count(), written);
+    for b in blocks {
+        support::putmedia_fake::check_frame(&b.data, b.keyframe).unwrap();
+    }
+    let private = parsed.header.track().codec_private.as_deref().unwrap();
+    support::putmedia_fake::check_avcc_config(private).unwrap();
+
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fragments.mkv");
     std::fs::write(&path, &body).unwrap();
@@ -104,4 +118,113 @@ async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(error.is_none(), "GStreamer: {error:?}");
     assert_eq!(decoded, written, "every frame written decodes");
+}
+
+/// One generated frame: keyframe flag, slice payload, ms since the previous frame.
+type GenFrame = (bool, Vec<u8>, u64);
+/// A generated fragment: frames (the first a keyframe) and up to 10 tags.
+type GenFragment = (Vec<GenFrame>, Vec<(String, String)>);
+
+/// A frame as written, and what the block must hold.
+struct Written {
+    annex_b: Vec<u8>,
+    avcc: Vec<u8>,
+    ms: u64,
+    key: bool,
+}
+
+fn fragments() -> impl Strategy<Value = Vec<GenFragment>> {
+    let frame = (
+        prop::bool::weighted(0.2),
+        prop::collection::vec(any::<u8>(), 1..=4000),
+        1u64..=1000,
+    );
+    let tag = (
+        "[A-Z][A-Z0-9_]{0,15}".prop_filter("AWS is reserved", |n| !n.starts_with("AWS")),
+        "[ -~]{0,40}",
+    );
+    let fragment = (
+        prop::collection::vec(frame, 1..12),
+        prop::collection::vec(tag, 0..=10),
+    )
+        .prop_map(|(mut frames, tags)| {
+            frames[0].0 = true;
+            (frames, tags)
+        });
+    prop::collection::vec(fragment, 1..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_fragments_round_trip_through_the_reader(
+        fragments in fragments(),
+        start in 1_600_000_000_000u64..1_900_000_000_000,
+        chunk in 1usize..300,
+    ) {
+        let mut t = start;
+        let written: Vec<Vec<Written>> = fragments
+            .iter()
+            .map(|(frames, _)| {
+                frames
+                    .iter()
+                    .map(|(key, payload, gap)| {
+                        t += gap;
+                        let slice = avc::slice(*key, payload);
+                        Written {
+                            annex_b: avc::access_unit(*key, &slice),
+                            avcc: avc::avcc_frame(*key, &slice),
+                            ms: t,
+                            key: *key,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let track = TrackInfo::from_keyframe(&written[0][0].annex_b).unwrap();
+        let mut body = mkv::header(&track, [3; 16], 7);
+        for (frames, (_, tags)) in written.iter().zip(&fragments) {
+            let mkv_frames: Vec<Frame<'_>> = frames
+                .iter()
+                .map(|w| Frame { annex_b: &w.annex_b, time_ms: w.ms, keyframe: w.key })
+                .collect();
+            let tags: Vec<(&str, &str)> =
+                tags.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            body.extend(mkv::fragment(&mkv_frames, &tags).unwrap());
+        }
+
+        let parsed = mkv_reader::read_all(&body).unwrap();
+        prop_assert_eq!(&parsed.header.doc_type, "matroska");
+        prop_assert_eq!(parsed.header.timecode_scale, 1_000_000);
+        let t0 = parsed.header.track();
+        prop_assert_eq!(&t0.codec_id, "V_MPEG4/ISO/AVC");
+        prop_assert_eq!(t0.codec_private.as_deref(), Some(&mkv::avcc(&avc::SPS, &avc::PPS)[..]));
+        prop_assert_eq!((t0.width, t0.height), (320, 240));
+        prop_assert_eq!(parsed.clusters.len(), written.len());
+        for ((cluster, frames), (_, tags)) in parsed.clusters.iter().zip(&written).zip(&fragments) {
+            prop_assert_eq!(cluster.timecode, frames[0].ms);
+            prop_assert_eq!(&cluster.tags, tags);
+            prop_assert_eq!(cluster.blocks.len(), frames.len());
+            for (block, w) in cluster.blocks.iter().zip(frames) {
+                prop_assert_eq!(block.track, 1);
+                let ms = cluster.timecode as i64 + i64::from(block.relative_timecode);
+                prop_assert_eq!(ms, w.ms as i64);
+                prop_assert_eq!(block.keyframe, w.key);
+                prop_assert_eq!(&block.data, &w.avcc);
+            }
+        }
+
+        // Pushed in chunks of any size, the reader sees the same elements.
+        let mut reader = MkvReader::new();
+        let mut events = Vec::new();
+        for part in body.chunks(chunk) {
+            events.extend(reader.push(part).unwrap());
+        }
+        events.extend(reader.finish().unwrap());
+        let mut whole = MkvReader::new();
+        let mut expected = whole.push(&body).unwrap();
+        expected.extend(whole.finish().unwrap());
+        prop_assert_eq!(events, expected);
+    }
 }

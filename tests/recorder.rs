@@ -155,6 +155,7 @@ async fn start_recorder(
         index: index.clone(),
         data_dir: data.to_owned(),
         events: None,
+        upload: None,
     };
     recorder::spawn(cfg, deps, stop.clone()).await
 }

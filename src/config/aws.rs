@@ -31,6 +31,9 @@ pub struct Aws {
     /// Overrides the KVS control-plane endpoint (for tests against local fakes only).
     /// Default unset.
     pub endpoint_url: Option<String>,
+    /// Overrides every stream data endpoint (PutMedia, HLS, GetClip) for tests against
+    /// local fakes only; `endpoint_url` stands in when unset. Default unset.
+    pub data_endpoint_url: Option<String>,
 }
 
 impl Default for Aws {
@@ -45,6 +48,7 @@ impl Default for Aws {
             key: PathBuf::new(),
             thing_name: String::new(),
             endpoint_url: None,
+            data_endpoint_url: None,
         }
     }
 }
@@ -96,11 +100,15 @@ impl Aws {
                 format!("must be \"iot\" or \"default\", got {other:?}"),
             ),
         }
-        if let Some(url) = &self.endpoint_url {
+        for (key, url) in [
+            ("endpoint_url", &self.endpoint_url),
+            ("data_endpoint_url", &self.data_endpoint_url),
+        ] {
+            let Some(url) = url else { continue };
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 bad(
                     "aws",
-                    "endpoint_url",
+                    key,
                     format!("must be an http:// or https:// URL, got {url:?}"),
                 );
             }

@@ -264,6 +264,13 @@ impl Config {
                 "KVS signaling needs a channel: set live.channel_name or aws.thing_name".into(),
             );
         }
+        if self.upload.enabled && self.upload.stream(&self.aws.thing_name).is_empty() {
+            bad(
+                "upload",
+                "stream_name",
+                "uploading needs a stream: set upload.stream_name or aws.thing_name".into(),
+            );
+        }
         if self.web.listen_addr().is_none() {
             bad(
                 "web",

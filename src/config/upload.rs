@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Upload {
+    /// Upload video to Kinesis Video Streams (needs `[aws]`). Default false.
+    pub enabled: bool,
+    /// `events`: every event clip, pre-roll included, while the event is live;
+    /// `continuous`: every GOP of the camera. Default "events".
+    pub mode: String,
     /// The KVS stream; empty means aws.thing_name. Default empty.
     pub stream_name: String,
     /// Hours KVS keeps the video, 1–87600 (needed for playback). Default 24.
@@ -17,6 +22,8 @@ pub struct Upload {
 impl Default for Upload {
     fn default() -> Self {
         Self {
+            enabled: false,
+            mode: "events".into(),
             stream_name: String::new(),
             retention_hours: 24,
             create_if_missing: true,
@@ -34,7 +41,19 @@ impl Upload {
         }
     }
 
+    /// `mode = "continuous"`.
+    pub fn continuous(&self) -> bool {
+        self.mode == "continuous"
+    }
+
     pub(super) fn validate(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
+        if !["events", "continuous"].contains(&self.mode.as_str()) {
+            bad(
+                "upload",
+                "mode",
+                format!("must be \"events\" or \"continuous\", got {:?}", self.mode),
+            );
+        }
         if !(1..=87_600).contains(&self.retention_hours) {
             bad(
                 "upload",

@@ -12,7 +12,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::events::EventInfo;
 
+mod fragments;
 mod outbox;
+pub use fragments::{upload_state, FragmentRow, NewFragment};
 pub use outbox::{NewMessage, OutboxRow};
 
 /// File name of the index inside `storage.data_dir`.

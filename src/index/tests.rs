@@ -75,6 +75,23 @@ async fn migrations_give_the_expected_schema() {
             .to_vec(),
         ),
         (
+            "fragments".into(),
+            [
+                "id",
+                "clip_id",
+                "first_frame",
+                "frames",
+                "start_at",
+                "end_at",
+                "state",
+                "error_code",
+                "fragment_number",
+                "persisted_at",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
             "mqtt_outbox".into(),
             [
                 "seq",
@@ -107,7 +124,7 @@ async fn reopening_is_idempotent() {
     let path = dir.path().join(INDEX_FILE);
     Index::open(&path).await.unwrap().close().await;
     let again = Index::open(&path).await.unwrap();
-    assert_eq!(schema(&again).await.len(), 4);
+    assert_eq!(schema(&again).await.len(), 5);
     again.set_setting("detect", "off").await.unwrap();
     again.set_setting("detect", "on").await.unwrap();
     assert_eq!(
@@ -342,4 +359,64 @@ async fn an_event_cut_short_still_owes_its_end() {
     };
     assert!(index.queue_end_once("ev2", 100, build).await.unwrap());
     assert!(index.events_owing_an_end().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn fragments_go_from_pending_to_persisted_and_settle_their_clip() {
+    let (_dir, index) = temp_index().await;
+    let t0 = Utc.timestamp_millis_opt(1_763_700_000_000).unwrap();
+    index.upsert_event(&event("e1", t0)).await.unwrap();
+    index
+        .insert_clip("c1", "e1", "c1.mp4.part", t0, t0)
+        .await
+        .unwrap();
+    index
+        .set_upload_state("c1", upload_state::PENDING)
+        .await
+        .unwrap();
+    let gop = |first: u64, ms: i64| NewFragment {
+        clip_id: Some("c1"),
+        first_frame: first,
+        frames: 30,
+        start_at: t0 + chrono::Duration::milliseconds(ms),
+        end_at: t0 + chrono::Duration::milliseconds(ms + 1_900),
+    };
+    let a = index.insert_fragment(&gop(0, 0)).await.unwrap();
+    let b = index.insert_fragment(&gop(30, 2_000)).await.unwrap();
+    assert_eq!(index.upload_backlog().await.unwrap(), 2);
+    let pending = index.pending_fragments().await.unwrap();
+    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(pending[1].first_frame, 30);
+    assert_eq!(
+        pending[1].start_at,
+        t0 + chrono::Duration::milliseconds(2_000)
+    );
+
+    index
+        .fragment_persisted(a, Some("9134385233318150"), t0)
+        .await
+        .unwrap();
+    assert_eq!(index.clip("c1").await.unwrap().upload_state, "uploading");
+    assert_eq!(
+        index.settle_clip_upload("c1").await.unwrap(),
+        None,
+        "b pending"
+    );
+    // Only finished clips are settled by the uploader.
+    assert!(index.clips_to_upload().await.unwrap().is_empty());
+    index
+        .set_clip_status("c1", ClipStatus::Complete)
+        .await
+        .unwrap();
+    assert_eq!(index.clips_to_upload().await.unwrap(), ["c1"]);
+
+    index.fragment_skipped(b, 4006).await.unwrap();
+    assert_eq!(index.upload_backlog().await.unwrap(), 0);
+    assert_eq!(
+        index.settle_clip_upload("c1").await.unwrap(),
+        Some(upload_state::FAILED),
+        "a refused fragment leaves the clip failed"
+    );
+    assert!(index.clips_to_upload().await.unwrap().is_empty());
+    assert_eq!(index.clip_fragments("c1").await.unwrap().len(), 2);
 }

@@ -67,7 +67,7 @@ pub enum MkvError {
     NotKeyframe,
     #[error("frame at {frame_ms} ms is {delta} ms from its cluster: over the int16 range")]
     TooFarFromCluster { frame_ms: u64, delta: i64 },
-    #[error("at most {MAX_TAGS} tags, and no tag name may start with \"AWS\"")]
+    #[error("1 to {MAX_TAGS} tags, and no tag name may start with \"AWS\"")]
     BadTags,
 }
 
@@ -210,33 +210,51 @@ pub struct Frame<'a> {
     pub keyframe: bool,
 }
 
+/// A Segment-level Tags element: metadata of the fragment whose cluster follows. Written
+/// right after a cluster it also ends that unknown-size cluster at once, so the service
+/// acknowledges it without waiting for the next one (a cluster otherwise ends only
+/// where the next begins).
+pub fn fragment_tags(tags: &[(&str, &str)]) -> Result<Vec<u8>, MkvError> {
+    if tags.is_empty() || tags.len() > MAX_TAGS || tags.iter().any(|(n, _)| n.starts_with("AWS")) {
+        return Err(MkvError::BadTags);
+    }
+    let mut out = Vec::new();
+    master(&mut out, id::TAGS, |b| {
+        master(b, id::TAG, |t| {
+            for (name, value) in tags {
+                master(t, id::SIMPLE_TAG, |s| {
+                    text(s, id::TAG_NAME, name);
+                    text(s, id::TAG_STRING, value);
+                });
+            }
+        });
+    });
+    Ok(out)
+}
+
 /// One fragment: optional Tags, then an unknown-size Cluster at the first frame's time.
 pub fn fragment(frames: &[Frame<'_>], tags: &[(&str, &str)]) -> Result<Vec<u8>, MkvError> {
     let first = frames.first().ok_or(MkvError::NotKeyframe)?;
     if !first.keyframe {
         return Err(MkvError::NotKeyframe);
     }
-    if tags.len() > MAX_TAGS || tags.iter().any(|(n, _)| n.starts_with("AWS")) {
-        return Err(MkvError::BadTags);
-    }
     let bytes: usize = frames.iter().map(|f| f.annex_b.len() + 16).sum();
     let mut out = Vec::with_capacity(bytes + 64);
     if !tags.is_empty() {
-        master(&mut out, id::TAGS, |b| {
-            master(b, id::TAG, |t| {
-                for (name, value) in tags {
-                    master(t, id::SIMPLE_TAG, |s| {
-                        text(s, id::TAG_NAME, name);
-                        text(s, id::TAG_STRING, value);
-                    });
-                }
-            });
-        });
+        out.extend_from_slice(&fragment_tags(tags)?);
     }
     put_id(&mut out, id::CLUSTER);
     out.extend_from_slice(&UNKNOWN_SIZE);
     uint(&mut out, id::TIMECODE, first.time_ms);
-    for f in frames {
+    for (i, f) in frames.iter().enumerate() {
+        let avcc = to_avcc(f.annex_b);
+        if avcc.is_empty() {
+            // No NAL unit (not Annex-B): an empty block is invalid MKV for KVS.
+            if i == 0 {
+                return Err(MkvError::NotKeyframe);
+            }
+            continue;
+        }
         let delta = f.time_ms as i64 - first.time_ms as i64;
         let rel = i16::try_from(delta).map_err(|_| MkvError::TooFarFromCluster {
             frame_ms: f.time_ms,
@@ -246,7 +264,7 @@ pub fn fragment(frames: &[Frame<'_>], tags: &[(&str, &str)]) -> Result<Vec<u8>, 
         block.push(0x81); // track number 1 as a 1-byte vint
         block.extend_from_slice(&rel.to_be_bytes());
         block.push(if f.keyframe { 0x80 } else { 0x00 });
-        block.extend_from_slice(&to_avcc(f.annex_b));
+        block.extend_from_slice(&avcc);
         element(&mut out, id::SIMPLE_BLOCK, &block);
     }
     Ok(out)

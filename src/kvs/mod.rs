@@ -5,6 +5,7 @@ pub mod ack;
 pub mod iot;
 pub mod mkv;
 pub mod presign;
+pub mod putmedia;
 pub mod stream;
 pub mod upload;
 
@@ -52,6 +53,7 @@ impl KvsError {
 pub struct Aws {
     sdk: SdkConfig,
     endpoint_url: Option<String>,
+    data_endpoint_url: Option<String>,
 }
 
 impl Aws {
@@ -77,6 +79,7 @@ impl Aws {
         Ok(Self {
             sdk: loader.load().await,
             endpoint_url: cfg.endpoint_url.clone(),
+            data_endpoint_url: cfg.data_endpoint_url.clone(),
         })
     }
 
@@ -118,6 +121,11 @@ impl Aws {
     /// every data endpoint too.
     pub fn local_endpoint(&self) -> Option<&str> {
         self.endpoint_url.as_deref()
+    }
+
+    /// The data-endpoint override (tests against local fakes).
+    pub fn local_data_endpoint(&self) -> Option<&str> {
+        self.data_endpoint_url.as_deref()
     }
 
     /// Current credentials (the provider refreshes them as they expire).

@@ -72,6 +72,9 @@ pub async fn data_endpoint(aws: &Aws, name: &str, api: ApiName) -> Result<String
         .data_endpoint()
         .ok_or_else(|| KvsError::missing("GetDataEndpoint", "endpoint"))?;
     // Against local fakes, an endpoint off this machine is replaced by the override.
+    if let Some(data) = aws.local_data_endpoint() {
+        return Ok(data.to_owned());
+    }
     match aws.local_endpoint() {
         Some(local) if !endpoint.starts_with("http://127.0.0.1") => Ok(local.to_owned()),
         _ => Ok(endpoint.to_owned()),

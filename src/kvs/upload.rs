@@ -96,6 +96,18 @@ impl Uploader {
         self.fragments.len()
     }
 
+    /// The fragment a new connection starts with (its header comes from it).
+    pub fn next_queued(&self) -> Option<u64> {
+        self.fragments
+            .iter()
+            .find(|f| f.state == State::Queued)
+            .map(|f| f.id)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_some()
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }
@@ -127,6 +139,11 @@ impl Uploader {
             state: State::Queued,
         });
         Ok(self.pump(now))
+    }
+
+    /// Drops a fragment whose frames can no longer be read (the caller records why).
+    pub fn forget(&mut self, id: u64) {
+        self.fragments.retain(|f| f.id != id);
     }
 
     /// The connection is open (its header written).

@@ -52,15 +52,24 @@ pub fn settings(
 pub struct EventPublisher {
     topics: Topics,
     camera: String,
+    /// The KVS stream the event's video goes to (upload on).
+    stream: Option<String>,
     outbox_max: u64,
     wake: Arc<Notify>,
 }
 
 impl EventPublisher {
+    /// `end` messages then name the KVS stream and the event's range in it.
+    pub fn with_stream(mut self, stream: Option<String>) -> Self {
+        self.stream = stream;
+        self
+    }
+
     pub fn new(topics: Topics, camera: String, outbox_max: u64, wake: Arc<Notify>) -> Self {
         Self {
             topics,
             camera,
+            stream: None,
             outbox_max,
             wake,
         }
@@ -68,7 +77,7 @@ impl EventPublisher {
 
     /// The `start` or `update` message for an event (`None` if it would be too large).
     pub fn message(&self, kind: EventKind, e: &EventInfo) -> Option<NewMessage> {
-        let v = payload::event(kind, e, &self.camera, &[]);
+        let v = payload::event(kind, e, &self.camera, &[], None);
         self.bounded(kind, v, &e.id)
     }
 
@@ -111,7 +120,13 @@ impl EventPublisher {
     pub async fn queue_end(&self, index: &Index, event_id: &str) {
         let built = index
             .queue_end_once(event_id, self.outbox_max, |e, clips| {
-                let v = payload::event(EventKind::End, e, &self.camera, clips);
+                let v = payload::event(
+                    EventKind::End,
+                    e,
+                    &self.camera,
+                    clips,
+                    self.stream.as_deref(),
+                );
                 NewMessage {
                     topic: self.topics.events(),
                     payload: v.to_string().into_bytes(),

@@ -79,8 +79,15 @@ fn ts(t: DateTime<Utc>) -> String {
 
 /// `<prefix>/events`: `{"v":1,"type","event_id","label","trigger","score","started_at",
 /// "ended_at","clip_ids","thumbnail","camera"}`; `end` adds `clips` (id, start, end,
-/// duration_s each) and `duration_s` (all clips together).
-pub fn event(kind: EventKind, e: &EventInfo, camera: &str, clips: &[ClipFacts]) -> Value {
+/// duration_s each) and `duration_s` (all clips together), and with upload on `kvs`:
+/// `{"stream","start","end"}`, the producer-timestamp range to play back from the cloud.
+pub fn event(
+    kind: EventKind,
+    e: &EventInfo,
+    camera: &str,
+    clips: &[ClipFacts],
+    stream: Option<&str>,
+) -> Value {
     let thumbnail = clips
         .iter()
         .find(|c| c.thumbnail)
@@ -114,6 +121,11 @@ pub fn event(kind: EventKind, e: &EventInfo, camera: &str, clips: &[ClipFacts]) 
                 })
             })
             .collect();
+        let start = clips.iter().map(|c| c.start_at).min();
+        let end = clips.iter().filter_map(|c| c.end_at).max();
+        if let (Some(stream), Some(start), Some(end)) = (stream, start, end) {
+            v["kvs"] = json!({ "stream": stream, "start": ts(start), "end": ts(end) });
+        }
     }
     v
 }
@@ -241,7 +253,13 @@ mod tests {
 
     #[test]
     fn start_message_has_every_field() {
-        let v = event(EventKind::Start, &info(), "front-door", &[]);
+        let v = event(
+            EventKind::Start,
+            &info(),
+            "front-door",
+            &[],
+            Some("porch-cam"),
+        );
         assert_eq!(
             v,
             json!({
@@ -264,7 +282,7 @@ mod tests {
             duration_ms: Some(35_000),
             thumbnail: true,
         }];
-        let v = event(EventKind::End, &e, "front-door", &clips);
+        let v = event(EventKind::End, &e, "front-door", &clips, Some("porch-cam"));
         assert_eq!(v["type"], "end");
         assert_eq!(v["ended_at"], "2026-11-21T10:00:20.000Z");
         assert_eq!(v["duration_s"], 35.0);
@@ -273,6 +291,14 @@ mod tests {
             json!([{"id": "01JCLIP", "start": "2026-11-21T09:59:55.000Z",
                     "end": "2026-11-21T10:00:30.000Z", "duration_s": 35.0}])
         );
+        assert_eq!(
+            v["kvs"],
+            json!({"stream": "porch-cam", "start": "2026-11-21T09:59:55.000Z",
+                   "end": "2026-11-21T10:00:30.000Z"}),
+            "where to play the event back from the cloud"
+        );
+        let local = event(EventKind::End, &e, "front-door", &clips, None);
+        assert!(local.get("kvs").is_none(), "no upload, no cloud range");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Scan {
     pub height: u32,
     pub fragments: u64,
     pub samples: Vec<SampleRef>,
+    /// The first SPS and PPS of the track's `avcC` (samples may not carry them in-band).
+    pub parameter_sets: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Scan {
@@ -135,6 +137,7 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
         height: 0,
         fragments: 0,
         samples: Vec::new(),
+        parameter_sets: None,
     };
     let mut have_moov = false;
     while let Some(head) = read_head(&mut f, pos, file_len)? {
@@ -153,6 +156,7 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
                 out.timescale = trak.mdia.mdhd.timescale;
                 out.width = u32::from(trak.tkhd.width.integer());
                 out.height = u32::from(trak.tkhd.height.integer());
+                out.parameter_sets = parameter_sets(trak);
                 have_moov = true;
             }
             b"moof" if have_moov => {
@@ -236,6 +240,25 @@ fn fragment_samples(
         .iter()
         .all(|s| s.offset >= data_start && s.offset + u64::from(s.size) <= mdat.end);
     (fits && !out.is_empty()).then_some(out)
+}
+
+fn parameter_sets(trak: &mp4_atom::Trak) -> Option<(Vec<u8>, Vec<u8>)> {
+    let avcc = trak
+        .mdia
+        .minf
+        .stbl
+        .stsd
+        .codecs
+        .iter()
+        .find_map(|c| match c {
+            mp4_atom::Codec::Avc1(a) => Some(&a.avcc),
+            mp4_atom::Codec::Avc3(a) => Some(&a.avcc),
+            _ => None,
+        })?;
+    Some((
+        avcc.sequence_parameter_sets.first()?.clone(),
+        avcc.picture_parameter_sets.first()?.clone(),
+    ))
 }
 
 /// Reads one sample's bytes (AVCC: 4-byte length-prefixed NAL units).

@@ -22,6 +22,7 @@ use crate::index::{ClipStatus, Index};
 use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot, Subscription};
 use crate::mqtt::payload::EventKind;
 use crate::mqtt::EventPublisher;
+use crate::upload::UploadFeed;
 
 /// Frames the recorder may fall behind by before it loses one: 4 s at 30 fps.
 pub const RECORDER_QUEUE: usize = 120;
@@ -55,6 +56,8 @@ pub struct RecorderDeps {
     /// Queues MQTT event messages with each event change (when MQTT is on); the
     /// tracker already spaces updates by `events.update_interval_s`.
     pub events: Option<EventPublisher>,
+    /// Hands every frame written to a clip to the uploader (events upload mode).
+    pub upload: Option<UploadFeed>,
 }
 
 /// The recorder's state as others see it.
@@ -72,11 +75,23 @@ type Reply = oneshot::Sender<Result<Value, String>>;
 pub struct RecorderHandle {
     commands: mpsc::Sender<(TriggerKind, Command, Reply)>,
     status: watch::Receiver<RecorderStatus>,
+    /// Answers `playback` in the caller's task (a cloud call must not hold up frames).
+    playback: Option<crate::upload::Playback>,
 }
 
 impl RecorderHandle {
     /// Runs a command; `source` says where it came from (it becomes the trigger kind).
     pub async fn execute(&self, source: TriggerKind, command: Command) -> Result<Value, String> {
+        if let Command::Playback {
+            event_id,
+            expires_s,
+        } = &command
+        {
+            return match &self.playback {
+                Some(p) => p.url(event_id.as_deref(), *expires_s).await,
+                None => Err("cloud playback is off: set [upload] enabled = true".into()),
+            };
+        }
         let (tx, rx) = oneshot::channel();
         self.commands
             .send((source, command, tx))
@@ -89,11 +104,19 @@ impl RecorderHandle {
     pub fn status(&self) -> watch::Receiver<RecorderStatus> {
         self.status.clone()
     }
+
+    /// Lets `playback` commands be answered (upload on).
+    pub fn with_playback(mut self, playback: Option<crate::upload::Playback>) -> Self {
+        self.playback = playback;
+        self
+    }
 }
 
 struct OpenClip {
     /// The clip's file and index id.
     id: String,
+    /// The same, for the uploader's feed.
+    feed_id: std::sync::Arc<str>,
     /// The id the tracker knows it by: a clip split by a stream restart keeps it.
     tracker_id: String,
     event_id: String,
@@ -141,7 +164,11 @@ pub async fn spawn(
         commands: command_rx,
     };
     (
-        RecorderHandle { commands, status },
+        RecorderHandle {
+            commands,
+            status,
+            playback: None,
+        },
         tokio::spawn(task.run(cancel)),
     )
 }
@@ -242,11 +269,21 @@ impl Recorder {
             } else if clip.generation.is_some_and(|g| g != frame.generation) {
                 info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
                 split.push(i);
-            } else if let Err(e) = clip.writer.push(&frame) {
-                error!(clip_id = %clip.id, error = %e, "cannot write frame; continuing in a new clip");
-                split.push(i);
             } else {
+                let index = clip.writer.frames();
+                if let Err(e) = clip.writer.push(&frame) {
+                    error!(clip_id = %clip.id, error = %e, "cannot write frame; continuing in a new clip");
+                    split.push(i);
+                    continue;
+                }
                 clip.generation = Some(frame.generation);
+                if clip.writer.frames() > index {
+                    if let Some(feed) = &self.deps.upload {
+                        // When the uploader is behind it sees the gap and reads the
+                        // clip's rest from the file.
+                        feed.frame(&clip.feed_id, index, &frame);
+                    }
+                }
             }
         }
         for i in (0..self.open.len()).rev() {
@@ -330,6 +367,9 @@ impl Recorder {
                 ),
                 None => Err("no snapshot yet: the camera has not produced one".into()),
             },
+            Command::Playback { .. } => {
+                Err("cloud playback is off: set [upload] enabled = true".into())
+            }
             Command::Status => Ok(json!({
                 "recording": self.tracker.recording(),
                 "event_id": self.tracker.current().map(|e| e.id.clone()),
@@ -418,14 +458,19 @@ impl Recorder {
             }
         };
         let generation = self.preroll.since(from).last().map(|f| f.generation);
+        let mut written = Vec::new();
         for f in self
             .preroll
             .since(from)
             .filter(|f| Some(f.generation) == generation)
         {
+            let index = writer.frames();
             if let Err(e) = writer.push(f) {
                 error!(clip_id = %id, error = %e, "cannot write pre-roll");
                 break;
+            }
+            if writer.frames() > index {
+                written.push((index, f.clone()));
             }
         }
         let start = self
@@ -442,9 +487,24 @@ impl Recorder {
         {
             error!(clip_id = %id, error = %e, "could not record the clip in the index");
         }
+        let feed_id: std::sync::Arc<str> = id.as_str().into();
+        if let Some(feed) = &self.deps.upload {
+            if let Err(e) = self
+                .deps
+                .index
+                .set_upload_state(&id, crate::index::upload_state::PENDING)
+                .await
+            {
+                error!(clip_id = %id, error = %e, "could not mark the clip for upload");
+            }
+            for (index, f) in &written {
+                feed.frame(&feed_id, *index, f);
+            }
+        }
         let thumbnail = self.write_thumbnail(&path, &id).await;
         info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), "clip started");
         self.open.push(OpenClip {
+            feed_id,
             id,
             tracker_id,
             event_id: event_id.to_owned(),
@@ -477,6 +537,9 @@ impl Recorder {
 
     /// Finishes a clip in the background: muxer EOS, fsync, rename, index row.
     fn finish(&mut self, clip: OpenClip) {
+        if let Some(feed) = &self.deps.upload {
+            feed.clip_end(&clip.feed_id, clip.writer.frames());
+        }
         let index = self.deps.index.clone();
         let data_dir = self.deps.data_dir.clone();
         let events = self.deps.events.clone();

@@ -5,9 +5,11 @@ pub mod browser;
 pub mod daemon;
 pub mod iot_fake;
 pub mod kvs_fake;
+pub mod mkv_reader;
 pub mod mosquitto;
 pub mod moto;
 pub mod pki;
+pub mod putmedia_fake;
 pub mod sigv4;
 pub mod viewer;
 

@@ -1,0 +1,170 @@
+//! The KVS uploader: turns event clips (or, in continuous mode, the whole stream) into
+//! one-GOP fragments recorded in the index, and sends them over PutMedia until each is
+//! PERSISTED, resuming from the index after an outage or a restart.
+//!
+//! While an event is live the recorder hands every frame it writes to a clip to the
+//! uploader (never blocking: if the uploader falls behind, the clip's remaining frames
+//! are read back from its file once it is finished). Backlog goes oldest first, several
+//! GOPs of one clip per fragment (up to 10 s), at most 5 fragments a second.
+
+pub mod gop;
+mod playback;
+pub mod source;
+mod task;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::index::{FragmentRow, Index};
+use crate::kvs::Aws;
+use crate::media::{EncodedFrame, FrameBus};
+use crate::metrics::UploadMetrics;
+
+pub use playback::Playback;
+pub use task::spawn;
+
+/// Frames the uploader may lag behind the recorder: 20 s at 30 fps.
+pub const FEED_QUEUE: usize = 600;
+/// A fragment made of several GOPs (backlog) spans at most this much.
+pub const MAX_FRAGMENT_MS: i64 = 10_000;
+
+/// What the recorder tells the uploader.
+#[derive(Debug)]
+pub enum Feed {
+    /// Frame number `index` of clip `clip_id` (its sample number in the file).
+    Frame {
+        clip_id: Arc<str>,
+        index: u64,
+        frame: EncodedFrame,
+    },
+    /// The clip has no more frames; it has `frames` in all.
+    ClipEnd { clip_id: Arc<str>, frames: u64 },
+}
+
+/// The recorder's side of the feed; sending never waits.
+#[derive(Debug, Clone)]
+pub struct UploadFeed {
+    tx: mpsc::Sender<Feed>,
+}
+
+/// The uploader's side of the feed.
+#[derive(Debug)]
+pub struct FeedReceiver(mpsc::Receiver<Feed>);
+
+impl UploadFeed {
+    pub fn channel() -> (Self, FeedReceiver) {
+        let (tx, rx) = mpsc::channel(FEED_QUEUE);
+        (Self { tx }, FeedReceiver(rx))
+    }
+
+    /// `false` when the uploader is behind (the frame is not taken; the file has it).
+    pub fn frame(&self, clip_id: &Arc<str>, index: u64, frame: &EncodedFrame) -> bool {
+        self.tx
+            .try_send(Feed::Frame {
+                clip_id: Arc::clone(clip_id),
+                index,
+                frame: frame.clone(),
+            })
+            .is_ok()
+    }
+
+    pub fn clip_end(&self, clip_id: &Arc<str>, frames: u64) {
+        let _ = self.tx.try_send(Feed::ClipEnd {
+            clip_id: Arc::clone(clip_id),
+            frames,
+        });
+    }
+}
+
+/// What the uploader is told by the config.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub stream_name: String,
+    pub retention_hours: u32,
+    pub create_if_missing: bool,
+    /// Every GOP of the camera, not just events.
+    pub continuous: bool,
+}
+
+/// What it works with.
+#[derive(Debug, Clone)]
+pub struct UploadDeps {
+    pub aws: Aws,
+    pub index: Index,
+    pub data_dir: PathBuf,
+    /// The camera's frames (continuous mode).
+    pub frames: FrameBus,
+    pub metrics: UploadMetrics,
+}
+
+/// Groups pending rows (oldest first) into fragments: consecutive GOPs of one clip, up
+/// to `MAX_FRAGMENT_MS`, so a backlog drains at several times real speed within the
+/// service's 5 fragments a second.
+pub fn group(rows: Vec<FragmentRow>) -> Vec<Vec<FragmentRow>> {
+    let mut out: Vec<Vec<FragmentRow>> = Vec::new();
+    for row in rows {
+        if let Some(last) = out.last_mut() {
+            let (head, tail) = (&last[0], &last[last.len() - 1]);
+            let joins = row.clip_id.is_some()
+                && row.clip_id == tail.clip_id
+                && row.first_frame == tail.first_frame + tail.frames
+                && (row.end_at - head.start_at).num_milliseconds() <= MAX_FRAGMENT_MS;
+            if joins {
+                last.push(row);
+                continue;
+            }
+        }
+        out.push(vec![row]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn row(id: i64, clip: Option<&str>, first: u64, start_ms: i64) -> FragmentRow {
+        FragmentRow {
+            id,
+            clip_id: clip.map(str::to_owned),
+            first_frame: first,
+            frames: 60,
+            start_at: DateTime::<Utc>::from_timestamp_millis(start_ms).unwrap(),
+            end_at: DateTime::<Utc>::from_timestamp_millis(start_ms + 1_967).unwrap(),
+        }
+    }
+
+    #[test]
+    fn backlog_fragments_join_consecutive_gops_of_a_clip_up_to_ten_seconds() {
+        let rows = vec![
+            row(1, Some("a"), 0, 0),
+            row(2, Some("a"), 60, 2_000),
+            row(3, Some("a"), 120, 4_000),
+            row(4, Some("a"), 180, 6_000),
+            row(5, Some("a"), 240, 8_000), // would end at 9 967: still in
+            row(6, Some("a"), 300, 10_000), // past 10 s: a new fragment
+            row(7, Some("b"), 0, 12_000),  // another clip
+            row(8, Some("b"), 120, 14_000), // not contiguous (a gap)
+            row(9, None, 0, 16_000),       // continuous mode: alone
+            row(10, None, 60, 18_000),
+        ];
+        let ids: Vec<Vec<i64>> = group(rows)
+            .iter()
+            .map(|g| g.iter().map(|r| r.id).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                vec![1, 2, 3, 4, 5],
+                vec![6],
+                vec![7],
+                vec![8],
+                vec![9],
+                vec![10]
+            ]
+        );
+    }
+}
