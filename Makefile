@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/edgecam/target
 export CARGO_TARGET_DIR
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test deps test-deps build bench lint fmt clean-var deb deb-arm64 smoke
+.PHONY: run test deps test-deps build bench lint fmt clean-var deb deb-arm64 smoke systemd-test
 
 deps:
 	@bash packaging/install-deps.sh
@@ -45,6 +45,10 @@ deb-arm64: deps
 ## Install the amd64 package here, run it 10 s, remove and purge (root)
 smoke: deb
 	bash packaging/smoke-test.sh $$(ls -t $(CARGO_TARGET_DIR)/debian/edgecam_*_amd64.deb | head -1)
+
+## Boot Debian 12 under systemd (nspawn), install the amd64 package, check the unit (root)
+systemd-test: deb
+	bash packaging/systemd-boot-test.sh $$(ls -t $(CARGO_TARGET_DIR)/debian/edgecam_*_amd64.deb | head -1)
 
 lint: deps
 	cargo fmt --all -- --check
