@@ -24,10 +24,6 @@ impl Gop {
             .last()
             .map_or(0, |f| f.captured_at.timestamp_millis())
     }
-
-    pub fn bytes(&self) -> usize {
-        self.frames.iter().map(|f| f.data.len()).sum()
-    }
 }
 
 /// The GOP being built for one clip.

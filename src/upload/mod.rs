@@ -7,6 +7,7 @@
 //! are read back from its file once it is finished). Backlog goes oldest first, several
 //! GOPs of one clip per fragment (up to 10 s), at most 5 fragments a second.
 
+mod cache;
 pub mod gop;
 mod playback;
 pub mod source;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::index::FragmentRow;
@@ -13,7 +14,8 @@ use crate::recorder::fmp4::{self, Scan};
 /// A frame ready for the MKV writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedFrame {
-    pub annex_b: Vec<u8>,
+    /// Shared with the capture path when the frame comes from memory.
+    pub annex_b: Bytes,
     pub time_ms: u64,
     pub keyframe: bool,
 }
@@ -110,7 +112,7 @@ pub fn read_frames(
             let s = &scan.samples[i];
             let data = fmp4::read_sample(&mut file, s)?;
             out.push(OwnedFrame {
-                annex_b: annex_b(&data),
+                annex_b: Bytes::from(annex_b(&data)),
                 time_ms: (start_ms + ms_between(scan, first as usize, i)).min(end_ms),
                 keyframe: s.keyframe || i == first as usize,
             });
@@ -132,31 +134,23 @@ pub struct Owed {
 /// up to the next keyframe), timed from the clip's first frame at `clip_start`.
 pub fn owed(scan: &Scan, covered: u64, clip_start: DateTime<Utc>) -> Vec<Owed> {
     let at = |i: usize| clip_start + chrono::Duration::milliseconds(ms_between(scan, 0, i) as i64);
-    let mut out: Vec<Owed> = Vec::new();
-    let mut start: Option<usize> = None;
     let n = scan.samples.len();
-    for i in covered as usize..n {
-        if scan.samples[i].keyframe {
-            if let Some(s) = start {
-                out.push(Owed {
-                    first_frame: s as u64,
-                    frames: (i - s) as u64,
-                    start_at: at(s),
-                    end_at: at(i - 1),
-                });
+    let starts: Vec<usize> = (covered as usize..n)
+        .filter(|&i| scan.samples[i].keyframe)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let end = starts.get(k + 1).copied().unwrap_or(n);
+            Owed {
+                first_frame: s as u64,
+                frames: (end - s) as u64,
+                start_at: at(s),
+                end_at: at(end - 1),
             }
-            start = Some(i);
-        }
-    }
-    if let Some(s) = start {
-        out.push(Owed {
-            first_frame: s as u64,
-            frames: (n - s) as u64,
-            start_at: at(s),
-            end_at: at(n - 1),
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 #[cfg(test)]

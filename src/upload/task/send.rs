@@ -1,0 +1,241 @@
+//! The connection side: opening PutMedia (stream set-up, data endpoint, header from the
+//! first fragment), the backoff between attempts, and writing fragments at most 5 a second.
+
+use super::*;
+
+impl Task {
+    /// The wait before the next connection attempt (full jitter), doubling up to 30 s;
+    /// zero right after a planned rotation.
+    pub(super) fn next_delay(&mut self) -> Duration {
+        let d = self.backoff;
+        self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+        if d.is_zero() {
+            return d;
+        }
+        Duration::from_millis(fastrand::u64(
+            d.as_millis() as u64 / 2..=d.as_millis() as u64,
+        ))
+    }
+
+    pub(super) fn close(&mut self) {
+        self.open = None;
+        self.to_write.clear();
+        self.deps.metrics.connected.set(0);
+    }
+
+    /// The file holding a fragment's frames.
+    async fn clip_file(&self, row: Option<&FragmentRow>) -> Result<std::path::PathBuf, String> {
+        let clip_id = row
+            .and_then(|r| r.clip_id.clone())
+            .ok_or("frames no longer in memory")?;
+        let clip = self
+            .deps
+            .index
+            .clip(&clip_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        source::clip_path(&self.deps.data_dir, &clip.path).map_err(|e| e.to_string())
+    }
+
+    /// The stream header's track for a connection starting with fragment `id`, and the
+    /// fragment's start (ms), without reading its frames.
+    async fn track_of(&mut self, id: u64) -> Result<(TrackInfo, u64), String> {
+        let first = self
+            .units
+            .get(&id)
+            .and_then(|u| u.rows.first())
+            .cloned()
+            .ok_or("unknown fragment")?;
+        let start = first.start_at.timestamp_millis().max(0) as u64;
+        if let Some(frame) = self.cache.get(first.id).and_then(|g| g.first().cloned()) {
+            let track = TrackInfo::from_keyframe(&frame.data).map_err(|e| e.to_string())?;
+            return Ok((track, start));
+        }
+        let path = self.clip_file(Some(&first)).await?;
+        let scan = self.scan(&path).map_err(|e| e.to_string())?;
+        Ok((source::track(&scan).map_err(|e| e.to_string())?, start))
+    }
+
+    /// A fragment's track and frames: from memory, else from its clip file.
+    pub(super) async fn load(&mut self, id: u64) -> Result<(TrackInfo, Vec<OwnedFrame>), String> {
+        let unit = self.units.get(&id).ok_or("unknown fragment")?;
+        let cached: Option<Vec<Arc<Vec<EncodedFrame>>>> =
+            unit.rows.iter().map(|r| self.cache.get(r.id)).collect();
+        if let Some(gops) = cached {
+            let frames: Vec<OwnedFrame> = gops
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|f| OwnedFrame {
+                    annex_b: f.data.clone(),
+                    time_ms: f.captured_at.timestamp_millis().max(0) as u64,
+                    keyframe: f.keyframe,
+                })
+                .collect();
+            let first = frames.first().ok_or("empty fragment")?;
+            let track = TrackInfo::from_keyframe(&first.annex_b).map_err(|e| e.to_string())?;
+            return Ok((track, frames));
+        }
+        let rows = unit.rows.clone();
+        let path = self.clip_file(rows.first()).await?;
+        let scan = self.scan(&path).map_err(|e| e.to_string())?;
+        let track = source::track(&scan).map_err(|e| e.to_string())?;
+        let frames = source::read_frames(&path, &scan, &rows).map_err(|e| e.to_string())?;
+        Ok((track, frames))
+    }
+
+    pub(super) async fn connect(&mut self) {
+        self.reconnect_at = None;
+        let Some(first) = self.machine.next_queued() else {
+            return;
+        };
+        match self.open_connection(first).await {
+            Ok(open) => {
+                info!(stream = %self.cfg.stream_name, "PutMedia connection open");
+                self.open = Some(open);
+                self.deps.metrics.connected.set(1);
+                self.backoff = FIRST_BACKOFF;
+                self.next_write = Instant::now();
+                let actions = self.machine.connected(Instant::now());
+                self.apply(actions).await;
+            }
+            Err(OpenError::Frames(id, why)) => {
+                self.drop_unit(id, &why).await;
+                self.want_connection();
+            }
+            Err(e) => {
+                let (retry, code) = match &e {
+                    OpenError::PutMedia(p) => (p.is_retryable(), p.code()),
+                    _ => (true, 0),
+                };
+                self.deps
+                    .metrics
+                    .errors
+                    .get_or_create(&[("code", code.to_string())])
+                    .inc();
+                self.endpoint = None; // fetched again on the next attempt
+                let delay = if retry {
+                    let d = self.next_delay();
+                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot open PutMedia");
+                    d
+                } else {
+                    error!(error = %e, "KVS refused the upload: fix the stream or the credentials; retrying in 10 min");
+                    STOP_RETRY
+                };
+                self.reconnect_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+
+    pub(super) async fn open_connection(&mut self, first: u64) -> Result<Open, OpenError> {
+        let aws = self.deps.aws.clone();
+        let name = self.cfg.stream_name.clone();
+        if !self.stream_ready {
+            stream::ensure_stream(
+                &aws,
+                &name,
+                self.cfg.retention_hours,
+                self.cfg.create_if_missing,
+            )
+            .await?;
+            self.stream_ready = true;
+        }
+        let endpoint = match &self.endpoint {
+            Some((e, at)) if at.elapsed() < ENDPOINT_TTL => e.clone(),
+            _ => {
+                let e = stream::data_endpoint(
+                    &aws,
+                    &name,
+                    aws_sdk_kinesisvideo::types::ApiName::PutMedia,
+                )
+                .await?;
+                self.endpoint = Some((e.clone(), Instant::now()));
+                e
+            }
+        };
+        let (track, start) = self
+            .track_of(first)
+            .await
+            .map_err(|e| OpenError::Frames(first, e))?;
+        let header = mkv::header(&track, fastrand::u128(..).to_be_bytes(), fastrand::u64(1..));
+        let creds = aws.credentials().await?;
+        let target = Target {
+            endpoint,
+            stream_name: name,
+            region: aws.region().to_owned(),
+        };
+        let producer_start =
+            chrono::DateTime::from_timestamp_millis(start as i64).unwrap_or_default();
+        let conn = putmedia::connect(
+            &target,
+            &creds,
+            producer_start,
+            Bytes::from(header),
+            SystemTime::now(),
+        )
+        .await?;
+        Ok(Open { conn, track })
+    }
+
+    /// A fragment whose frames cannot be read any more: recorded as skipped.
+    pub(super) async fn drop_unit(&mut self, id: u64, why: &str) {
+        self.machine.forget(id);
+        if let Some(unit) = self.units.remove(&id) {
+            self.skip_rows(&unit.rows, 0, why).await;
+        }
+    }
+
+    pub(super) async fn write_next(&mut self) {
+        let Some(id) = self.to_write.pop_front() else {
+            return;
+        };
+        self.next_write = Instant::now() + MIN_SPACING;
+        if !self.units.contains_key(&id) {
+            return; // persisted or skipped meanwhile
+        }
+        let (track, frames) = match self.load(id).await {
+            Ok(x) => x,
+            Err(why) => {
+                self.drop_unit(id, &why).await;
+                return;
+            }
+        };
+        let Some(open) = &self.open else {
+            return;
+        };
+        if track != open.track {
+            // A new header is needed; the stall check replaces the connection once the
+            // fragments already written are acknowledged.
+            warn!(
+                fragment = id,
+                "the camera's stream parameters changed; a new PutMedia connection follows"
+            );
+            return;
+        }
+        let mkv_frames: Vec<mkv::Frame<'_>> = frames
+            .iter()
+            .map(|f| mkv::Frame {
+                annex_b: &f.annex_b,
+                time_ms: f.time_ms,
+                keyframe: f.keyframe,
+            })
+            .collect();
+        // The trailing Tags (metadata of the next fragment) ends this cluster now, so
+        // the fragment is acknowledged without waiting for the next GOP.
+        let bytes = match mkv::fragment(&mkv_frames, &[]).and_then(|mut b| {
+            b.extend(mkv::fragment_tags(&[("EDGECAM_WRITER", "edgecam")])?);
+            Ok(b)
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = e.to_string();
+                self.drop_unit(id, &why).await;
+                return;
+            }
+        };
+        if !open.conn.write(Bytes::from(bytes)).await {
+            self.close();
+            let actions = self.machine.disconnected(Why::Lost);
+            self.apply(actions).await;
+        }
+    }
+}
