@@ -125,6 +125,15 @@ pub fn avcc(sps: &[u8], pps: &[u8]) -> Vec<u8> {
     out.push(1); // one PPS
     out.extend_from_slice(&(pps.len() as u16).to_be_bytes());
     out.extend_from_slice(pps);
+    // High profiles carry chroma format and bit depths too (ISO/IEC 14496-15 5.3.3.1).
+    if let Ok(p) = h264::parse_sps(sps) {
+        if matches!(p.profile_idc, 100 | 110 | 122 | 144) {
+            out.push(0xFC | (p.chroma_format_idc & 0x03) as u8);
+            out.push(0xF8 | (p.bit_depth_luma_minus8 & 0x07) as u8);
+            out.push(0xF8 | (p.bit_depth_chroma_minus8 & 0x07) as u8);
+            out.push(0); // no SPS extensions
+        }
+    }
     out
 }
 
@@ -330,6 +339,20 @@ mod tests {
         assert_eq!(&f[..4], &[0, 0, 0, 28]);
         assert_eq!(&f[32..36], &[0, 0, 0, 4]);
         assert_eq!(&f[40..], &[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        assert_eq!(c.len(), 39 + 4, "baseline: no High-profile extension");
+    }
+
+    #[test]
+    fn high_profile_avcc_carries_chroma_format_and_bit_depths() {
+        // x264 High profile, 64x48 4:2:0 8-bit.
+        let sps = hex::decode("67640014acd9447b016a0c0c0d4a000003000200000300791e28532c").unwrap();
+        let pps = [0x68, 0xeb, 0xec, 0xb2, 0x2c];
+        let c = avcc(&sps, &pps);
+        assert_eq!(&c[1..4], &[0x64, 0x00, 0x14], "profile 100, level 2.0");
+        let tail = &c[c.len() - 4..];
+        // 111111 + chroma_format 1, 11111 + luma depth-8 0, 11111 + chroma depth-8 0, 0 ext.
+        assert_eq!(tail, &[0xFD, 0xF8, 0xF8, 0x00]);
+        assert_eq!(c.len(), 6 + 2 + sps.len() + 1 + 2 + pps.len() + 4);
     }
 
     #[test]

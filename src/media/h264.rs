@@ -113,6 +113,10 @@ pub struct Sps {
     pub level_idc: u8,
     pub width: u32,
     pub height: u32,
+    /// 1 = 4:2:0 (the default when the profile does not say).
+    pub chroma_format_idc: u32,
+    pub bit_depth_luma_minus8: u32,
+    pub bit_depth_chroma_minus8: u32,
 }
 
 impl Sps {
@@ -152,6 +156,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, SpsError> {
     let level_idc = r.bits(8)? as u8;
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
+    let (mut bit_depth_luma_minus8, mut bit_depth_chroma_minus8) = (0, 0);
     if matches!(
         profile_idc,
         100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
@@ -160,8 +165,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, SpsError> {
         if chroma_format_idc == 3 {
             r.bits(1)?; // separate_colour_plane_flag
         }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
+        bit_depth_luma_minus8 = r.ue()?;
+        bit_depth_chroma_minus8 = r.ue()?;
         r.bits(1)?; // qpprime_y_zero_transform_bypass_flag
         if r.bits(1)? == 1 {
             let lists = if chroma_format_idc == 3 { 12 } else { 8 };
@@ -226,6 +231,9 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, SpsError> {
         level_idc,
         width,
         height,
+        chroma_format_idc,
+        bit_depth_luma_minus8,
+        bit_depth_chroma_minus8,
     })
 }
 
