@@ -308,7 +308,9 @@ fn frames_flowing(age: Option<Duration>, limit: Duration) -> bool {
 /// Pings systemd's watchdog (`WatchdogSec=`) twice per period, but only while frames flow:
 /// a camera wedged beyond what pipeline rebuilds fix gets the whole service restarted.
 async fn ping_watchdog(heartbeat: Heartbeat, period: Duration, stall: Duration) {
-    let mut tick = tokio::time::interval(period / 2);
+    // The first check comes half a period in, not before the first frame could arrive.
+    let half = period / 2;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     let mut warned = false;
     loop {
         tick.tick().await;
