@@ -58,15 +58,7 @@ async fn main() {
     let fake = FakePutMedia::start(&pki, "eu-west-1").await;
     fake.add_stream(STREAM);
     let moto = Moto::start();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", sigv4::ACCESS_KEY.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", sigv4::SECRET_KEY.to_owned()),
-        ("AWS_SESSION_TOKEN", sigv4::SESSION_TOKEN.to_owned()),
-        ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("SSL_CERT_FILE", pki.ca_pem.display().to_string()),
-    ];
+    let env = sigv4::daemon_env(&pki.ca_pem);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let gop2 = |t: String| t.replace("keyframe_interval_s = 1", "keyframe_interval_s = 2");
 

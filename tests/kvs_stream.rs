@@ -224,14 +224,13 @@ async fn playback_prints_a_url_for_an_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playback_command_answers_with_a_url() {
     let (fake, requests, errors) = fake_archived_media().await;
-    let env = [
-        ("AWS_ACCESS_KEY_ID", support::sigv4::ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", support::sigv4::SECRET_KEY),
-        ("AWS_SESSION_TOKEN", support::sigv4::SESSION_TOKEN),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    // A plain-HTTP fake: the system's CAs stay as they are.
+    let env = support::sigv4::daemon_env(std::path::Path::new(""));
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| *k != "SSL_CERT_FILE")
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
     let extra = format!(
         "[motion]\nenabled = false\n[aws]\nregion = \"{}\"\nendpoint_url = \"{fake}\"\n\
          [upload]\nenabled = true\nstream_name = \"{STREAM}\"\n",

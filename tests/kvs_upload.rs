@@ -52,15 +52,7 @@ fn upload_config(cloud: &Cloud, aws_extra: &str) -> String {
 }
 
 fn static_env(cloud: &Cloud) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", sigv4::ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY", sigv4::SECRET_KEY.into()),
-        ("AWS_SESSION_TOKEN", sigv4::SESSION_TOKEN.into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("SSL_CERT_FILE", cloud.pki.ca_pem.display().to_string()),
-    ]
+    sigv4::daemon_env(&cloud.pki.ca_pem)
 }
 
 fn start(env: &[(&'static str, String)], config: &str) -> Daemon {

@@ -257,3 +257,17 @@ pub fn verify_headers(
     }
     Ok(())
 }
+
+/// The environment of a daemon that signs with the test keys (and nothing from this
+/// machine's AWS set-up) and trusts the test CA at `ca_pem`.
+pub fn daemon_env(ca_pem: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("SSL_CERT_FILE", ca_pem.display().to_string()),
+    ]
+}
