@@ -314,13 +314,10 @@ async fn a_restarted_daemon_resumes_where_it_stopped() {
     let persisted_before = fake.persisted().len();
     let before = unique(&fake.persisted());
     assert!(
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while metric(&d, "edgecam_upload_backlog_fragments") < 6.0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        support::poll_until(Duration::from_secs(20), || {
+            metric(&d, "edgecam_upload_backlog_fragments") >= 6.0
         })
-        .await
-        .is_ok(),
+        .await,
         "a backlog builds up while KVS does not persist"
     );
     // Power cut mid-event: the clip is recovered from disk at the next start, and the

@@ -201,14 +201,7 @@ impl FakeKvs {
 
     /// Waits until `f` holds, polling.
     pub async fn wait(&self, limit: Duration, f: impl Fn(&FakeKvs) -> bool) -> bool {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if f(self) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        f(self)
+        super::poll_until(limit, || f(self)).await
     }
 }
 

@@ -263,3 +263,15 @@ impl Rig {
             .unwrap();
     }
 }
+
+/// Polls `f` every 20 ms until it holds or `limit` passes; its last answer.
+pub async fn poll_until(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

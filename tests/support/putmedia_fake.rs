@@ -203,14 +203,7 @@ impl FakePutMedia {
 
     /// Waits until `f` holds, polling.
     pub async fn wait(&self, limit: Duration, f: impl Fn(&FakePutMedia) -> bool) -> bool {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if f(self) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        f(self)
+        super::poll_until(limit, || f(self)).await
     }
 }
 
