@@ -7,7 +7,7 @@
 //! 3. Daemon RSS after the first 10 and after all connect/disconnect cycles (flat?).
 //! 4. Daemon CPU with 0, 1 and 10 viewers.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! subscriber on the broker receives that event's `start` message is measured (the HTTP
 //! request, the recorder, the SQLite outbox write, TLS and the broker all included).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -14,12 +14,12 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::{cpu_time, encode_clip, passthrough, rss_bytes};
 use edgecam::capture::{self, Heartbeat, Outputs, TaskConfig};
-use edgecam::commands::{Command, Record};
+use edgecam::commands::Record;
 use edgecam::events::{MotionSettings, TrackerSettings, TriggerKind};
 use edgecam::index::{Index, INDEX_FILE};
 use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus};
 use edgecam::metrics::CaptureCounters;
-use edgecam::recorder::{self, PreRoll, RecorderConfig, RecorderDeps};
+use edgecam::recorder::{self, PreRoll, RecorderCommand, RecorderConfig, RecorderDeps};
 use gstreamer as gst;
 use tokio_util::sync::CancellationToken;
 
@@ -90,8 +90,9 @@ fn main() {
             snapshot: outputs.snapshot.subscribe(),
             index: index.clone(),
             data_dir: dir.path().to_owned(),
+            clocks: edgecam::clock::system(),
             events: None,
-            upload: None,
+            feed: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {
@@ -108,7 +109,7 @@ fn main() {
             (cpu_time() - c0).as_secs_f64() * 1000.0 / w.as_secs_f64()
         };
         let idle = measure(window).await;
-        let start = Command::Record(Record::Start {
+        let start = RecorderCommand::Record(Record::Start {
             duration_s: Some(3600.0),
             label: "bench".into(),
         });
@@ -118,7 +119,7 @@ fn main() {
             .unwrap();
         let open = measure(window).await;
         recorder
-            .execute(TriggerKind::Http, Command::Record(Record::Stop))
+            .execute(TriggerKind::Http, RecorderCommand::Record(Record::Stop))
             .await
             .unwrap();
 
@@ -132,7 +133,7 @@ fn main() {
                 .unwrap();
             latencies.push(t.elapsed());
             recorder
-                .execute(TriggerKind::Http, Command::Record(Record::Stop))
+                .execute(TriggerKind::Http, RecorderCommand::Record(Record::Stop))
                 .await
                 .unwrap();
         }

@@ -1,13 +1,17 @@
 //! edgecam: a daemon for home security cameras. One GStreamer capture pipeline feeds
-//! live view and the event recorder; see `DESIGN.md` in the project's shared notes.
+//! live view and the event recorder; `ARCHITECTURE.md` at the top of the repository is
+//! the map of these modules and of the order in which they may import each other.
 
+pub mod aws;
+pub mod backoff;
 pub mod capture;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod index;
-pub mod kvs;
 pub mod live;
 pub mod media;
 pub mod metrics;

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut parser = edgecam::kvs::ack::AckParser::default();
+    let mut parser = edgecam::upload::ack::AckParser::default();
     let cut = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
     let (a, b) = data.split_at(cut);
     let _ = parser.push(a);

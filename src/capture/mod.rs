@@ -2,7 +2,6 @@
 //! bus and the latest snapshot, rebuilt with backoff when the camera fails.
 
 mod assemble;
-mod backoff;
 mod pipeline;
 mod task;
 pub mod template;
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use pipeline::{check, Outputs, Running};
 pub use task::{spawn, CaptureHandle, CaptureState, TaskConfig};
 pub use template::PipelineSpec;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use edgecam::index::{ClipRow, ClipStatus, Index, INDEX_FILE};
-use edgecam::recorder::fmp4;
+use edgecam::media::fmp4;
 
 pub async fn open_index(data_dir: &Path) -> anyhow::Result<Index> {
     let path = data_dir.join(INDEX_FILE);

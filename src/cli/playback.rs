@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 
+use edgecam::aws::{stream, Aws};
 use edgecam::config::Config;
-use edgecam::kvs::{stream, Aws};
 
 /// The configured stream name, or what to set.
 fn stream_name(config: &Config) -> anyhow::Result<&str> {

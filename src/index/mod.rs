@@ -15,7 +15,7 @@ use crate::events::EventInfo;
 mod fragments;
 mod outbox;
 pub use fragments::{upload_state, FragmentRow, NewFragment};
-pub use outbox::{NewMessage, OutboxRow};
+pub use outbox::{ClipFacts, NewMessage, OutboxRow};
 
 /// File name of the index inside `storage.data_dir`.
 pub const INDEX_FILE: &str = "index.sqlite3";

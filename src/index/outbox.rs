@@ -2,12 +2,11 @@
 //! deleted on PUBACK, read back in order after a reconnect or a restart. Bounded: the
 //! oldest `update`s go first, then old `state`s; `start` and `end` are never dropped.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{ms, time, Index, IndexError};
 use crate::events::{EventInfo, TriggerKind};
-use crate::mqtt::payload::ClipFacts;
 
 /// A message to queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +17,16 @@ pub struct NewMessage {
     /// `start`, `update`, `end` or `state`.
     pub kind: &'static str,
     pub event_id: Option<String>,
+}
+
+/// A finished clip, as the `end` message reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipFacts {
+    pub id: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub thumbnail: bool,
 }
 
 /// A queued message.

@@ -307,7 +307,7 @@ async fn the_end_message_is_queued_once_after_the_last_clip() {
         .insert_clip("c1", "ev1", "clips/c1.mp4", t0, t0)
         .await
         .unwrap();
-    let build = |e: &EventInfo, clips: &[crate::mqtt::payload::ClipFacts]| NewMessage {
+    let build = |e: &EventInfo, clips: &[crate::index::ClipFacts]| NewMessage {
         topic: "t".into(),
         payload: format!("{}:{}", e.id, clips.len()).into_bytes(),
         retain: false,
@@ -353,7 +353,7 @@ async fn an_event_cut_short_still_owes_its_end() {
     e.ended_at = Some(t0);
     index.upsert_event(&e).await.unwrap();
     assert_eq!(index.events_owing_an_end().await.unwrap(), ["ev2"]);
-    let build = |e: &EventInfo, _: &[crate::mqtt::payload::ClipFacts]| NewMessage {
+    let build = |e: &EventInfo, _: &[crate::index::ClipFacts]| NewMessage {
         kind: "end",
         ..message("end", e.id.len() as u32)
     };

@@ -24,9 +24,9 @@ use webrtc::rtp_transceiver::rtp_codec::{
 use webrtc::rtp_transceiver::RTCPFeedback;
 
 use crate::capture::CaptureHandle;
+use crate::control::Commands;
 use crate::media::FrameBus;
 use crate::metrics::LiveMetrics;
-use crate::recorder::RecorderHandle;
 
 pub use master::MasterHandle;
 
@@ -68,7 +68,7 @@ pub async fn start(
             .unwrap_or(config.aws.thing_name.as_str())
             .to_owned();
         let transport = kvs::KvsSignaling {
-            aws: crate::kvs::Aws::from_config(&config.aws).await?,
+            aws: crate::aws::Aws::from_config(&config.aws).await?,
             channel_name,
             master: master.inbound.clone(),
             outbound: outbound_rx,
@@ -103,7 +103,7 @@ pub const H264_FMTP: &str =
 pub struct LiveDeps {
     pub frames: FrameBus,
     pub capture: CaptureHandle,
-    pub recorder: RecorderHandle,
+    pub commands: Commands,
     pub metrics: LiveMetrics,
 }
 
@@ -112,7 +112,7 @@ pub enum LiveError {
     #[error("webrtc set-up: {0}")]
     WebRtc(#[from] webrtc::Error),
     #[error(transparent)]
-    Aws(#[from] crate::kvs::KvsError),
+    Aws(#[from] crate::aws::AwsError),
 }
 
 /// Builds the webrtc API: H.264 only, default interceptors (NACK, RTCP reports), and

@@ -231,14 +231,13 @@ fn wire_callbacks(
 async fn control_reply(deps: &LiveDeps, data: &[u8]) -> String {
     let reply = match commands::parse(data, None) {
         Err(bad) => Reply::bad_request(&bad),
-        Ok(req) => match deps
-            .recorder
-            .execute(TriggerKind::DataChannel, req.command.clone())
-            .await
-        {
-            Ok(result) => Reply::ok(&req, result),
-            Err(e) => Reply::error(&req, e),
-        },
+        Ok(req) => {
+            let result = deps
+                .commands
+                .execute(TriggerKind::DataChannel, req.command.clone())
+                .await;
+            Reply::of(&req, &result)
+        }
     };
     serde_json::to_string(&reply).unwrap_or_default()
 }

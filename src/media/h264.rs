@@ -64,7 +64,7 @@ fn find_start_code(data: &[u8], from: usize) -> Option<std::ops::Range<usize>> {
     None
 }
 
-/// What an access unit contains, enough to check the DESIGN.md contract.
+/// What an access unit contains, enough to check the pipeline contract (README.md, "Pipelines").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuSummary {
     pub has_idr: bool,

@@ -2,8 +2,10 @@
 //! fan-out bus. No I/O here.
 
 pub mod bus;
+pub mod fmp4;
 pub mod frame;
 pub mod h264;
+pub mod jpeg;
 
 pub use bus::{Bus, BusStats, SubscriberStats, Subscription};
 pub use frame::{AnalysisFrame, EncodedFrame, Snapshot};

@@ -2,24 +2,25 @@
 //! durable SQLite outbox, commands in, availability with a Last Will, a retained state
 //! snapshot, and Home Assistant discovery.
 //!
-//! The recorder queues event messages (`EventPublisher`) in the same transaction that
-//! records the event; the session task (`session`) sends the outbox in order and deletes
+//! The recorder queues event messages (built here by `EventPublisher`) in the same
+//! transaction that records the event; the session task (`session`) sends the outbox in order and deletes
 //! each message on its PUBACK, so nothing is lost across broker outages, restarts or
 //! `kill -9`.
 
 pub mod payload;
 pub mod session;
-pub mod snapshot;
+mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tracing::{error, warn};
+use tracing::error;
 
-use crate::events::EventInfo;
-use crate::index::{Index, NewMessage};
-use payload::{EventKind, Topics};
+use crate::events::{EventInfo, EventKind};
+use crate::index::{ClipFacts, NewMessage};
+use crate::recorder::publish::EventMessages;
+use payload::Topics;
 
 pub use session::{spawn, MqttDeps, MqttSettings};
 
@@ -47,7 +48,8 @@ pub fn settings(
     }))
 }
 
-/// Queues event messages for the session task; clones share the wake-up.
+/// Builds the event messages the recorder queues, and wakes the session task when one
+/// was queued; clones share the wake-up.
 #[derive(Debug, Clone)]
 pub struct EventPublisher {
     topics: Topics,
@@ -75,12 +77,6 @@ impl EventPublisher {
         }
     }
 
-    /// The `start` or `update` message for an event (`None` if it would be too large).
-    pub fn message(&self, kind: EventKind, e: &EventInfo) -> Option<NewMessage> {
-        let v = payload::event(kind, e, &self.camera, &[], None);
-        self.bounded(kind, v, &e.id)
-    }
-
     fn bounded(&self, kind: EventKind, v: serde_json::Value, event_id: &str) -> Option<NewMessage> {
         let payload = v.to_string().into_bytes();
         if payload.len() > payload::MAX_PAYLOAD {
@@ -99,47 +95,36 @@ impl EventPublisher {
             event_id: Some(event_id.to_owned()),
         })
     }
+}
 
-    pub fn outbox_max(&self) -> u64 {
+impl EventMessages for EventPublisher {
+    fn message(&self, kind: EventKind, e: &EventInfo) -> Option<NewMessage> {
+        let v = payload::event(kind, e, &self.camera, &[], None);
+        self.bounded(kind, v, &e.id)
+    }
+
+    fn end_message(&self, e: &EventInfo, clips: &[ClipFacts]) -> NewMessage {
+        let v = payload::event(
+            EventKind::End,
+            e,
+            &self.camera,
+            clips,
+            self.stream.as_deref(),
+        );
+        NewMessage {
+            topic: self.topics.events(),
+            payload: v.to_string().into_bytes(),
+            retain: false,
+            kind: "end",
+            event_id: Some(e.id.clone()),
+        }
+    }
+
+    fn outbox_max(&self) -> u64 {
         self.outbox_max
     }
 
-    /// Records the event and queues its message together, then wakes the session.
-    pub async fn record(&self, index: &Index, e: &EventInfo, message: Option<NewMessage>) {
-        if let Err(err) = index
-            .upsert_event_and_queue(e, message.as_ref(), self.outbox_max)
-            .await
-        {
-            error!(event_id = %e.id, error = %err, "could not record the event and its message");
-        }
+    fn queued(&self) {
         self.wake.notify_one();
-    }
-
-    /// Queues the `end` message once the event has ended and its clips are finished
-    /// (called at both moments; the index makes sure it happens once).
-    pub async fn queue_end(&self, index: &Index, event_id: &str) {
-        let built = index
-            .queue_end_once(event_id, self.outbox_max, |e, clips| {
-                let v = payload::event(
-                    EventKind::End,
-                    e,
-                    &self.camera,
-                    clips,
-                    self.stream.as_deref(),
-                );
-                NewMessage {
-                    topic: self.topics.events(),
-                    payload: v.to_string().into_bytes(),
-                    retain: false,
-                    kind: "end",
-                    event_id: Some(e.id.clone()),
-                }
-            })
-            .await;
-        match built {
-            Ok(true) => self.wake.notify_one(),
-            Ok(false) => {}
-            Err(e) => warn!(event_id, error = %e, "could not queue the event's end message"),
-        }
     }
 }

@@ -4,6 +4,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+pub use crate::events::EventKind;
+pub use crate::index::ClipFacts;
+
 use crate::events::EventInfo;
 
 /// IoT Core's payload limit.
@@ -43,34 +46,6 @@ impl Topics {
             .strip_prefix("/cmd/")
             .filter(|n| !n.is_empty() && !n.contains('/'))
     }
-}
-
-/// Which change of an event a message reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Start,
-    Update,
-    End,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Update => "update",
-            Self::End => "end",
-        }
-    }
-}
-
-/// A finished clip, as the `end` message reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClipFacts {
-    pub id: String,
-    pub start_at: DateTime<Utc>,
-    pub end_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<u64>,
-    pub thumbnail: bool,
 }
 
 fn ts(t: DateTime<Utc>) -> String {

@@ -4,7 +4,6 @@
 //! current, and reconnects with jittered backoff forever. Each connection gets a fresh
 //! rumqttc event loop: what was not acknowledged is resent from the outbox.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,20 +11,20 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
     TlsConfiguration, Transport,
 };
-use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::payload::{self, StateFacts, Topics};
-use crate::capture::Backoff;
-use crate::commands::{self, Command, Reply};
+use super::window::{Fetch, Window};
+use crate::backoff::Backoff;
+use crate::commands::{self, Command, CommandError, Outcome, Reply};
+use crate::control::Commands;
 use crate::events::TriggerKind;
 use crate::index::{Index, NewMessage};
 use crate::media::Snapshot;
 use crate::metrics::MqttMetrics;
-use crate::recorder::RecorderHandle;
 
 /// Outbox messages sent but not yet acknowledged (IoT Core allows 100 in flight).
 const WINDOW: usize = 50;
@@ -60,7 +59,7 @@ pub struct MqttSettings {
 #[derive(Debug, Clone)]
 pub struct MqttDeps {
     pub index: Index,
-    pub recorder: RecorderHandle,
+    pub commands: Commands,
     pub snapshot: watch::Receiver<Option<Snapshot>>,
     pub viewers: watch::Receiver<usize>,
     pub metrics: MqttMetrics,
@@ -140,12 +139,8 @@ struct Connection<'a> {
     client: AsyncClient,
     eventloop: EventLoop,
     reply_tx: mpsc::Sender<(String, Vec<u8>)>,
-    /// Publishes handed to rumqttc whose packet id is not known yet (outbox seq or none).
-    awaiting: VecDeque<Option<i64>>,
-    /// Packet id → outbox seq of messages waiting for their PUBACK.
-    inflight: HashMap<u16, i64>,
-    /// Highest outbox seq handed to rumqttc on this connection.
-    sent_upto: i64,
+    /// Which outbox messages are in flight on this connection.
+    window: Window,
     connected: bool,
     last_state: Option<StateFacts>,
     storage: (u64, Option<Instant>),
@@ -164,9 +159,7 @@ impl<'a> Connection<'a> {
             client,
             eventloop,
             reply_tx,
-            awaiting: VecDeque::new(),
-            inflight: HashMap::new(),
-            sent_upto: 0,
+            window: Window::new(WINDOW),
             connected: false,
             last_state: None,
             storage: (0, None),
@@ -214,13 +207,9 @@ impl<'a> Connection<'a> {
                 self.maybe_state(true).await;
                 self.top_up().await;
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(Some(seq)) = self.awaiting.pop_front() {
-                    self.inflight.insert(pkid, seq);
-                }
-            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.window.sent(pkid),
             Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(seq) = self.inflight.remove(&ack.pkid) {
+                if let Some(seq) = self.window.acked(ack.pkid) {
                     if let Err(e) = self.deps.index.outbox_delete(seq).await {
                         warn!(error = %e, "could not remove an acknowledged message from the outbox");
                     }
@@ -257,7 +246,10 @@ impl<'a> Connection<'a> {
             .try_publish(topic, QoS::AtLeastOnce, retain, body)
         {
             Ok(()) => {
-                self.awaiting.push_back(seq);
+                match seq {
+                    Some(seq) => self.window.handed(seq),
+                    None => self.window.handed_other(),
+                }
                 true
             }
             Err(e) => {
@@ -269,13 +261,8 @@ impl<'a> Connection<'a> {
 
     /// Sends queued messages until `WINDOW` are unacknowledged.
     async fn top_up(&mut self) {
-        loop {
-            let outstanding = self.inflight.len() + self.awaiting.iter().flatten().count();
-            if outstanding >= WINDOW {
-                break;
-            }
-            let room = (WINDOW - outstanding) as u32;
-            let rows = match self.deps.index.outbox_after(self.sent_upto, room).await {
+        while let Some(Fetch { after, limit }) = self.window.fetch() {
+            let rows = match self.deps.index.outbox_after(after, limit).await {
                 Ok(r) => r,
                 Err(e) => {
                     warn!(error = %e, "could not read the MQTT outbox");
@@ -289,13 +276,12 @@ impl<'a> Connection<'a> {
                 if r.payload.len() > payload::MAX_PAYLOAD {
                     warn!(seq = r.seq, "queued message over 128 KB dropped");
                     let _ = self.deps.index.outbox_delete(r.seq).await;
-                    self.sent_upto = r.seq;
+                    self.window.passed_over(r.seq);
                     continue;
                 }
                 if !self.publish(r.topic, r.payload, r.retain, Some(r.seq)) {
                     return;
                 }
-                self.sent_upto = r.seq;
             }
         }
     }
@@ -318,7 +304,7 @@ impl<'a> Connection<'a> {
                 self.storage = (b, Some(now));
             }
         }
-        let status = self.deps.recorder.status().borrow().clone();
+        let status = self.deps.commands.status().borrow().clone();
         let facts = StateFacts {
             recording: status.recording,
             event_id: status.event_id,
@@ -366,7 +352,7 @@ impl<'a> Connection<'a> {
             return;
         }
         if req.command.name() != name {
-            let reply = Reply::error(
+            let reply = Reply::refused(
                 &req,
                 format!(
                     "the topic says {name:?} but the body says {:?}",
@@ -376,18 +362,16 @@ impl<'a> Connection<'a> {
             let _ = self.reply_tx.try_send((result_topic, to_json(&reply)));
             return;
         }
-        let recorder = self.deps.recorder.clone();
+        let commands = self.deps.commands.clone();
         let snapshot = self.deps.snapshot.clone();
         let snapshot_topic = self.s.topics.snapshot();
         let tx = self.reply_tx.clone();
         tokio::spawn(async move {
-            let reply = match &req.command {
-                Command::Snapshot => snapshot_reply(&req, &snapshot, snapshot_topic, &tx).await,
-                cmd => match recorder.execute(TriggerKind::Mqtt, cmd.clone()).await {
-                    Ok(result) => Reply::ok(&req, result),
-                    Err(e) => Reply::error(&req, e),
-                },
+            let result = match &req.command {
+                Command::Snapshot => snapshot_reply(&snapshot, snapshot_topic, &tx).await,
+                cmd => commands.execute(TriggerKind::Mqtt, cmd.clone()).await,
             };
+            let reply = Reply::of(&req, &result);
             let _ = tx.send((result_topic, to_json(&reply))).await;
         });
     }
@@ -400,7 +384,7 @@ impl<'a> Connection<'a> {
         // Let what is queued (the end messages of clips just finished) reach the broker.
         self.top_up().await;
         let deadline = tokio::time::Instant::now() + GOODBYE;
-        while !self.inflight.is_empty() || self.awaiting.iter().any(Option::is_some) {
+        while self.window.is_draining() {
             match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
                 Ok(Ok(ev)) => self.on_event(ev).await,
                 _ => break,
@@ -431,39 +415,27 @@ fn to_json(reply: &Reply) -> Vec<u8> {
 
 /// Publishes the latest snapshot (scaled down when over 128 KB) and says where.
 async fn snapshot_reply(
-    req: &commands::Request,
     snapshot: &watch::Receiver<Option<Snapshot>>,
     topic: String,
     tx: &mpsc::Sender<(String, Vec<u8>)>,
-) -> Reply {
-    let Some(snap) = snapshot.borrow().clone() else {
-        return Reply::error(req, "no snapshot yet: the camera has not produced one");
-    };
+) -> Result<Outcome, CommandError> {
+    let snap = snapshot.borrow().clone().ok_or(CommandError::NoSnapshot)?;
     let jpeg = if snap.jpeg.len() > payload::MAX_PAYLOAD {
         let big = snap.jpeg.clone();
-        match tokio::task::spawn_blocking(move || {
-            super::snapshot::shrink(&big, payload::MAX_PAYLOAD)
-        })
-        .await
-        {
-            Ok(Ok(small)) => small,
-            Ok(Err(e)) => {
-                return Reply::error(
-                    req,
-                    format!("snapshot too large and could not be scaled: {e}"),
-                )
-            }
-            Err(_) => return Reply::error(req, "snapshot scaling failed"),
-        }
+        tokio::task::spawn_blocking(move || crate::media::jpeg::shrink(&big, payload::MAX_PAYLOAD))
+            .await
+            .map_err(|_| CommandError::SnapshotScaling("the scaler failed".into()))?
+            .map_err(|e| CommandError::SnapshotScaling(e.to_string()))?
     } else {
         snap.jpeg.to_vec()
     };
     let bytes = jpeg.len();
-    if tx.send((topic.clone(), jpeg)).await.is_err() {
-        return Reply::error(req, "the MQTT session is closing");
-    }
-    Reply::ok(
-        req,
-        json!({ "topic": topic, "bytes": bytes, "captured_at": snap.captured_at }),
-    )
+    tx.send((topic.clone(), jpeg))
+        .await
+        .map_err(|_| CommandError::Closing)?;
+    Ok(Outcome::SnapshotPublished {
+        topic,
+        bytes,
+        captured_at: snap.captured_at,
+    })
 }

@@ -1,13 +1,21 @@
-//! The event recorder: the pre-roll ring, the clip writer, reading clips back, recovery
-//! and retention.
+//! The event recorder: the pre-roll ring, the event tracker's actions applied to clip
+//! files and the index, recovery and retention. It knows nothing of the paths that
+//! follow it: event messages are built through `publish::EventMessages`, and the frames
+//! of clips go out on the `feed`.
 
 pub mod clip;
-pub mod fmp4;
+mod clips;
+pub mod feed;
+mod handle;
 pub mod preroll;
+pub mod publish;
 pub mod recovery;
 pub mod retention;
-pub mod task;
+mod task;
 
 pub use clip::{ClipError, ClipWriter};
+pub use feed::{ClipFeed, Feed, FeedReceiver};
+pub use handle::{RecorderCommand, RecorderHandle, RecorderStatus};
 pub use preroll::PreRoll;
-pub use task::{spawn, RecorderConfig, RecorderDeps, RecorderHandle, RecorderStatus};
+pub use publish::EventMessages;
+pub use task::{prepare, spawn, Recorder, RecorderConfig, RecorderDeps, RECORDER_QUEUE};

@@ -9,8 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use tracing::{info, warn};
 
 use super::clip;
-use super::fmp4::{self, Scan};
 use crate::index::{ClipRow, ClipStats, ClipStatus, Index, IndexError};
+use crate::media::fmp4::{self, Scan};
 
 /// What recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -7,77 +7,28 @@
 //! are read back from its file once it is finished). Backlog goes oldest first, several
 //! GOPs of one clip per fragment (up to 10 s), at most 5 fragments a second.
 
+pub mod ack;
 mod cache;
 pub mod gop;
+pub mod machine;
+pub mod mkv;
 mod playback;
+pub mod putmedia;
 pub mod source;
 mod task;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
+use crate::aws::Aws;
 use crate::index::{FragmentRow, Index};
-use crate::kvs::Aws;
-use crate::media::{EncodedFrame, FrameBus};
+use crate::media::FrameBus;
 use crate::metrics::UploadMetrics;
 
 pub use playback::Playback;
 pub use task::spawn;
 
-/// Frames the uploader may lag behind the recorder: 20 s at 30 fps.
-pub const FEED_QUEUE: usize = 600;
 /// A fragment made of several GOPs (backlog) spans at most this much.
 pub const MAX_FRAGMENT_MS: i64 = 10_000;
-
-/// What the recorder tells the uploader.
-#[derive(Debug)]
-pub enum Feed {
-    /// Frame number `index` of clip `clip_id` (its sample number in the file).
-    Frame {
-        clip_id: Arc<str>,
-        index: u64,
-        frame: EncodedFrame,
-    },
-    /// The clip has no more frames; it has `frames` in all.
-    ClipEnd { clip_id: Arc<str>, frames: u64 },
-}
-
-/// The recorder's side of the feed; sending never waits.
-#[derive(Debug, Clone)]
-pub struct UploadFeed {
-    tx: mpsc::Sender<Feed>,
-}
-
-/// The uploader's side of the feed.
-#[derive(Debug)]
-pub struct FeedReceiver(mpsc::Receiver<Feed>);
-
-impl UploadFeed {
-    pub fn channel() -> (Self, FeedReceiver) {
-        let (tx, rx) = mpsc::channel(FEED_QUEUE);
-        (Self { tx }, FeedReceiver(rx))
-    }
-
-    /// `false` when the uploader is behind (the frame is not taken; the file has it).
-    pub fn frame(&self, clip_id: &Arc<str>, index: u64, frame: &EncodedFrame) -> bool {
-        self.tx
-            .try_send(Feed::Frame {
-                clip_id: Arc::clone(clip_id),
-                index,
-                frame: frame.clone(),
-            })
-            .is_ok()
-    }
-
-    pub fn clip_end(&self, clip_id: &Arc<str>, frames: u64) {
-        let _ = self.tx.try_send(Feed::ClipEnd {
-            clip_id: Arc::clone(clip_id),
-            frames,
-        });
-    }
-}
 
 /// What the uploader is told by the config.
 #[derive(Debug, Clone)]

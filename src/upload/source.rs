@@ -8,8 +8,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::index::FragmentRow;
-use crate::kvs::mkv::{self, TrackInfo};
-use crate::recorder::fmp4::{self, Scan};
+use crate::media::fmp4::{self, Scan};
+use crate::upload::mkv::{self, TrackInfo};
 
 /// A frame ready for the MKV writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub fn owed(scan: &Scan, covered: u64, clip_start: DateTime<Utc>) -> Vec<Owed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::fmp4::SampleRef;
+    use crate::media::fmp4::SampleRef;
 
     fn scan(keyframes: &[bool]) -> Scan {
         Scan {

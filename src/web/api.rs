@@ -36,11 +36,11 @@ pub async fn command(
         Some("cli") => TriggerKind::Cli,
         _ => TriggerKind::Http,
     };
-    match s.recorder.execute(source, request.command.clone()).await {
-        Ok(result) => Json(Reply::ok(&request, result)).into_response(),
+    match s.commands.execute(source, request.command.clone()).await {
+        Ok(outcome) => Json(Reply::ok(&request, &outcome)).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Reply::error(&request, e)),
+            Json(Reply::error(&request, &e)),
         )
             .into_response(),
     }

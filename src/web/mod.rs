@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Heartbeat;
+use crate::control::Commands;
 use crate::index::Index;
 use crate::live::lan::{self, LanSignaling, SignalingQuery};
 use crate::media::Snapshot;
 use crate::metrics::Metrics;
-use crate::recorder::RecorderHandle;
 
 /// `/healthz` fails when no frame arrived for this long.
 pub const HEALTHY_FRAME_AGE: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ pub struct WebState {
     pub metrics: Arc<Metrics>,
     pub heartbeat: Heartbeat,
     pub snapshot: watch::Receiver<Option<Snapshot>>,
-    pub recorder: RecorderHandle,
+    pub commands: Commands,
     pub index: Index,
     pub data_dir: std::path::PathBuf,
     /// LAN signaling, when live view uses it.

@@ -11,7 +11,7 @@ use aws_sdk_kinesisvideosignaling::types::Service;
 use tracing::info;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 
-use crate::kvs::{Aws, KvsError};
+use crate::aws::{Aws, AwsError};
 
 /// Messages for an offline master are kept this long by the service.
 const MESSAGE_TTL_S: i32 = 60;
@@ -28,7 +28,7 @@ pub struct Channel {
 }
 
 /// Describes the channel, creating it when missing, and fetches its endpoints.
-pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
+pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, AwsError> {
     let kv = aws.kinesis_video();
     let arn = match kv
         .describe_signaling_channel()
@@ -40,7 +40,7 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
             .channel_info()
             .and_then(|c| c.channel_arn())
             .map(str::to_owned)
-            .ok_or_else(|| KvsError::missing("DescribeSignalingChannel", "channel ARN"))?,
+            .ok_or_else(|| AwsError::missing("DescribeSignalingChannel", "channel ARN"))?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -57,12 +57,12 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
                 )
                 .send()
                 .await
-                .map_err(|e| KvsError::call("CreateSignalingChannel", &e))?;
+                .map_err(|e| AwsError::call("CreateSignalingChannel", &e))?;
             out.channel_arn()
                 .map(str::to_owned)
-                .ok_or_else(|| KvsError::missing("CreateSignalingChannel", "channel ARN"))?
+                .ok_or_else(|| AwsError::missing("CreateSignalingChannel", "channel ARN"))?
         }
-        Err(e) => return Err(KvsError::call("DescribeSignalingChannel", &e)),
+        Err(e) => return Err(AwsError::call("DescribeSignalingChannel", &e)),
     };
     let out = kv
         .get_signaling_channel_endpoint()
@@ -76,7 +76,7 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
         )
         .send()
         .await
-        .map_err(|e| KvsError::call("GetSignalingChannelEndpoint", &e))?;
+        .map_err(|e| AwsError::call("GetSignalingChannelEndpoint", &e))?;
     let endpoint = |p: ChannelProtocol| {
         out.resource_endpoint_list()
             .iter()
@@ -84,7 +84,7 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
             .and_then(|e| e.resource_endpoint())
             .map(str::to_owned)
             .ok_or_else(|| {
-                KvsError::missing("GetSignalingChannelEndpoint", &format!("{p} endpoint"))
+                AwsError::missing("GetSignalingChannelEndpoint", &format!("{p} endpoint"))
             })
     };
     Ok(Channel {
@@ -99,7 +99,7 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, KvsError> {
 pub async fn ice_servers(
     aws: &Aws,
     channel: &Channel,
-) -> Result<(Vec<RTCIceServer>, Duration), KvsError> {
+) -> Result<(Vec<RTCIceServer>, Duration), AwsError> {
     let out = aws
         .signaling(&channel.https)
         .get_ice_server_config()
@@ -107,7 +107,7 @@ pub async fn ice_servers(
         .service(Service::Turn)
         .send()
         .await
-        .map_err(|e| KvsError::call("GetIceServerConfig", &e))?;
+        .map_err(|e| AwsError::call("GetIceServerConfig", &e))?;
     let mut servers = Vec::new();
     if !aws.is_local() {
         servers.push(RTCIceServer {

@@ -22,8 +22,8 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use self::control::Channel;
 use self::machine::{Reason, SendLimit};
 use super::message::{self, Inbound, Outbound, MAX_MESSAGE_BYTES};
-use crate::capture::Backoff;
-use crate::kvs::{presign, skewed, Aws};
+use crate::aws::{presign, skewed, Aws};
+use crate::backoff::Backoff;
 use crate::metrics::LiveMetrics;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -17,27 +17,22 @@ mod catch_up;
 mod intake;
 mod send;
 
+use crate::aws::{stream, AwsError};
 use crate::index::{upload_state, FragmentRow, NewFragment};
-use crate::kvs::ack::AckEvent;
-use crate::kvs::mkv::{self, TrackInfo};
-use crate::kvs::putmedia::{self, Connection, Event, PutMediaError, Target};
-use crate::kvs::upload::{Action, EnqueueError, Uploader, Why};
-use crate::kvs::{stream, KvsError};
+use crate::media::fmp4::{self, Scan};
 use crate::media::{EncodedFrame, Subscription};
-use crate::recorder::fmp4::{self, Scan};
+use crate::recorder::{Feed, FeedReceiver};
+use crate::upload::ack::AckEvent;
 use crate::upload::cache::FrameCache;
 use crate::upload::gop::{Gop, GopAssembler};
+use crate::upload::machine::{Action, EnqueueError, Uploader, Why};
+use crate::upload::mkv::{self, TrackInfo};
+use crate::upload::putmedia::{self, Connection, Event, PutMediaError, Target};
 use crate::upload::source::{self, OwnedFrame};
-use crate::upload::{group, Feed, FeedReceiver, UploadConfig, UploadDeps};
+use crate::upload::{group, UploadConfig, UploadDeps};
 
 /// Frames of recent fragments kept in memory for sending and resending.
 const CACHE_BYTES: usize = 64 << 20;
-/// At most 5 fragments a second per stream (the service's limit).
-const MIN_SPACING: Duration = Duration::from_millis(200);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// After the stream refused data for good (missing, deleted, access denied).
-const STOP_RETRY: Duration = Duration::from_secs(600);
 /// The data endpoint is fetched again after this long.
 const ENDPOINT_TTL: Duration = Duration::from_secs(45 * 60);
 const TICK: Duration = Duration::from_secs(1);
@@ -51,7 +46,7 @@ const LIVE_QUEUE: usize = 300;
 #[derive(Debug, thiserror::Error)]
 enum OpenError {
     #[error(transparent)]
-    Kvs(#[from] KvsError),
+    Kvs(#[from] AwsError),
     #[error(transparent)]
     PutMedia(#[from] PutMediaError),
     #[error("fragment {0}: {1}")]
@@ -82,10 +77,6 @@ struct Task {
     machine: Uploader,
     units: HashMap<u64, Unit>,
     open: Option<Open>,
-    to_write: VecDeque<u64>,
-    next_write: Instant,
-    reconnect_at: Option<Instant>,
-    backoff: Duration,
     stream_ready: bool,
     endpoint: Option<(String, Instant)>,
     /// Rows older than what the connection already sent wait for the queue to drain.
@@ -119,10 +110,6 @@ pub fn spawn(
         machine: Uploader::default(),
         units: HashMap::new(),
         open: None,
-        to_write: VecDeque::new(),
-        next_write: now,
-        reconnect_at: None,
-        backoff: FIRST_BACKOFF,
         stream_ready: false,
         endpoint: None,
         deferred: false,
@@ -162,18 +149,20 @@ impl Task {
         self.reload().await;
         let mut tick = tokio::time::interval(TICK);
         loop {
-            let write_at = self.next_write;
-            let can_write = self.open.is_some() && !self.to_write.is_empty();
-            let reconnect_at = self.reconnect_at.unwrap_or_else(far_future);
-            let may_connect = self.open.is_none() && self.reconnect_at.is_some();
+            let write_at = self.machine.write_at().filter(|_| self.open.is_some());
+            let connect_at = self.machine.connect_at().filter(|_| self.open.is_none());
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 event = next_event(&mut self.open) => self.on_event(event).await,
-                Some(feed) = self.feed.0.recv() => self.on_feed(feed).await,
+                Some(feed) = self.feed.recv() => self.on_feed(feed).await,
                 Some(frame) = next_live(&mut self.live) => self.on_live(frame).await,
-                _ = sleep_until(write_at.into()), if can_write => self.write_next().await,
-                _ = sleep_until(reconnect_at.into()), if may_connect => self.connect().await,
+                _ = sleep_until(write_at.unwrap_or_else(far_future).into()), if write_at.is_some() => {
+                    self.write_next().await
+                }
+                _ = sleep_until(connect_at.unwrap_or_else(far_future).into()), if connect_at.is_some() => {
+                    self.connect().await
+                }
                 _ = tick.tick() => self.on_tick().await,
             }
         }
@@ -184,7 +173,6 @@ impl Task {
     async fn reload(&mut self) {
         self.machine = Uploader::default();
         self.units.clear();
-        self.to_write.clear();
         self.open = None;
         self.deps.metrics.connected.set(0);
         self.deferred = false;
@@ -221,7 +209,7 @@ impl Task {
             Ok(actions) => {
                 self.units.insert(id, Unit { rows, live });
                 self.apply(actions).await;
-                self.want_connection();
+                self.machine.want_connection(Instant::now());
             }
             Err(EnqueueError::NotIncreasing { .. }) => {
                 // Older than what this connection sent: it goes on a fresh one later.
@@ -235,27 +223,17 @@ impl Task {
         }
     }
 
-    fn want_connection(&mut self) {
-        if self.open.is_none()
-            && self.reconnect_at.is_none()
-            && !self.machine.is_stopped()
-            && self.machine.backlog() > 0
-        {
-            self.reconnect_at = Some(Instant::now());
-        }
-    }
-
     async fn apply(&mut self, actions: Vec<Action>) {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Connect => {
                     self.close();
-                    if self.machine.backlog() > 0 {
-                        self.reconnect_at = Some(Instant::now() + self.next_delay());
-                    }
+                    self.machine
+                        .schedule_connect(Instant::now(), fastrand::f64());
                 }
-                Action::Send(id) => self.to_write.push_back(id),
+                // Written by `write_next` as the pace allows.
+                Action::Send(_) => {}
                 Action::Persisted(id) => self.persisted(id).await,
                 Action::Skipped { id, code } => {
                     if let Some(unit) = self.units.remove(&id) {
@@ -269,12 +247,10 @@ impl Task {
                          check the stream and the role's kinesisvideo:PutMedia permission; retrying in 10 min"
                     );
                     self.close();
-                    self.reconnect_at = Some(Instant::now() + STOP_RETRY);
                 }
                 Action::Reconnect(why) => {
                     if why == Why::Rotation {
                         info!("uploader: new PutMedia connection (rotation)");
-                        self.backoff = Duration::ZERO;
                     }
                     self.close();
                     queue.extend(self.machine.disconnected(why));
@@ -364,10 +340,10 @@ impl Task {
         // A clip whose end never came (the feed was full) is finished from its file.
         self.clips
             .retain(|_, (_, seen)| now.duration_since(*seen) < FEED_IDLE);
-        if self.machine.is_stopped() && self.reconnect_at.is_some_and(|t| now >= t) {
-            self.reconnect_at = None;
+        if self.machine.stop_retry_due(now) {
+            // A fresh machine: the stream is tried again from the index.
             self.reload().await;
-            self.want_connection();
+            self.machine.want_connection(now);
             return;
         }
         if self.deferred && self.machine.backlog() == 0 {

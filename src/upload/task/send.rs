@@ -1,25 +1,11 @@
 //! The connection side: opening PutMedia (stream set-up, data endpoint, header from the
-//! first fragment), the backoff between attempts, and writing fragments at most 5 a second.
+//! first fragment) when the machine says, and writing the fragments it gives.
 
 use super::*;
 
 impl Task {
-    /// The wait before the next connection attempt (full jitter), doubling up to 30 s;
-    /// zero right after a planned rotation.
-    pub(super) fn next_delay(&mut self) -> Duration {
-        let d = self.backoff;
-        self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
-        if d.is_zero() {
-            return d;
-        }
-        Duration::from_millis(fastrand::u64(
-            d.as_millis() as u64 / 2..=d.as_millis() as u64,
-        ))
-    }
-
     pub(super) fn close(&mut self) {
         self.open = None;
-        self.to_write.clear();
         self.deps.metrics.connected.set(0);
     }
 
@@ -84,7 +70,7 @@ impl Task {
     }
 
     pub(super) async fn connect(&mut self) {
-        self.reconnect_at = None;
+        self.machine.take_connect();
         let Some(first) = self.machine.next_queued() else {
             return;
         };
@@ -93,14 +79,12 @@ impl Task {
                 info!(stream = %self.cfg.stream_name, "PutMedia connection open");
                 self.open = Some(open);
                 self.deps.metrics.connected.set(1);
-                self.backoff = FIRST_BACKOFF;
-                self.next_write = Instant::now();
                 let actions = self.machine.connected(Instant::now());
                 self.apply(actions).await;
             }
             Err(OpenError::Frames(id, why)) => {
                 self.drop_unit(id, &why).await;
-                self.want_connection();
+                self.machine.want_connection(Instant::now());
             }
             Err(e) => {
                 let (retry, code) = match &e {
@@ -113,15 +97,14 @@ impl Task {
                     .get_or_create(&[("code", code.to_string())])
                     .inc();
                 self.endpoint = None; // fetched again on the next attempt
-                let delay = if retry {
-                    let d = self.next_delay();
-                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot open PutMedia");
-                    d
+                let delay = self
+                    .machine
+                    .connect_failed(Instant::now(), retry, fastrand::f64());
+                if retry {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot open PutMedia");
                 } else {
                     error!(error = %e, "KVS refused the upload: fix the stream or the credentials; retrying in 10 min");
-                    STOP_RETRY
-                };
-                self.reconnect_at = Some(Instant::now() + delay);
+                }
             }
         }
     }
@@ -185,10 +168,9 @@ impl Task {
     }
 
     pub(super) async fn write_next(&mut self) {
-        let Some(id) = self.to_write.pop_front() else {
+        let Some(id) = self.machine.poll_write(Instant::now()) else {
             return;
         };
-        self.next_write = Instant::now() + MIN_SPACING;
         if !self.units.contains_key(&id) {
             return; // persisted or skipped meanwhile
         }

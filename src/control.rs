@@ -1,0 +1,55 @@
+//! The command dispatcher every transport (HTTP API, MQTT, the WebRTC data channel)
+//! goes through: recording commands to the recorder, `playback` to the cloud, each with
+//! a typed answer.
+
+use tokio::sync::watch;
+
+use crate::commands::{Command, CommandError, Outcome};
+use crate::events::TriggerKind;
+use crate::recorder::{RecorderCommand, RecorderHandle, RecorderStatus};
+use crate::upload::Playback;
+
+/// Runs commands; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    recorder: RecorderHandle,
+    /// Answers `playback` in the caller's task (a cloud call must not hold up frames);
+    /// `None` when upload is off.
+    playback: Option<Playback>,
+}
+
+impl Commands {
+    pub fn new(recorder: RecorderHandle, playback: Option<Playback>) -> Self {
+        Self { recorder, playback }
+    }
+
+    /// Runs a command; `source` says where it came from (it becomes the trigger kind).
+    pub async fn execute(
+        &self,
+        source: TriggerKind,
+        command: Command,
+    ) -> Result<Outcome, CommandError> {
+        let to_recorder = match command {
+            Command::Playback {
+                event_id,
+                expires_s,
+            } => {
+                let playback = self.playback.as_ref().ok_or(CommandError::PlaybackOff)?;
+                return playback
+                    .url(event_id.as_deref(), expires_s)
+                    .await
+                    .map(Outcome::Playback);
+            }
+            Command::Record(r) => RecorderCommand::Record(r),
+            Command::Detect { enabled } => RecorderCommand::Detect { enabled },
+            Command::Snapshot => RecorderCommand::Snapshot,
+            Command::Status => RecorderCommand::Status,
+        };
+        self.recorder.execute(source, to_recorder).await
+    }
+
+    /// The recorder's state as it changes.
+    pub fn status(&self) -> watch::Receiver<RecorderStatus> {
+        self.recorder.status()
+    }
+}

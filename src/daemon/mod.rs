@@ -1,0 +1,158 @@
+//! The supervisor behind `edgecam run`: starts the parts, reports readiness to systemd,
+//! and shuts down in order on SIGTERM/SIGINT (a second signal exits at once).
+
+mod parts;
+mod start;
+mod systemd;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::capture::{self, CaptureError};
+use crate::config::Config;
+use crate::index::{Index, IndexError, INDEX_FILE};
+use crate::live;
+use crate::mqtt;
+use crate::recorder::recovery;
+use start::{Opened, Running};
+
+/// How long parts get to finish after the shutdown signal before edgecam exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot create the data directory {}: {source} (check storage.data_dir and its permissions)", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source} (is another edgecam running? change web.listen)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the index in the data directory: {0}")]
+    Index(#[from] IndexError),
+    #[error("live view: {0}")]
+    Live(#[from] live::LiveError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::tls::TlsError),
+    #[error("upload: {0}")]
+    Upload(#[source] crate::aws::AwsError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// True when the configuration (or pipeline file) must be fixed: exit code 78.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Capture(e) if !e.is_retryable())
+            || matches!(self, Self::Mqtt(_))
+            || matches!(self, Self::Live(live::LiveError::Aws(_)))
+            || matches!(self, Self::Upload(_))
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let opened = open(&config).await?;
+    let (index, pipeline) = (opened.index.clone(), opened.spec.path.clone());
+    let mut signals = Signals::install()?;
+    let Running {
+        parts,
+        heartbeat,
+        capture,
+    } = start::start(&config, opened).await?;
+    info!(
+        parts = %parts.names().join(", "),
+        pipeline = %pipeline.display(),
+        listen = %config.web.listen,
+        data_dir = %config.storage.data_dir.display(),
+        "edgecam started"
+    );
+    let stall = Duration::from_secs(config.camera.stall_timeout_s);
+    systemd::supervise(capture, heartbeat, stall);
+
+    signals.first().await;
+    systemd::stopping();
+    // A second signal means "now": skip the orderly part.
+    tokio::spawn(async move {
+        signals.first().await;
+        warn!("second signal: exiting immediately");
+        std::process::exit(130);
+    });
+    let orderly = async {
+        parts.stop().await;
+        index.close().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, orderly).await.is_err() {
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "parts did not stop in time; exiting anyway"
+        );
+    }
+    info!("edgecam stopped");
+    Ok(())
+}
+
+/// Checks what can be checked before anything runs (pipeline file, MQTT files, the
+/// listening address), then opens the index and recovers torn clips.
+async fn open(config: &Config) -> Result<Opened, DaemonError> {
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let spec = capture::template::load(&config.camera)?;
+    capture::check(&spec)?;
+    let mqtt = mqtt::settings(config)?;
+    let listener = TcpListener::bind(&config.web.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.web.listen.clone(),
+            source,
+        })?;
+    let index = Index::open(&data_dir.join(INDEX_FILE)).await?;
+    if let Err(e) = recovery::recover(&index, &data_dir).await {
+        error!(error = %e, "recovery of torn clips failed; continuing");
+    }
+    Ok(Opened {
+        spec,
+        mqtt,
+        listener,
+        index,
+        data_dir,
+    })
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, DaemonError> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(DaemonError::Signals)?,
+            int: signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?,
+        })
+    }
+
+    /// The next of either.
+    async fn first(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!(signal = "SIGTERM", "shutting down"),
+            _ = self.int.recv() => info!(signal = "SIGINT", "shutting down"),
+        }
+    }
+}

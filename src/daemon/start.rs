@@ -1,0 +1,203 @@
+//! Wiring: builds each part from the config and starts them in order. The order is the
+//! reverse of shutdown's: the web server stops taking commands first, then the recorder
+//! finishes its clips, then the uploader and MQTT (whose `end` messages the recorder
+//! just queued), live view, capture and retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::error;
+
+use super::parts::Parts;
+use super::DaemonError;
+use crate::aws::Aws;
+use crate::capture::{self, CaptureState, Heartbeat, Outputs, PipelineSpec, TaskConfig};
+use crate::clock;
+use crate::config::Config;
+use crate::control::Commands;
+use crate::index::Index;
+use crate::live;
+use crate::media::{AnalysisBus, FrameBus};
+use crate::metrics::Metrics;
+use crate::mqtt::{self, MqttSettings};
+use crate::recorder::{self, retention, ClipFeed, RecorderConfig, RecorderDeps};
+use crate::upload::{self, Playback, UploadConfig, UploadDeps};
+use crate::web::{self, WebState};
+
+/// What start-up checked and opened before any part runs.
+pub struct Opened {
+    pub spec: PipelineSpec,
+    pub mqtt: Option<MqttSettings>,
+    pub listener: TcpListener,
+    pub index: Index,
+    pub data_dir: PathBuf,
+}
+
+/// What the supervisor watches once the parts run.
+pub struct Running {
+    pub parts: Parts,
+    pub heartbeat: Heartbeat,
+    pub capture: watch::Receiver<CaptureState>,
+}
+
+/// Starts every part, in order.
+pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
+    let Opened {
+        spec,
+        mqtt: mqtt_settings,
+        listener,
+        index,
+        data_dir,
+    } = o;
+    let mut parts = Parts::default();
+    let frames = FrameBus::new("frames");
+    let metrics = Arc::new(Metrics::new(frames.clone()));
+    let heartbeat = Heartbeat::new(Instant::now());
+    let outputs = Outputs::new(
+        frames,
+        AnalysisBus::new("analysis"),
+        metrics.capture.clone(),
+        heartbeat.clone(),
+    );
+    let upload_aws = match config.upload.enabled {
+        true => Some(
+            Aws::from_config(&config.aws)
+                .await
+                .map_err(DaemonError::Upload)?,
+        ),
+        false => None,
+    };
+    let stream = config.upload.stream(&config.aws.thing_name).to_owned();
+    let mqtt_wake = Arc::new(tokio::sync::Notify::new());
+    let (feed, feed_rx) = ClipFeed::channel();
+    let events = mqtt_settings.as_ref().map(|s| {
+        let p = mqtt::EventPublisher::new(
+            s.topics.clone(),
+            s.client_id.clone(),
+            s.outbox_max,
+            Arc::clone(&mqtt_wake),
+        );
+        Arc::new(p.with_stream(upload_aws.is_some().then(|| stream.clone())))
+            as Arc<dyn recorder::EventMessages>
+    });
+    let recorder_deps = RecorderDeps {
+        frames: outputs.frames.clone(),
+        analysis: outputs.analysis.clone(),
+        snapshot: outputs.snapshot.subscribe(),
+        index: index.clone(),
+        data_dir: data_dir.clone(),
+        clocks: clock::system(),
+        events,
+        feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
+    };
+    // Subscribed now, run last: it sees capture's first keyframe and stops first.
+    let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
+    let playback = upload_aws
+        .as_ref()
+        .map(|aws| Playback::new(aws.clone(), stream.clone(), index.clone()));
+    let commands = Commands::new(recorder, playback);
+
+    let (index2, dir2) = (index.clone(), data_dir.clone());
+    let limits = retention_limits(config);
+    parts.start("retention", |stop| {
+        let task = retention::spawn(index2, dir2, limits, retention::INTERVAL, stop);
+        ((), vec![task])
+    });
+    let task_cfg = TaskConfig {
+        fps: config.camera.fps,
+        stall_timeout: Duration::from_secs(config.camera.stall_timeout_s),
+    };
+    let capture = parts.start("capture", |stop| {
+        let (handle, task) = capture::spawn(spec, task_cfg, outputs.clone(), stop);
+        (handle, vec![task])
+    });
+    let live_deps = live::LiveDeps {
+        frames: outputs.frames.clone(),
+        capture: capture.clone(),
+        commands: commands.clone(),
+        metrics: metrics.live.clone(),
+    };
+    let (lan, viewers) = parts
+        .try_start("live", |stop| async move {
+            let p = live::start(config, live_deps, &stop).await?;
+            Ok::<_, DaemonError>(((p.lan, p.viewers), p.tasks))
+        })
+        .await?;
+    if let Some(settings) = mqtt_settings {
+        let deps = mqtt::MqttDeps {
+            index: index.clone(),
+            commands: commands.clone(),
+            snapshot: outputs.snapshot.subscribe(),
+            viewers: viewers.clone(),
+            metrics: metrics.mqtt.clone(),
+            wake: mqtt_wake,
+        };
+        parts.start("mqtt", |stop| ((), vec![mqtt::spawn(settings, deps, stop)]));
+    }
+    if let Some(aws) = upload_aws {
+        let cfg = UploadConfig {
+            stream_name: stream,
+            retention_hours: config.upload.retention_hours,
+            create_if_missing: config.upload.create_if_missing,
+            continuous: config.upload.continuous(),
+        };
+        let deps = UploadDeps {
+            aws,
+            index: index.clone(),
+            data_dir: data_dir.clone(),
+            frames: outputs.frames.clone(),
+            metrics: metrics.upload.clone(),
+        };
+        parts.start("upload", |stop| {
+            ((), vec![upload::spawn(cfg, deps, feed_rx, stop)])
+        });
+    }
+    parts.start("recorder", |stop| {
+        ((), vec![tokio::spawn(recorder_task.run(stop))])
+    });
+    let web_state = WebState {
+        metrics,
+        heartbeat: heartbeat.clone(),
+        snapshot: outputs.snapshot.subscribe(),
+        commands,
+        index,
+        data_dir,
+        lan,
+        viewers,
+        max_viewers: config.live.max_viewers,
+    };
+    parts.start("web", |stop| {
+        let task = tokio::spawn(async move {
+            if let Err(e) = web::serve(listener, web_state, stop).await {
+                error!(error = %e, "local HTTP server failed");
+            }
+        });
+        ((), vec![task])
+    });
+    Ok(Running {
+        parts,
+        heartbeat,
+        capture: capture.state(),
+    })
+}
+
+fn recorder_cfg(config: &Config) -> RecorderConfig {
+    RecorderConfig {
+        tracker: config.events.tracker(),
+        motion: config.motion.settings(),
+        detect: config.motion.enabled,
+        pre_roll_max_bytes: config.storage.pre_roll_max_mb as usize * 1024 * 1024,
+    }
+}
+
+fn retention_limits(config: &Config) -> retention::Limits {
+    retention::Limits {
+        max_bytes: config.storage.max_bytes,
+        max_age: (config.storage.max_age_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.storage.max_age_days) * 86_400)),
+        min_free_percent: config.storage.min_free_percent,
+    }
+}

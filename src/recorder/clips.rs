@@ -1,0 +1,238 @@
+//! The recorder's open clips: opening one from the pre-roll, writing frames to it (and
+//! to the clip feed), finishing it in the background, and the periodic syncs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use super::clip::{ClipError, ClipWriter};
+use super::feed::ClipFeed;
+use super::publish;
+use super::recovery;
+use super::task::Recorder;
+use crate::index::{upload_state, ClipStatus, Index};
+use crate::media::EncodedFrame;
+
+/// A clip past its end time with no newer frame is finished after this long anyway.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+pub(super) struct OpenClip {
+    /// The clip's file and index id.
+    pub id: String,
+    /// The same, for the clip feed.
+    feed_id: Arc<str>,
+    /// The id the tracker knows it by: a clip split by a stream restart keeps it.
+    pub tracker_id: String,
+    pub event_id: String,
+    /// Pipeline generation of the frames in it; a new generation starts a new file.
+    pub generation: Option<u32>,
+    writer: ClipWriter,
+    /// Relative path of the final file.
+    rel: String,
+    thumbnail: Option<String>,
+    pub until: Option<DateTime<Utc>>,
+    pub frames_lost: u64,
+}
+
+impl OpenClip {
+    /// Writes a frame (and hands it to the feed); `false` when the file failed and the
+    /// event must continue in a new clip.
+    pub fn write(&mut self, frame: &EncodedFrame, feed: Option<&ClipFeed>) -> bool {
+        let index = self.writer.frames();
+        if let Err(e) = self.writer.push(frame) {
+            error!(clip_id = %self.id, error = %e, "cannot write frame; continuing in a new clip");
+            return false;
+        }
+        self.generation = Some(frame.generation);
+        if self.writer.frames() > index {
+            if let Some(feed) = feed {
+                // A follower that is behind sees the gap and reads the rest from the file.
+                feed.frame(&self.feed_id, index, frame);
+            }
+        }
+        true
+    }
+}
+
+impl Recorder {
+    /// Opens a clip file from the keyframe at or before `from` (frames of the newest
+    /// stream generation only: a file holds one stream).
+    pub(super) async fn open_clip(
+        &mut self,
+        event_id: &str,
+        tracker_id: String,
+        id: String,
+        from: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) {
+        let day = from.format("%Y/%m/%d");
+        let rel = format!("clips/{day}/{id}.mp4");
+        let path = self.deps.data_dir.join(&rel);
+        let mut writer = match ClipWriter::create(&path) {
+            Ok(w) => w,
+            Err(e) => {
+                error!(clip_id = %id, error = %e, "cannot start a clip");
+                return;
+            }
+        };
+        let generation = self.preroll.since(from).last().map(|f| f.generation);
+        let mut written = Vec::new();
+        for f in self
+            .preroll
+            .since(from)
+            .filter(|f| Some(f.generation) == generation)
+        {
+            let index = writer.frames();
+            if let Err(e) = writer.push(f) {
+                error!(clip_id = %id, error = %e, "cannot write pre-roll");
+                break;
+            }
+            if writer.frames() > index {
+                written.push((index, f.clone()));
+            }
+        }
+        let start = self
+            .preroll
+            .since(from)
+            .find(|f| Some(f.generation) == generation && f.keyframe)
+            .map_or(from, |f| f.captured_at);
+        let part = format!("{rel}.part");
+        let index = &self.deps.index;
+        if let Err(e) = index
+            .insert_clip(&id, event_id, &part, start, self.now())
+            .await
+        {
+            error!(clip_id = %id, error = %e, "could not record the clip in the index");
+        }
+        let feed_id: Arc<str> = id.as_str().into();
+        if let Some(feed) = &self.deps.feed {
+            if let Err(e) = index.set_upload_state(&id, upload_state::PENDING).await {
+                error!(clip_id = %id, error = %e, "could not mark the clip for upload");
+            }
+            for (index, f) in &written {
+                feed.frame(&feed_id, *index, f);
+            }
+        }
+        let thumbnail = self.write_thumbnail(&path, &id).await;
+        info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), "clip started");
+        self.open.push(OpenClip {
+            feed_id,
+            id,
+            tracker_id,
+            event_id: event_id.to_owned(),
+            generation,
+            writer,
+            rel,
+            thumbnail,
+            until,
+            frames_lost: 0,
+        });
+    }
+
+    /// Writes the latest snapshot beside the clip; returns its relative path.
+    async fn write_thumbnail(&self, clip_path: &Path, id: &str) -> Option<String> {
+        let jpeg = self.deps.snapshot.borrow().as_ref()?.jpeg.clone();
+        let path = clip_path.with_extension("jpg");
+        let rel = path
+            .strip_prefix(&self.deps.data_dir)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        match tokio::fs::write(&path, &jpeg).await {
+            Ok(()) => Some(rel),
+            Err(e) => {
+                warn!(clip_id = %id, error = %e, "could not write the thumbnail");
+                None
+            }
+        }
+    }
+
+    /// Finishes a clip in the background: muxer EOS, fsync, rename, index row.
+    pub(super) fn finish(&mut self, clip: OpenClip) {
+        if let Some(feed) = &self.deps.feed {
+            feed.clip_end(&clip.feed_id, clip.writer.frames());
+        }
+        let index = self.deps.index.clone();
+        let data_dir = self.deps.data_dir.clone();
+        let events = self.deps.events.clone();
+        let clocks = self.deps.clocks.clone();
+        self.finishing.spawn(async move {
+            let event_id = clip.event_id.clone();
+            finish_clip(&index, &data_dir, clip, clocks.utc()).await;
+            // The event's end message goes out once its last clip is finished.
+            if let Some(out) = events {
+                publish::queue_end(&index, out.as_ref(), &event_id).await;
+            }
+        });
+    }
+
+    /// Finishes clips whose end passed without a newer frame; syncs the others' data.
+    pub(super) async fn housekeeping(&mut self) {
+        let now = self.now();
+        let grace = chrono::Duration::from_std(END_GRACE).unwrap_or_default();
+        let mut i = 0;
+        while i < self.open.len() {
+            if self.open[i].until.is_some_and(|u| now > u + grace) {
+                let clip = self.open.remove(i);
+                self.finish(clip);
+            } else {
+                i += 1;
+            }
+        }
+        let now = self.deps.clocks.monotonic();
+        for clip in &mut self.open {
+            if let Some(file) = clip.writer.due_sync(now) {
+                tokio::task::spawn_blocking(move || file.sync_data());
+            }
+        }
+    }
+}
+
+/// Muxer EOS, fsync, rename, index row (or repair of what reached the disk).
+async fn finish_clip(index: &Index, data_dir: &Path, clip: OpenClip, now: DateTime<Utc>) {
+    let OpenClip {
+        id,
+        writer,
+        rel,
+        thumbnail,
+        frames_lost,
+        ..
+    } = clip;
+    let part = writer.part().to_owned();
+    let result = tokio::task::spawn_blocking(move || writer.finish()).await;
+    match result {
+        Ok(Ok((_, mut stats))) => {
+            stats.frames_lost = frames_lost;
+            info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
+            if let Err(e) = index
+                .finish_clip(
+                    &id,
+                    &rel,
+                    ClipStatus::Complete,
+                    &stats,
+                    thumbnail.as_deref(),
+                )
+                .await
+            {
+                error!(clip_id = %id, error = %e, "could not record the finished clip");
+            }
+        }
+        Ok(Err(ClipError::Empty)) => {
+            warn!(clip_id = %id, "clip had no frames; dropped");
+            let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
+        }
+        Ok(Err(e)) => {
+            // The muxer failed (disk full, stream change): keep what reached the disk.
+            error!(clip_id = %id, error = %e, "clip could not be finished; repairing what was written");
+            let start = match index.clip(&id).await {
+                Ok(row) => row.start_at,
+                Err(_) => now,
+            };
+            recovery::repair_now(index, data_dir, &id, &part, start).await;
+        }
+        Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
+    }
+}

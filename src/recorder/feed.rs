@@ -1,0 +1,67 @@
+//! The clip feed: every frame the recorder writes to a clip, with its sample number in
+//! the file, for a path that follows clips as they are written (the uploader in events
+//! mode). Sending never waits: a follower that falls behind misses frames and reads them
+//! back from the clip file.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::media::EncodedFrame;
+
+/// Frames a follower may lag behind the recorder: 20 s at 30 fps.
+pub const FEED_QUEUE: usize = 600;
+
+/// What the recorder tells a follower of its clips.
+#[derive(Debug)]
+pub enum Feed {
+    /// Frame number `index` of clip `clip_id` (its sample number in the file).
+    Frame {
+        clip_id: Arc<str>,
+        index: u64,
+        frame: EncodedFrame,
+    },
+    /// The clip has no more frames; it has `frames` in all.
+    ClipEnd { clip_id: Arc<str>, frames: u64 },
+}
+
+/// The recorder's side of the feed; sending never waits.
+#[derive(Debug, Clone)]
+pub struct ClipFeed {
+    tx: mpsc::Sender<Feed>,
+}
+
+/// The follower's side of the feed.
+#[derive(Debug)]
+pub struct FeedReceiver(mpsc::Receiver<Feed>);
+
+impl FeedReceiver {
+    pub async fn recv(&mut self) -> Option<Feed> {
+        self.0.recv().await
+    }
+}
+
+impl ClipFeed {
+    pub fn channel() -> (Self, FeedReceiver) {
+        let (tx, rx) = mpsc::channel(FEED_QUEUE);
+        (Self { tx }, FeedReceiver(rx))
+    }
+
+    /// `false` when the follower is behind (the frame is not taken; the file has it).
+    pub fn frame(&self, clip_id: &Arc<str>, index: u64, frame: &EncodedFrame) -> bool {
+        self.tx
+            .try_send(Feed::Frame {
+                clip_id: Arc::clone(clip_id),
+                index,
+                frame: frame.clone(),
+            })
+            .is_ok()
+    }
+
+    pub fn clip_end(&self, clip_id: &Arc<str>, frames: u64) {
+        let _ = self.tx.try_send(Feed::ClipEnd {
+            clip_id: Arc::clone(clip_id),
+            frames,
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! How other paths reach the recorder: its commands, their typed answers, and its state
+//! as a watch.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::commands::{CommandError, Outcome, Record};
+use crate::events::TriggerKind;
+
+/// What the recorder can be asked to do (the recording part of the command set).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecorderCommand {
+    Record(Record),
+    Detect { enabled: bool },
+    Snapshot,
+    Status,
+}
+
+/// The recorder's state as others see it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecorderStatus {
+    pub recording: bool,
+    pub event_id: Option<String>,
+    pub detect: bool,
+}
+
+pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;
+pub(super) type Request = (TriggerKind, RecorderCommand, Answer);
+
+/// Reaches the recorder task.
+#[derive(Debug, Clone)]
+pub struct RecorderHandle {
+    pub(super) commands: mpsc::Sender<Request>,
+    pub(super) status: watch::Receiver<RecorderStatus>,
+}
+
+impl RecorderHandle {
+    /// Runs a command; `source` says where it came from (it becomes the trigger kind).
+    pub async fn execute(
+        &self,
+        source: TriggerKind,
+        command: RecorderCommand,
+    ) -> Result<Outcome, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send((source, command, tx))
+            .await
+            .map_err(|_| CommandError::RecorderStopped)?;
+        rx.await.map_err(|_| CommandError::NoAnswer)?
+    }
+
+    pub fn status(&self) -> watch::Receiver<RecorderStatus> {
+        self.status.clone()
+    }
+}

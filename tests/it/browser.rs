@@ -1,0 +1,59 @@
+//! The viewer page in headless Chromium plays live video from the daemon over LAN
+//! signaling, and lists recorded events.
+
+use std::time::{Duration, Instant};
+
+use crate::support::browser::Browser;
+use crate::support::daemon::Daemon;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_plays_live_video() {
+    let d = Daemon::start_with("[live]\nice_addresses = [\"127.0.0.1\"]\n");
+    let (status, _) = d.command(r#"{"command":"record","duration_s":1,"label":"for the list"}"#);
+    assert_eq!(status, 200);
+    let mut browser = Browser::launch().await;
+    browser.goto(&format!("http://{}/", d.addr)).await;
+    let probe = "(() => { const v = document.getElementById('live'); \
+                 return { t: v.currentTime, w: v.videoWidth, state: document.getElementById('state').textContent, \
+                 ttff: document.getElementById('ttff').textContent, viewers: document.getElementById('viewers').textContent, \
+                 events: document.querySelectorAll('#events li').length, error: document.getElementById('error').textContent }; })()";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_t = None;
+    let state = loop {
+        let s = browser.eval(probe).await;
+        let t = s["t"].as_f64().unwrap_or(0.0);
+        if s["w"].as_u64().unwrap_or(0) > 0 && t > 0.0 {
+            match first_t {
+                None => first_t = Some(t),
+                Some(t0) if t > t0 + 1.0 => break s,
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "video did not play within 30 s: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("viewer page: {state}");
+    assert_eq!(state["w"], 320, "the video has the camera's width");
+    assert_eq!(state["state"], "connected");
+    assert!(state["ttff"].as_str().unwrap().ends_with("ms"));
+    // The event list shows up once the clip is indexed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        browser.eval("loadEvents()").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = browser.eval(probe).await;
+        if s["events"].as_u64().unwrap_or(0) >= 1 && s["viewers"] == "1/10" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events and viewer count not shown: {s}"
+        );
+    }
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let _ = std::fs::write(std::env::temp_dir().join("edgecam-viewer-page.png"), png);
+}

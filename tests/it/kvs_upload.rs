@@ -1,0 +1,340 @@
+//! Event video to Kinesis Video Streams, with the daemon run as a user runs it: the stream
+//! is set up on `moto_server`, fragments go over PutMedia to the fake data endpoint in
+//! tests/support (SigV4, MKV and timecodes checked as KVS does), pre-roll included and
+//! while the event is live. Dropped connections, refused fragments, internal errors,
+//! expiring credentials and a `kill -9` mid-event lose nothing.
+
+use crate::support;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::support::daemon::Daemon;
+use crate::support::iot_fake::{FakeIot, ROLE_ALIAS};
+use crate::support::moto::Moto;
+use crate::support::pki::Pki;
+use crate::support::putmedia_fake::{FakePutMedia, Fragment};
+use crate::support::sigv4;
+use edgecam::index::{Index, INDEX_FILE};
+
+const STREAM: &str = "porch-cam";
+const THING: &str = "porch-cam";
+
+struct Cloud {
+    moto: Moto,
+    fake: FakePutMedia,
+    pki: Pki,
+    _dir: tempfile::TempDir,
+}
+
+async fn cloud() -> Cloud {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let fake = FakePutMedia::start(&pki, "eu-west-1").await;
+    fake.add_stream(STREAM);
+    let moto = tokio::task::block_in_place(Moto::start);
+    Cloud {
+        moto,
+        fake,
+        pki,
+        _dir: dir,
+    }
+}
+
+/// `[events]`, `[aws]` and `[upload]` for a daemon uploading to `cloud`.
+fn upload_config(cloud: &Cloud, aws_extra: &str) -> String {
+    format!(
+        "[events]\npre_roll_s = 2.0\npost_roll_s = 1.0\n[motion]\nenabled = false\n\
+         [aws]\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\ndata_endpoint_url = \"{}\"\n{aws_extra}\
+         [upload]\nenabled = true\nstream_name = \"{STREAM}\"\n",
+        cloud.moto.url, cloud.fake.url
+    )
+}
+
+fn static_env(cloud: &Cloud) -> Vec<(&'static str, String)> {
+    sigv4::daemon_env(&cloud.pki.ca_pem)
+}
+
+fn start(env: &[(&'static str, String)], config: &str) -> Daemon {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    tokio::task::block_in_place(|| Daemon::start_env(&env, |t| format!("{t}\n{config}")))
+}
+
+fn metric(d: &Daemon, series: &str) -> f64 {
+    support::metric(d.addr, series)
+}
+
+/// Starts an event of `duration_s` after the pre-roll filled; returns its id.
+async fn record(d: &Daemon, duration_s: u32) -> String {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, reply) = d.command(&format!(
+        r#"{{"command":"record","duration_s":{duration_s}}}"#
+    ));
+    assert_eq!(status, 200, "{reply}");
+    reply["result"]["event_id"].as_str().unwrap().to_owned()
+}
+
+/// Persisted fragments by timecode (a resent fragment counts once).
+fn unique(fragments: &[Fragment]) -> BTreeMap<u64, Fragment> {
+    let mut out = BTreeMap::new();
+    for f in fragments {
+        out.entry(f.timecode_ms).or_insert_with(|| f.clone());
+    }
+    out
+}
+
+/// Waits until the event's clips are finished and settled; returns (clip start ms,
+/// frames in the clips, upload states).
+async fn settled(d: &Daemon, event: &str, limit: Duration) -> (u64, u64, Vec<String>) {
+    let index = Index::open(&d.data().join(INDEX_FILE)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let clips: Vec<_> = index
+            .clips(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.event_id == event)
+            .collect();
+        let states: Vec<String> = clips.iter().map(|c| c.upload_state.clone()).collect();
+        let done = !clips.is_empty()
+            && clips.iter().all(|c| {
+                c.frame_count.is_some() && ["uploaded", "failed"].contains(&c.upload_state.as_str())
+            });
+        if done {
+            let start = clips
+                .iter()
+                .map(|c| c.start_at.timestamp_millis())
+                .min()
+                .unwrap();
+            let frames = clips.iter().map(|c| c.frame_count.unwrap() as u64).sum();
+            index.close().await;
+            return (start as u64, frames, states);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event's clips were not uploaded in {limit:?}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every frame of the event reached KVS exactly in order: unique fragments cover the
+/// clip's frames from its first (pre-roll) keyframe, timecodes strictly increasing.
+fn assert_complete(fake: &FakePutMedia, clip_start_ms: u64, frames: u64) -> usize {
+    let all = fake.persisted();
+    let unique = unique(&all);
+    let first = *unique.keys().next().expect("fragments persisted");
+    assert_eq!(
+        first, clip_start_ms,
+        "the first fragment is the clip's first (pre-roll) GOP"
+    );
+    let total: usize = unique.values().map(|f| f.frames).sum();
+    // After a power cut KVS may hold the last frames the torn file lost.
+    assert!(
+        (frames..=frames + 15).contains(&(total as u64)),
+        "every frame of the clip reached KVS: {total} of {frames}"
+    );
+    let mut last = 0;
+    for f in unique.values() {
+        assert!(f.timecode_ms > last, "fragments overlap: {f:?}");
+        assert!(f.keyframes >= 1);
+        last = f.last_frame_ms;
+    }
+    unique.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_fragments_survive_five_dropped_connections() {
+    let cloud = cloud().await;
+    let d = start(&static_env(&cloud), &upload_config(&cloud, ""));
+    let event = record(&d, 27).await;
+    // Cut the connection mid-fragment five times, spread over the event.
+    for k in 1..=5u64 {
+        let fake = &cloud.fake;
+        assert!(
+            fake.wait(Duration::from_secs(30), |f| unique(&f.persisted()).len()
+                as u64
+                >= 4 * k)
+                .await,
+            "fragments persist while the event is live: {:?}",
+            fake.errors()
+        );
+        fake.drop_mid_fragment(1);
+    }
+    let (start, frames, states) = settled(&d, &event, Duration::from_secs(60)).await;
+    assert_eq!(states, ["uploaded"]);
+    let n = assert_complete(&cloud.fake, start, frames);
+    assert!(
+        n >= 30,
+        "a 30 s event at one keyframe a second: {n} fragments"
+    );
+    assert!(cloud.fake.connections() >= 6, "reconnected after every cut");
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
+    assert_eq!(metric(&d, "edgecam_upload_backlog_fragments"), 0.0);
+    assert!(metric(&d, "edgecam_fragments_persisted_total") >= n as f64);
+    // Live fragments: capture → PERSISTED within a GOP and a bit.
+    assert!(metric(&d, "edgecam_upload_latency_seconds_count") >= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_mode_uploads_every_gop_without_an_event() {
+    let cloud = cloud().await;
+    let config = upload_config(&cloud, "").replace(
+        "[upload]\nenabled = true\n",
+        "[upload]\nenabled = true\nmode = \"continuous\"\n",
+    );
+    let d = start(&static_env(&cloud), &config);
+    let fake = &cloud.fake;
+    assert!(
+        fake.wait(Duration::from_secs(20), |f| unique(&f.persisted()).len()
+            >= 6)
+            .await,
+        "GOPs go up with no event: {:?}",
+        fake.errors()
+    );
+    let fragments = unique(&fake.persisted());
+    let mut last = 0;
+    for f in fragments.values() {
+        assert!(f.timecode_ms > last && f.keyframes >= 1, "{f:?}");
+        assert!(f.frames >= 10, "whole GOPs of a second: {f:?}");
+        last = f.last_frame_ms;
+    }
+    assert!(metric(&d, "edgecam_fragments_persisted_total") >= 6.0);
+    assert_eq!(fake.errors(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fragment_is_skipped_and_an_internal_error_resends() {
+    let cloud = cloud().await;
+    let d = start(&static_env(&cloud), &upload_config(&cloud, ""));
+    let event = record(&d, 9).await;
+    let fake = &cloud.fake;
+    assert!(
+        fake.wait(Duration::from_secs(20), |f| !f.persisted().is_empty())
+            .await
+    );
+    fake.fail_next(4006);
+    assert!(
+        fake.wait(Duration::from_secs(20), |f| f.acks_sent("ERROR") >= 1)
+            .await,
+        "the fake refused one fragment"
+    );
+    let connections = fake.connections();
+    fake.fail_next(5000);
+    assert!(
+        fake.wait(Duration::from_secs(20), |f| f.acks_sent("ERROR") >= 2)
+            .await
+    );
+    let (start, frames, states) = settled(&d, &event, Duration::from_secs(60)).await;
+    assert_eq!(states, ["failed"], "one fragment was refused for good");
+    assert!(
+        fake.connections() > connections,
+        "5000 means reconnect and resend"
+    );
+    assert!(fake.connections() <= connections + 2, "no reconnect loop");
+    assert_eq!(
+        metric(&d, "edgecam_upload_errors_total{code=\"4006\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&d, "edgecam_upload_errors_total{code=\"5000\"}"),
+        1.0
+    );
+    // The refused fragment is the only one missing; the one after the 5000 came back.
+    let index = Index::open(&d.data().join(INDEX_FILE)).await.unwrap();
+    let skipped: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM fragments WHERE state = 'skipped' AND error_code = 4006",
+    )
+    .fetch_one(index.pool())
+    .await
+    .unwrap();
+    assert_eq!(skipped, 1);
+    let refused: i64 = sqlx::query_scalar("SELECT frames FROM fragments WHERE state = 'skipped'")
+        .fetch_one(index.pool())
+        .await
+        .unwrap();
+    let unique = unique(&fake.persisted());
+    let persisted: usize = unique.values().map(|f| f.frames).sum();
+    assert_eq!(persisted as u64 + refused as u64, frames);
+    assert_eq!(*unique.keys().next().unwrap(), start);
+    assert_eq!(fake.errors(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_expiring_mid_stream_are_refreshed() {
+    let cloud = cloud().await;
+    let iot = FakeIot::start(&cloud.pki, THING).await;
+    *iot.lifetime.lock().unwrap() = Duration::from_secs(8);
+    cloud.fake.accept_tokens(iot.token_expiry());
+    let leaf = support::mosquitto::client_leaf(&cloud.pki, THING);
+    let aws = format!(
+        "credentials = \"iot\"\nthing_name = \"{THING}\"\niot_credentials_endpoint = \"{}\"\n\
+         role_alias = \"{ROLE_ALIAS}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        iot.host,
+        cloud.pki.ca_pem.display(),
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    // No AWS keys in the environment: only the IoT provider can sign.
+    let env: Vec<(&'static str, String)> = static_env(&cloud)
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.starts_with("AWS_ACCESS")
+                && !k.starts_with("AWS_SECRET")
+                && *k != "AWS_SESSION_TOKEN"
+        })
+        .collect();
+    let d = start(&env, &upload_config(&cloud, &aws));
+    let event = record(&d, 20).await;
+    let (start, frames, states) = settled(&d, &event, Duration::from_secs(60)).await;
+    assert_eq!(states, ["uploaded"]);
+    assert_complete(&cloud.fake, start, frames);
+    assert!(
+        iot.fetches() >= 3,
+        "refreshed before each expiry: {}",
+        iot.fetches()
+    );
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_resumes_where_it_stopped() {
+    let cloud = cloud().await;
+    let mut d = start(&static_env(&cloud), &upload_config(&cloud, ""));
+    let event = record(&d, 30).await;
+    let fake = &cloud.fake;
+    assert!(
+        fake.wait(Duration::from_secs(30), |f| unique(&f.persisted()).len()
+            >= 3)
+            .await
+    );
+    // KVS stops acknowledging: a backlog builds up in the index.
+    fake.set_persist_delay(Duration::from_secs(3600));
+    let persisted_before = fake.persisted().len();
+    let before = unique(&fake.persisted());
+    assert!(
+        support::poll_until(Duration::from_secs(20), || {
+            metric(&d, "edgecam_upload_backlog_fragments") >= 6.0
+        })
+        .await,
+        "a backlog builds up while KVS does not persist"
+    );
+    // Power cut mid-event: the clip is recovered from disk at the next start, and the
+    // fragments not persisted are read back from the file.
+    d.signal("-KILL");
+    fake.set_persist_delay(Duration::ZERO);
+    tokio::task::block_in_place(|| d.restart());
+    let (start, frames, states) = settled(&d, &event, Duration::from_secs(60)).await;
+    assert_eq!(states, ["uploaded"]);
+    assert_complete(fake, start, frames);
+    // Nothing persisted before the backlog was sent again.
+    let again = fake.persisted()[persisted_before..]
+        .iter()
+        .filter(|f| before.contains_key(&f.timecode_ms))
+        .count();
+    assert_eq!(
+        again, 0,
+        "fragments persisted before the restart were resent"
+    );
+    assert_eq!(fake.errors(), Vec::<String>::new());
+}

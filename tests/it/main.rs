@@ -1,0 +1,21 @@
+//! edgecam's integration tests, one binary so the support code (fakes of the KVS
+//! services, a test PKI, viewers, the mosquitto and moto runners) compiles once. Each
+//! module is one area; `support/` is shared.
+
+mod support;
+
+mod browser;
+mod capture;
+mod cli;
+mod clips;
+mod config_file;
+mod daemon_recording;
+mod iot_credentials;
+mod kvs_signaling;
+mod kvs_stream;
+mod kvs_upload;
+mod live;
+mod mkv;
+mod mqtt;
+mod putmedia_fake;
+mod recorder;

@@ -1,0 +1,229 @@
+//! The KVS MKV writer on real encoded video: a header and three one-GOP fragments from the
+//! test pattern must read cleanly in `mkvinfo` (mkvtoolnix) and decode frame for frame
+//! with GStreamer's `matroskademux ! h264parse ! avdec_h264`; and random frame
+//! sequences, tags and chunkings read back exactly with the tests' own MKV reader.
+
+use crate::support;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::mkv_reader::{self, avc, MkvReader};
+use crate::support::{small_camera, Rig};
+use edgecam::capture::template;
+use edgecam::media::EncodedFrame;
+use edgecam::upload::mkv::{self, Frame, TrackInfo};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use proptest::prelude::*;
+
+/// Three GOPs of captured frames, starting at a keyframe.
+async fn three_gops() -> Vec<Vec<EncodedFrame>> {
+    let camera = small_camera("test-pattern", 1.0);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    let mut sub = rig.frames.subscribe("mkv-test", 256);
+    let mut gops: Vec<Vec<EncodedFrame>> = Vec::new();
+    while gops.len() < 4 {
+        let f = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("frames flow")
+            .unwrap();
+        if f.keyframe {
+            gops.push(Vec::new());
+        }
+        if let Some(g) = gops.last_mut() {
+            g.push(f);
+        }
+    }
+    rig.stop().await;
+    gops.truncate(3);
+    gops
+}
+
+fn ms(f: &EncodedFrame) -> u64 {
+    f.captured_at.timestamp_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
+    let gops = three_gops().await;
+    let track = TrackInfo::from_keyframe(&gops[0][0].data).unwrap();
+    let mut body = mkv::header(&track, [0x5A; 16], 42);
+    let mut written = 0;
+    for (i, gop) in gops.iter().enumerate() {
+        let frames: Vec<Frame<'_>> = gop
+            .iter()
+            .map(|f| Frame {
+                annex_b: &f.data,
+                time_ms: ms(f),
+                keyframe: f.keyframe,
+            })
+            .collect();
+        written += frames.len();
+        let id = format!("event-{i}");
+        body.extend(mkv::fragment(&frames, &[("EVENT_ID", &id)]).unwrap());
+    }
+    // The tests' reader and the PutMedia fake's frame checks agree with real x264 output.
+    let parsed = mkv_reader::read_all(&body).unwrap();
+    assert_eq!(parsed.clusters.len(), 3);
+    let blocks = parsed.clusters.iter().flat_map(|c| &c.blocks);
+    assert_eq!(blocks.clone().count(), written);
+    for b in blocks {
+        support::putmedia_fake::check_frame(&b.data, b.keyframe).unwrap();
+    }
+    let private = parsed.header.track().codec_private.as_deref().unwrap();
+    support::putmedia_fake::check_avcc_config(private).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fragments.mkv");
+    std::fs::write(&path, &body).unwrap();
+
+    // -v: read every cluster (plain mkvinfo stops after the first).
+    let info = Command::new("mkvinfo")
+        .arg("-v")
+        .arg(&path)
+        .output()
+        .expect("mkvinfo is installed by make test (mkvtoolnix)");
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success(), "mkvinfo failed: {text}");
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+    assert!(text.contains("V_MPEG4/ISO/AVC"), "{text}");
+    let lines = |l: &str| text.lines().filter(|x| x.trim() == l).count();
+    assert_eq!(lines("|+ Cluster"), 3, "{text}");
+    assert_eq!(lines("|+ Tags"), 3, "{text}");
+    assert_eq!(text.matches("+ Simple block:").count(), written, "{text}");
+
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! h264parse ! avdec_h264 ! appsink name=out sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut decoded = 0;
+    while out.pull_sample().is_ok() {
+        decoded += 1;
+    }
+    let error = pipeline
+        .bus()
+        .unwrap()
+        .pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none(), "GStreamer: {error:?}");
+    assert_eq!(decoded, written, "every frame written decodes");
+}
+
+/// One generated frame: keyframe flag, slice payload, ms since the previous frame.
+type GenFrame = (bool, Vec<u8>, u64);
+/// A generated fragment: frames (the first a keyframe) and up to 10 tags.
+type GenFragment = (Vec<GenFrame>, Vec<(String, String)>);
+
+/// A frame as written, and what the block must hold.
+struct Written {
+    annex_b: Vec<u8>,
+    avcc: Vec<u8>,
+    ms: u64,
+    key: bool,
+}
+
+fn fragments() -> impl Strategy<Value = Vec<GenFragment>> {
+    let frame = (
+        prop::bool::weighted(0.2),
+        prop::collection::vec(any::<u8>(), 1..=4000),
+        1u64..=1000,
+    );
+    let tag = (
+        "[A-Z][A-Z0-9_]{0,15}".prop_filter("AWS is reserved", |n| !n.starts_with("AWS")),
+        "[ -~]{0,40}",
+    );
+    let fragment = (
+        prop::collection::vec(frame, 1..12),
+        prop::collection::vec(tag, 0..=10),
+    )
+        .prop_map(|(mut frames, tags)| {
+            frames[0].0 = true;
+            (frames, tags)
+        });
+    prop::collection::vec(fragment, 1..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_fragments_round_trip_through_the_reader(
+        fragments in fragments(),
+        start in 1_600_000_000_000u64..1_900_000_000_000,
+        chunk in 1usize..300,
+    ) {
+        let mut t = start;
+        let written: Vec<Vec<Written>> = fragments
+            .iter()
+            .map(|(frames, _)| {
+                frames
+                    .iter()
+                    .map(|(key, payload, gap)| {
+                        t += gap;
+                        let slice = avc::slice(*key, payload);
+                        Written {
+                            annex_b: avc::access_unit(*key, &slice),
+                            avcc: avc::avcc_frame(*key, &slice),
+                            ms: t,
+                            key: *key,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let track = TrackInfo::from_keyframe(&written[0][0].annex_b).unwrap();
+        let mut body = mkv::header(&track, [3; 16], 7);
+        for (frames, (_, tags)) in written.iter().zip(&fragments) {
+            let mkv_frames: Vec<Frame<'_>> = frames
+                .iter()
+                .map(|w| Frame { annex_b: &w.annex_b, time_ms: w.ms, keyframe: w.key })
+                .collect();
+            let tags: Vec<(&str, &str)> =
+                tags.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            body.extend(mkv::fragment(&mkv_frames, &tags).unwrap());
+        }
+
+        let parsed = mkv_reader::read_all(&body).unwrap();
+        prop_assert_eq!(&parsed.header.doc_type, "matroska");
+        prop_assert_eq!(parsed.header.timecode_scale, 1_000_000);
+        let t0 = parsed.header.track();
+        prop_assert_eq!(&t0.codec_id, "V_MPEG4/ISO/AVC");
+        prop_assert_eq!(t0.codec_private.as_deref(), Some(&mkv::avcc(&avc::SPS, &avc::PPS)[..]));
+        prop_assert_eq!((t0.width, t0.height), (320, 240));
+        prop_assert_eq!(parsed.clusters.len(), written.len());
+        for ((cluster, frames), (_, tags)) in parsed.clusters.iter().zip(&written).zip(&fragments) {
+            prop_assert_eq!(cluster.timecode, frames[0].ms);
+            prop_assert_eq!(&cluster.tags, tags);
+            prop_assert_eq!(cluster.blocks.len(), frames.len());
+            for (block, w) in cluster.blocks.iter().zip(frames) {
+                prop_assert_eq!(block.track, 1);
+                let ms = cluster.timecode as i64 + i64::from(block.relative_timecode);
+                prop_assert_eq!(ms, w.ms as i64);
+                prop_assert_eq!(block.keyframe, w.key);
+                prop_assert_eq!(&block.data, &w.avcc);
+            }
+        }
+
+        // Pushed in chunks of any size, the reader sees the same elements.
+        let mut reader = MkvReader::new();
+        let mut events = Vec::new();
+        for part in body.chunks(chunk) {
+            events.extend(reader.push(part).unwrap());
+        }
+        events.extend(reader.finish().unwrap());
+        let mut whole = MkvReader::new();
+        let mut expected = whole.push(&body).unwrap();
+        expected.extend(whole.finish().unwrap());
+        prop_assert_eq!(events, expected);
+    }
+}

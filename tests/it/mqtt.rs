@@ -1,0 +1,417 @@
+//! MQTT against a real mosquitto with mutual TLS: event messages in order with every
+//! field, commands and their results, Home Assistant discovery, a broker outage and a
+//! `kill -9` losing nothing, and a client without a certificate refused.
+
+use crate::support;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support::daemon::Daemon;
+use crate::support::mosquitto::{client_leaf, try_connect, Broker, Observer};
+use crate::support::pki::Pki;
+use serde_json::Value;
+
+const THING: &str = "cam1";
+const EVENTS: &str = "edgecam/cam1/events";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    pki: Pki,
+    broker: Broker,
+    observer: Observer,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = Broker::start(dir.path(), &pki);
+    let observer = Observer::start(&broker, &pki, &["edgecam/cam1/#", "homeassistant/#"]).await;
+    Setup {
+        _dir: dir,
+        pki,
+        broker,
+        observer,
+    }
+}
+
+/// A daemon on the broker; quick events (1 s pre-roll, 1 s post-roll, no merging).
+fn daemon(s: &Setup, extra: &str) -> Daemon {
+    let client = client_leaf(&s.pki, THING);
+    let mqtt = s.broker.daemon_config(&s.pki, &client, THING, extra);
+    tokio::task::block_in_place(|| {
+        Daemon::start_edited(|t| {
+            format!(
+                "{t}\n{mqtt}\n[motion]\nenabled = false\n[events]\npre_roll_s = 1\npost_roll_s = 1\n\
+                 min_gap_s = 0\nupdate_interval_s = 1\n"
+            )
+        })
+    })
+}
+
+fn record(d: &Daemon, seconds: f64, label: &str) {
+    let (status, reply) = d.command(&format!(
+        r#"{{"command":"record","duration_s":{seconds},"label":"{label}"}}"#
+    ));
+    assert_eq!(status, 200, "{reply}");
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+fn of_type(msgs: &[support::mosquitto::Seen], t: &str) -> Vec<Value> {
+    msgs.iter()
+        .map(|m| m.json())
+        .filter(|v| v["type"] == t)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_goes_out_start_to_end_with_every_field() {
+    let s = setup().await;
+    let d = daemon(&s, "home_assistant = true");
+    let online = s
+        .observer
+        .wait("edgecam/cam1/availability", Duration::from_secs(10), |m| {
+            m.iter().any(|x| x.text() == "online")
+        })
+        .await;
+    assert!(!online.is_empty(), "availability online");
+
+    record(&d, 1.0, "doorbell");
+    let msgs = s
+        .observer
+        .wait(EVENTS, Duration::from_secs(15), |m| {
+            !of_type(m, "end").is_empty()
+        })
+        .await;
+    let start = of_type(&msgs, "start").remove(0);
+    let end = of_type(&msgs, "end").remove(0);
+    // The schema: a field that disappears breaks home automations, so it breaks this.
+    let base: BTreeSet<String> = [
+        "v",
+        "type",
+        "event_id",
+        "label",
+        "trigger",
+        "score",
+        "started_at",
+        "ended_at",
+        "clip_ids",
+        "thumbnail",
+        "camera",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(keys(&start), base);
+    let mut end_keys = base.clone();
+    end_keys.extend(["clips".to_string(), "duration_s".to_string()]);
+    assert_eq!(keys(&end), end_keys);
+    assert_eq!(start["v"], 1);
+    assert_eq!(start["label"], "doorbell");
+    assert_eq!(start["trigger"], "http");
+    assert_eq!(start["camera"], THING);
+    assert_eq!(start["event_id"], end["event_id"]);
+    assert!(start["ended_at"].is_null() && end["ended_at"].is_string());
+    // The clip holds pre-roll + 1 s + post-roll: about 3 s.
+    let dur = end["duration_s"].as_f64().unwrap();
+    assert!((2.0..6.0).contains(&dur), "clip duration {dur}");
+    assert_eq!(end["clips"].as_array().unwrap().len(), 1);
+    let order: Vec<String> = msgs
+        .iter()
+        .map(|m| m.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(order.first().map(String::as_str), Some("start"));
+    assert_eq!(order.last().map(String::as_str), Some("end"));
+
+    // The retained state, and Home Assistant discovery tied to availability.
+    let state = s
+        .observer
+        .wait("edgecam/cam1/state", Duration::from_secs(5), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert_eq!(state.last().unwrap().json()["camera"], THING);
+    let discovery = s
+        .observer
+        .wait(
+            "homeassistant/switch/cam1/detect/config",
+            Duration::from_secs(5),
+            |m| !m.is_empty(),
+        )
+        .await;
+    let config = discovery[0].json();
+    assert_eq!(config["availability_topic"], "edgecam/cam1/availability");
+    // Home Assistant restarting gets the configs again.
+    s.observer.publish("homeassistant/status", "online").await;
+    s.observer
+        .wait(
+            "homeassistant/switch/cam1/detect/config",
+            Duration::from_secs(5),
+            |m| m.len() >= 2,
+        )
+        .await;
+    assert!(
+        s.observer
+            .on("homeassistant/switch/cam1/detect/config")
+            .len()
+            >= 2
+    );
+    let (_, _, metrics) = support::http_get(d.addr, "/metrics").unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("edgecam_mqtt_connected 1"), "{metrics}");
+    assert!(
+        metrics.contains("edgecam_mqtt_published_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_and_bad_ones_get_errors() {
+    let s = setup().await;
+    let _d = daemon(&s, "");
+    s.observer
+        .wait("edgecam/cam1/availability", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    let o = &s.observer;
+    o.publish("edgecam/cam1/cmd/status", r#"{"id":"s1"}"#).await;
+    o.publish("edgecam/cam1/cmd/detect", r#"{"id":"d1","enabled":true}"#)
+        .await;
+    o.publish("edgecam/cam1/cmd/snapshot", r#"{"id":"p1"}"#)
+        .await;
+    o.publish("edgecam/cam1/cmd/record", r#"{"id":"r1","duration_s":1}"#)
+        .await;
+    o.publish("edgecam/cam1/cmd/status", "{not json").await;
+    o.publish("edgecam/cam1/cmd/status", r#"{"id":"x1","bogus":1}"#)
+        .await;
+    o.publish("edgecam/cam1/cmd/fly", r#"{"id":"f1"}"#).await;
+    o.publish("edgecam/cam1/cmd/status", r#"{"enabled":true}"#)
+        .await;
+    let big = format!(r#"{{"id":"b1","label":"{}"}}"#, "x".repeat(20_000));
+    o.publish("edgecam/cam1/cmd/record", &big).await;
+
+    let result = |name: &str, id: &str| {
+        let topic = format!("edgecam/cam1/cmd/{name}/result");
+        let id = id.to_owned();
+        async move {
+            o.wait(&topic, Duration::from_secs(10), |m| {
+                m.iter().any(|x| x.json()["id"] == id.as_str())
+            })
+            .await
+            .into_iter()
+            .map(|x| x.json())
+            .find(|v| v["id"] == id.as_str())
+            .unwrap_or(Value::Null)
+        }
+    };
+    let status = result("status", "s1").await;
+    assert_eq!(status["ok"], true, "{status}");
+    let detect = result("detect", "d1").await;
+    assert_eq!(detect["ok"], true, "{detect}");
+    let snap = result("snapshot", "p1").await;
+    assert_eq!(snap["ok"], true, "{snap}");
+    let jpeg = o.on("edgecam/cam1/snapshot");
+    assert!(
+        jpeg[0].payload.starts_with(&[0xFF, 0xD8]),
+        "a JPEG is published"
+    );
+    assert_eq!(snap["result"]["bytes"], jpeg[0].payload.len());
+    let rec = result("record", "r1").await;
+    assert_eq!(rec["ok"], true, "{rec}");
+    let bogus = result("status", "x1").await;
+    assert_eq!(bogus["ok"], false);
+    assert!(
+        bogus["error"].as_str().unwrap().contains("bogus"),
+        "{bogus}"
+    );
+    let fly = result("fly", "f1").await;
+    assert_eq!(fly["ok"], false);
+    assert!(
+        fly["error"].as_str().unwrap().contains("unknown command"),
+        "{fly}"
+    );
+    // No id (malformed, missing, or too large to read): nothing to answer, only a log.
+    let status_results = o.on("edgecam/cam1/cmd/status/result");
+    assert_eq!(status_results.len(), 2, "only s1 and x1 are answered");
+    assert!(o
+        .on("edgecam/cam1/cmd/record/result")
+        .iter()
+        .all(|m| m.json()["id"] != "b1"));
+    // The daemon is still serving, and detect=on shows in the retained state.
+    o.publish("edgecam/cam1/cmd/status", r#"{"id":"s2"}"#).await;
+    assert_eq!(result("status", "s2").await["result"]["detect"], true);
+    let state = o
+        .wait("edgecam/cam1/state", Duration::from_secs(5), |m| {
+            m.iter().any(|x| x.json()["detect"] == true)
+        })
+        .await;
+    assert!(state.iter().any(|x| x.json()["detect"] == true));
+    // A recording from MQTT says so.
+    let starts = o
+        .wait(EVENTS, Duration::from_secs(10), |m| {
+            !of_type(m, "start").is_empty()
+        })
+        .await;
+    assert_eq!(of_type(&starts, "start")[0]["trigger"], "mqtt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_events_during_a_broker_outage_all_arrive_in_order() {
+    let mut s = setup().await;
+    let d = daemon(&s, "");
+    s.observer
+        .wait("edgecam/cam1/availability", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    s.broker.stop();
+    for i in 0..5 {
+        record(&d, 0.5, &format!("outage-{i}"));
+        // Each ends (post-roll 1 s) before the next begins.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await; // 30 s without a broker
+    let depth = |d: &Daemon| {
+        let (_, _, m) = support::http_get(d.addr, "/metrics").unwrap();
+        String::from_utf8(m)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("edgecam_mqtt_outbox_depth "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        depth(&d) >= 10.0,
+        "5 starts and 5 ends wait in the outbox: {}",
+        depth(&d)
+    );
+    s.broker.resume();
+    let msgs = s
+        .observer
+        .wait(EVENTS, Duration::from_secs(45), |m| {
+            of_type(m, "end").len() >= 5
+        })
+        .await;
+    let starts = of_type(&msgs, "start");
+    let ends = of_type(&msgs, "end");
+    let labels: Vec<&str> = starts
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
+    let mut unique = labels.clone();
+    unique.dedup();
+    assert_eq!(
+        unique,
+        ["outage-0", "outage-1", "outage-2", "outage-3", "outage-4"],
+        "all five, in order"
+    );
+    // Duplicates only as QoS 1 redelivery: the same event id again, never a new one.
+    let ids: BTreeSet<&str> = starts
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let end_ids: BTreeSet<&str> = ends
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, end_ids);
+    // Each event's start comes before its end.
+    for id in &ids {
+        let pos = |t: &str| {
+            msgs.iter()
+                .position(|m| m.json()["event_id"] == *id && m.json()["type"] == t)
+                .unwrap()
+        };
+        assert!(pos("start") < pos("end"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_offline_and_the_outbox_survives() {
+    let mut s = setup().await;
+    let mut d = daemon(&s, "");
+    let avail = "edgecam/cam1/availability";
+    s.observer
+        .wait(avail, Duration::from_secs(10), |m| {
+            m.iter().any(|x| x.text() == "online")
+        })
+        .await;
+    d.signal("-KILL");
+    let seen = s
+        .observer
+        .wait(avail, Duration::from_secs(10), |m| {
+            m.last().is_some_and(|x| x.text() == "offline")
+        })
+        .await;
+    assert_eq!(seen.last().unwrap().text(), "offline", "the Last Will");
+
+    tokio::task::block_in_place(|| d.restart());
+    s.observer
+        .wait(avail, Duration::from_secs(10), |m| {
+            m.last().is_some_and(|x| x.text() == "online")
+        })
+        .await;
+    assert_eq!(s.observer.on(avail).last().unwrap().text(), "online");
+
+    // Messages written while the broker is away survive a kill -9 of the daemon, and an
+    // event the kill cut short still gets its end (its clip recovered) after the restart.
+    s.broker.stop();
+    record(&d, 5.0, "cut-short");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.signal("-KILL");
+    s.broker.resume();
+    tokio::task::block_in_place(|| d.restart());
+    let msgs = s
+        .observer
+        .wait(EVENTS, Duration::from_secs(20), |m| {
+            !of_type(m, "end").is_empty()
+        })
+        .await;
+    let start = of_type(&msgs, "start").remove(0);
+    let end = of_type(&msgs, "end").remove(0);
+    assert_eq!(start["label"], "cut-short");
+    assert_eq!(end["event_id"], start["event_id"]);
+    let clip_s = end["duration_s"].as_f64().unwrap();
+    assert!(
+        clip_s >= 1.0,
+        "the recovered clip is in the end message: {end}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = Broker::start(dir.path(), &pki);
+    let leaf = client_leaf(&pki, "someone");
+    assert!(try_connect(&broker, &pki, Some(&leaf)).await.is_ok());
+    let err = try_connect(&broker, &pki, None).await.unwrap_err();
+    eprintln!("without a certificate: {err}");
+}
+
+#[test]
+fn a_key_readable_by_others_stops_the_daemon_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let leaf = pki.leaf(THING, &[THING]);
+    std::fs::set_permissions(&leaf.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = format!(
+        "{}\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\nthing_name = \"{THING}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        support::daemon::daemon_config(dir.path(), support::free_port()),
+        pki.ca_pem.display(),
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let config = support::write_file(dir.path(), "edgecam.toml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+}
