@@ -53,6 +53,7 @@ systemd-test: deb
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	cargo test --locked --test it architecture::
 
 fmt:
 	cargo fmt --all

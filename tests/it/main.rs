@@ -4,6 +4,7 @@
 
 mod support;
 
+mod architecture;
 mod browser;
 mod capture;
 mod cli;
