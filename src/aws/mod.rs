@@ -1,9 +1,10 @@
 //! AWS for every cloud part of the daemon: region, credentials (the IoT credentials
-//! provider or the SDK chain), the SDK clients, SigV4 presigning, and the Kinesis Video
+//! provider or the SDK chain), the SDK clients, SigV4 signing for the calls the SDK does not make, and the Kinesis Video
 //! Streams control-plane calls (streams, data endpoints, playback URLs).
 
 pub mod iot;
-pub mod presign;
+pub mod sign;
+pub mod signaling;
 pub mod stream;
 
 use std::time::{Duration, SystemTime};

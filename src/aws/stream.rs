@@ -1,7 +1,7 @@
 //! The Kinesis Video stream: set-up (describe, create when missing), data endpoints, and
 //! playback URLs (HLS over the event's producer-timestamp range, or live).
 
-use aws_sdk_kinesisvideo::types::ApiName;
+pub use aws_sdk_kinesisvideo::types::ApiName;
 use aws_sdk_kinesisvideoarchivedmedia::primitives::ByteStream;
 use aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime as AwsTime;
 use aws_sdk_kinesisvideoarchivedmedia::types::{

@@ -6,10 +6,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
-};
-use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -21,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::ack::{Ack, AckParser};
+use crate::aws::sign::sign_streamed;
 
 /// Connecting, TLS and the response headers, each.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,30 +162,8 @@ pub fn signed_request(
         .header("x-amzn-fragment-acknowledgment-required", "1")
         .body(())
         .map_err(|e| PutMediaError::Sign(e.to_string()))?;
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let identity = creds.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&target.region)
-        .name("kinesisvideo")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| PutMediaError::Sign(e.to_string()))?
-        .into();
-    // transfer-encoding is hop-by-hop: not signed.
-    let headers = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| *k != "transfer-encoding")
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-    let signable = SignableRequest::new("POST", &url, headers, SignableBody::Bytes(&[]))
+    sign_streamed(&mut req, creds, &target.region, "kinesisvideo", now)
         .map_err(|e| PutMediaError::Sign(e.to_string()))?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| PutMediaError::Sign(e.to_string()))?
-        .into_parts();
-    instructions.apply_to_request_http1x(&mut req);
     Ok(req)
 }
 

@@ -1,8 +1,13 @@
 //! The KVS signaling connection's decisions, pure: why a connection ended and what to
-//! fetch again before the next one, and the per-connection send rate limits.
+//! fetch again before the next one, the per-connection send rate limits, and which of
+//! the service's ICE servers viewers' sessions get.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use webrtc::ice_transport::ice_server::RTCIceServer;
+
+use crate::aws::signaling::IceServer;
 
 /// First reconnect delay; doubles up to `RECONNECT_MAX`.
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
@@ -150,6 +155,29 @@ pub fn skew_ms(
     (ms.abs() > 60_000).then_some(ms)
 }
 
+/// The ICE servers webrtc-rs can use: STUN, and TURN over UDP only (it gathers no relay
+/// candidates over TCP or TLS). A TURN server left without a usable URI is dropped.
+pub fn usable_ice_servers(servers: Vec<IceServer>) -> Vec<RTCIceServer> {
+    servers
+        .into_iter()
+        .filter_map(|s| {
+            let urls: Vec<String> = s
+                .urls
+                .into_iter()
+                .filter(|u| {
+                    u.starts_with("stun:")
+                        || (u.starts_with("turn:") && !u.contains("transport=tcp"))
+                })
+                .collect();
+            (!urls.is_empty()).then_some(RTCIceServer {
+                urls,
+                username: s.username,
+                credential: s.credential,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +258,42 @@ mod tests {
         assert_eq!(
             skew_ms(local - chrono::Duration::minutes(20), local),
             Some(-1_200_000)
+        );
+    }
+
+    #[test]
+    fn viewers_get_stun_and_turn_over_udp_only() {
+        let kvs = vec![
+            IceServer {
+                urls: vec!["stun:stun.kinesisvideo.eu-west-1.amazonaws.com:443".into()],
+                ..Default::default()
+            },
+            IceServer {
+                urls: vec![
+                    "turn:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"
+                        .into(),
+                    "turns:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"
+                        .into(),
+                    "turns:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=tcp"
+                        .into(),
+                ],
+                username: "user".into(),
+                credential: "pass".into(),
+            },
+            IceServer {
+                urls: vec!["turns:only-tls:443?transport=tcp".into()],
+                ..Default::default()
+            },
+        ];
+        let usable = usable_ice_servers(kvs);
+        assert_eq!(usable.len(), 2, "the TLS-only server is dropped");
+        assert_eq!(
+            usable[1].urls,
+            ["turn:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"]
+        );
+        assert_eq!(
+            (usable[1].username.as_str(), usable[1].credential.as_str()),
+            ("user", "pass")
         );
     }
 }

@@ -3,7 +3,6 @@
 //! its answers and candidates go out under the service's rate limits. Peer connections
 //! do not depend on this socket, so viewers keep watching across any reconnect.
 
-pub mod control;
 pub mod machine;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -19,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 
-use self::control::Channel;
 use self::machine::{Reason, SendLimit};
 use super::message::{self, Inbound, Outbound, MAX_MESSAGE_BYTES};
-use crate::aws::{presign, skewed, Aws};
+use crate::aws::signaling::{self, Channel};
+use crate::aws::{sign, skewed, Aws};
 use crate::backoff::Backoff;
 use crate::metrics::LiveMetrics;
 
@@ -118,7 +117,7 @@ impl State {
     async fn connect_and_serve(&mut self, cancel: &CancellationToken) -> Ended {
         let channel = match &self.channel {
             Some(c) => c.clone(),
-            None => match control::resolve(&self.t.aws, &self.t.channel_name).await {
+            None => match signaling::resolve(&self.t.aws, &self.t.channel_name).await {
                 Ok(c) => {
                     info!(arn = %c.arn, wss = %c.wss, "signaling channel ready");
                     self.channel = Some(c.clone());
@@ -143,8 +142,7 @@ impl State {
         };
         let now = skewed(SystemTime::now(), self.skew_ms);
         let url =
-            match presign::master_url(&channel.wss, &channel.arn, &creds, self.t.aws.region(), now)
-            {
+            match sign::master_url(&channel.wss, &channel.arn, &creds, self.t.aws.region(), now) {
                 Ok(u) => u,
                 Err(e) => {
                     warn!(error = %e, "cannot presign the signaling URL");
@@ -206,8 +204,9 @@ impl State {
     }
 
     async fn refresh_ice(&mut self, channel: &Channel) {
-        match control::ice_servers(&self.t.aws, channel).await {
+        match signaling::ice_servers(&self.t.aws, channel).await {
             Ok((servers, ttl)) => {
+                let servers = machine::usable_ice_servers(servers);
                 debug!(
                     servers = servers.len(),
                     ttl_s = ttl.as_secs(),

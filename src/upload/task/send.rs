@@ -125,12 +125,7 @@ impl Task {
         let endpoint = match &self.endpoint {
             Some((e, at)) if at.elapsed() < ENDPOINT_TTL => e.clone(),
             _ => {
-                let e = stream::data_endpoint(
-                    &aws,
-                    &name,
-                    aws_sdk_kinesisvideo::types::ApiName::PutMedia,
-                )
-                .await?;
+                let e = stream::data_endpoint(&aws, &name, stream::ApiName::PutMedia).await?;
                 self.endpoint = Some((e.clone(), Instant::now()));
                 e
             }

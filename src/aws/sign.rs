@@ -1,6 +1,7 @@
-//! SigV4 query-string presigning of the KVS signaling WebSocket URL (pure).
+//! SigV4 for the calls the SDK does not make (pure): the presigned KVS signaling
+//! WebSocket URL, and the signed headers of a request whose body is streamed (PutMedia).
 //!
-//! `GET wss://<endpoint>/?X-Amz-ChannelARN=<arn>&X-Amz-Algorithm=…&X-Amz-Signature=…`:
+//! Presigned: `GET wss://<endpoint>/?X-Amz-ChannelARN=<arn>&X-Amz-Algorithm=…&X-Amz-Signature=…`:
 //! service `kinesisvideo`, signed header `host` only, empty-payload hash, the session
 //! token inside the signed query, valid for at most 299 s.
 
@@ -8,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    sign, PayloadChecksumKind, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
 };
 use aws_sigv4::sign::v4;
 
@@ -69,6 +70,44 @@ pub fn master_url(
         url.push_str(&uri_encode(value));
     }
     Ok(url)
+}
+
+/// Signs `req` for `service` in its headers, with the payload hashed as the empty string
+/// (`x-amz-content-sha256`): the body is streamed and not known yet. `Transfer-Encoding`
+/// is hop-by-hop and left out of the signature.
+pub fn sign_streamed<B>(
+    req: &mut http::Request<B>,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<(), AwsError> {
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let identity = creds.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| AwsError::Sign(e.to_string()))?
+        .into();
+    let url = req.uri().to_string();
+    let method = req.method().as_str().to_owned();
+    let headers = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "transfer-encoding")
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+    let signable = SignableRequest::new(&method, &url, headers, SignableBody::Bytes(&[]))
+        .map_err(|e| AwsError::Sign(e.to_string()))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| AwsError::Sign(e.to_string()))?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,17 +1,16 @@
-//! KVS control-plane calls for signaling: find (or create) the channel, its WSS and HTTPS
-//! endpoints for the MASTER role, and the ICE servers (STUN/TURN) for viewers' sessions.
+//! KVS control-plane calls for WebRTC signaling: find (or create) the channel, its WSS and
+//! HTTPS endpoints for the MASTER role, and the ICE servers (STUN/TURN) the service offers
+//! for viewers' sessions. Which of them a WebRTC stack can use is for `live` to decide.
 
 use std::time::Duration;
 
+use super::{Aws, AwsError};
 use aws_sdk_kinesisvideo::types::{
     ChannelProtocol, ChannelRole, ChannelType, SingleMasterChannelEndpointConfiguration,
     SingleMasterConfiguration,
 };
 use aws_sdk_kinesisvideosignaling::types::Service;
 use tracing::info;
-use webrtc::ice_transport::ice_server::RTCIceServer;
-
-use crate::aws::{Aws, AwsError};
 
 /// Messages for an offline master are kept this long by the service.
 const MESSAGE_TTL_S: i32 = 60;
@@ -94,12 +93,21 @@ pub async fn resolve(aws: &Aws, name: &str) -> Result<Channel, AwsError> {
     })
 }
 
-/// ICE servers for new sessions and how long they stay valid: KVS's STUN server plus one
-/// TURN server over UDP (fewer candidates, faster gathering; webrtc-rs has no TURN/TCP).
+/// A STUN or TURN server, as the service describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URIs, `?transport=udp|tcp` as given.
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// ICE servers for new sessions and how long they stay valid: KVS's STUN server (not
+/// against a local fake) plus the first TURN server of the channel, all its URIs.
 pub async fn ice_servers(
     aws: &Aws,
     channel: &Channel,
-) -> Result<(Vec<RTCIceServer>, Duration), AwsError> {
+) -> Result<(Vec<IceServer>, Duration), AwsError> {
     let out = aws
         .signaling(&channel.https)
         .get_ice_server_config()
@@ -110,7 +118,7 @@ pub async fn ice_servers(
         .map_err(|e| AwsError::call("GetIceServerConfig", &e))?;
     let mut servers = Vec::new();
     if !aws.is_local() {
-        servers.push(RTCIceServer {
+        servers.push(IceServer {
             urls: vec![format!(
                 "stun:stun.kinesisvideo.{}.amazonaws.com:443",
                 aws.region()
@@ -120,19 +128,11 @@ pub async fn ice_servers(
     }
     let mut ttl = DEFAULT_ICE_TTL;
     if let Some(turn) = out.ice_server_list().first() {
-        let urls: Vec<String> = turn
-            .uris()
-            .iter()
-            .filter(|u| u.starts_with("turn:") && !u.contains("transport=tcp"))
-            .cloned()
-            .collect();
-        if !urls.is_empty() {
-            servers.push(RTCIceServer {
-                urls,
-                username: turn.username().unwrap_or_default().to_owned(),
-                credential: turn.password().unwrap_or_default().to_owned(),
-            });
-        }
+        servers.push(IceServer {
+            urls: turn.uris().to_vec(),
+            username: turn.username().unwrap_or_default().to_owned(),
+            credential: turn.password().unwrap_or_default().to_owned(),
+        });
         if let Some(s) = turn.ttl().filter(|s| *s > 0) {
             // Whatever the service says, look again within the hour.
             ttl = Duration::from_secs(s.unsigned_abs().into()).min(MAX_ICE_TTL);
