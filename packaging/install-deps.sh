@@ -18,6 +18,7 @@ runtime=(
   gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
+  gstreamer1.0-alsa
 )
 testing=(
   python3-venv

@@ -2,8 +2,11 @@
 //! goes through: recording commands to the recorder, `playback` to the cloud, each with
 //! a typed answer.
 
+use std::time::Instant;
+
 use tokio::sync::watch;
 
+use crate::capture::{audio, Heartbeat};
 use crate::commands::{Command, CommandError, Outcome};
 use crate::events::TriggerKind;
 use crate::recorder::{RecorderCommand, RecorderHandle, RecorderStatus};
@@ -16,11 +19,23 @@ pub struct Commands {
     /// Answers `playback` in the caller's task (a cloud call must not hold up frames);
     /// `None` when upload is off.
     playback: Option<Playback>,
+    /// The audio pipeline's heartbeat, when audio is on.
+    audio: Option<Heartbeat>,
 }
 
 impl Commands {
     pub fn new(recorder: RecorderHandle, playback: Option<Playback>) -> Self {
-        Self { recorder, playback }
+        Self {
+            recorder,
+            playback,
+            audio: None,
+        }
+    }
+
+    /// `status` then reports the audio pipeline behind `heartbeat`.
+    pub fn with_audio(mut self, heartbeat: Option<Heartbeat>) -> Self {
+        self.audio = heartbeat;
+        self
     }
 
     /// Runs a command; `source` says where it came from (it becomes the trigger kind).
@@ -45,7 +60,11 @@ impl Commands {
             Command::Snapshot => RecorderCommand::Snapshot,
             Command::Status => RecorderCommand::Status,
         };
-        self.recorder.execute(source, to_recorder).await
+        let mut outcome = self.recorder.execute(source, to_recorder).await?;
+        if let Outcome::Status(report) = &mut outcome {
+            report.audio = audio::report(self.audio.as_ref(), Instant::now());
+        }
+        Ok(outcome)
     }
 
     /// The recorder's state as it changes.

@@ -234,11 +234,26 @@ fn check_config(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     let checked = capture::template::load(&config.camera)
-        .and_then(|spec| capture::check(&spec).map(|()| spec));
+        .and_then(|spec| capture::check(&spec).map(|()| spec))
+        .and_then(|spec| {
+            let audio = capture::template::load_audio(&config.camera, &config.audio)?;
+            if let Some(a) = &audio {
+                capture::audio::check(a)?;
+            }
+            Ok((spec, audio.is_some()))
+        });
     match checked {
-        Ok(spec) => {
+        Ok((spec, audio)) => {
+            let sound = if audio {
+                format!(
+                    "audio {} Hz, {} channel(s)",
+                    config.audio.sample_rate, config.audio.channels
+                )
+            } else {
+                "no audio".to_owned()
+            };
             println!(
-                "{}: OK (pipeline {}, {}x{} at {} fps, web on {})",
+                "{}: OK (pipeline {}, {}x{} at {} fps, {sound}, web on {})",
                 path.display(),
                 spec.path.display(),
                 config.camera.width,

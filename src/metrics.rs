@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::media::FrameBus;
+use crate::media::{AudioCodec, FrameBus};
 
 /// Counters the capture path increments. Clones share the same values.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,23 @@ pub struct CaptureCounters {
     pub frames_captured: Counter,
     pub keyframes: Counter,
     pub pipeline_restarts: Counter,
+}
+
+/// Counters the audio pipeline increments. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct AudioCounters {
+    pub opus_frames: Counter,
+    pub aac_frames: Counter,
+    pub pipeline_restarts: Counter,
+}
+
+impl AudioCounters {
+    pub fn frames(&self, codec: AudioCodec) -> &Counter {
+        match codec {
+            AudioCodec::Opus => &self.opus_frames,
+            AudioCodec::Aac => &self.aac_frames,
+        }
+    }
 }
 
 /// Live-view metrics. Clones share the same values.
@@ -97,6 +114,7 @@ impl Default for UploadMetrics {
 pub struct Metrics {
     registry: Registry,
     pub capture: CaptureCounters,
+    pub audio: AudioCounters,
     pub live: LiveMetrics,
     pub mqtt: MqttMetrics,
     pub upload: UploadMetrics,
@@ -122,6 +140,25 @@ impl Metrics {
             capture.pipeline_restarts.clone(),
         );
         registry.register_collector(Box::new(BusCollector { frames }));
+        let audio_frames = Family::<Label, Counter>::default();
+        // One statement per label: a family's guard holds its lock until dropped.
+        let opus_frames = audio_frames.get_or_create(&[("codec", "opus")]).clone();
+        let aac_frames = audio_frames.get_or_create(&[("codec", "aac")]).clone();
+        let audio = AudioCounters {
+            opus_frames,
+            aac_frames,
+            pipeline_restarts: Counter::default(),
+        };
+        registry.register(
+            "edgecam_audio_frames",
+            "Encoded audio frames that left the audio pipeline, by codec",
+            audio_frames,
+        );
+        registry.register(
+            "edgecam_audio_pipeline_restarts",
+            "Times the audio pipeline was rebuilt after an error or stall (video goes on)",
+            audio.pipeline_restarts.clone(),
+        );
         let live = LiveMetrics::default();
         registry.register(
             "edgecam_viewers",
@@ -193,6 +230,7 @@ impl Metrics {
         Self {
             registry,
             capture,
+            audio,
             live,
             mqtt,
             upload,

@@ -2,6 +2,7 @@
 //! bus and the latest snapshot, rebuilt with backoff when the camera fails.
 
 mod assemble;
+pub mod audio;
 mod pipeline;
 mod task;
 pub mod template;
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::backoff::Backoff;
+pub use audio::AudioOutputs;
 pub use pipeline::{check, Outputs, Running};
-pub use task::{spawn, CaptureHandle, CaptureState, TaskConfig};
+pub use task::{spawn, spawn_audio, CaptureHandle, CaptureState, TaskConfig};
 pub use template::PipelineSpec;
 
 /// Why capture failed. [`CaptureError::is_retryable`] tells the supervisor whether a
@@ -34,6 +36,8 @@ pub enum CaptureError {
     Parse { path: PathBuf, message: String },
     #[error("{}: the pipeline has no appsink named \"encoded\"; every pipeline must end its H.264 branch in `appsink name=encoded`", path.display())]
     MissingEncoded { path: PathBuf },
+    #[error("{}: the audio part has no appsink named \"opus\" or \"aac\"; end its branches in `appsink name=opus` (Opus, live view) and `appsink name=aac` (raw AAC, clips)", path.display())]
+    MissingAudioSinks { path: PathBuf },
     #[error("GStreamer could not start: {0}")]
     Init(String),
     #[error("{element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]

@@ -52,7 +52,8 @@ impl Outputs {
 /// A built pipeline with its callbacks attached. Dropping it stops it.
 pub struct Running {
     pipeline: gst::Pipeline,
-    encoded: gst_app::AppSink,
+    /// The video's encoded frames (none in an audio pipeline).
+    encoded: Option<gst_app::AppSink>,
 }
 
 /// Builds `spec` without starting it: catches syntax errors, missing elements and a
@@ -69,7 +70,7 @@ pub fn check(spec: &PipelineSpec) -> Result<(), CaptureError> {
     result
 }
 
-fn parse(spec: &PipelineSpec) -> Result<gst::Pipeline, CaptureError> {
+pub(super) fn parse(spec: &PipelineSpec) -> Result<gst::Pipeline, CaptureError> {
     gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
     let element = gst::parse::launch(&spec.text).map_err(|e| CaptureError::Parse {
         path: spec.path.clone(),
@@ -83,7 +84,7 @@ fn parse(spec: &PipelineSpec) -> Result<gst::Pipeline, CaptureError> {
         })
 }
 
-fn appsink(pipeline: &gst::Pipeline, name: &str) -> Option<gst_app::AppSink> {
+pub(super) fn appsink(pipeline: &gst::Pipeline, name: &str) -> Option<gst_app::AppSink> {
     pipeline.by_name(name)?.downcast::<gst_app::AppSink>().ok()
 }
 
@@ -119,7 +120,22 @@ impl Running {
                 tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"snapshot\": no snapshots or thumbnails")
             }
         }
-        Ok(Self { pipeline, encoded })
+        Ok(Self {
+            pipeline,
+            encoded: Some(encoded),
+        })
+    }
+
+    /// Builds an audio part and wires its appsinks to `outputs`.
+    pub fn build_audio(
+        spec: &PipelineSpec,
+        outputs: &super::audio::AudioOutputs,
+        generation: u32,
+    ) -> Result<Self, CaptureError> {
+        Ok(Self {
+            pipeline: super::audio::build(spec, outputs, generation)?,
+            encoded: None,
+        })
     }
 
     pub fn play(&self) -> Result<(), CaptureError> {
@@ -143,7 +159,7 @@ impl Running {
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
-        self.encoded.send_event(event)
+        self.encoded.as_ref().is_some_and(|e| e.send_event(event))
     }
 }
 
@@ -179,7 +195,7 @@ fn wall_clock(sink: &gst_app::AppSink, running: Duration) -> DateTime<Utc> {
 }
 
 /// Running time and wall-clock time of a sample (now, if it has no timestamp).
-fn timing(
+pub(super) fn timing(
     sink: &gst_app::AppSink,
     sample: &gst::Sample,
     pts: Option<gst::ClockTime>,

@@ -1,5 +1,6 @@
-//! The capture task: owns the running pipeline, turns bus messages into typed errors,
-//! watches for stalls and rebuilds with backoff until cancelled.
+//! The capture tasks: each owns a running pipeline (the video, or the audio part), turns
+//! bus messages into typed errors, watches for stalls and rebuilds with backoff until
+//! cancelled. The two are independent: audio failing never stops video.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::audio::AudioOutputs;
 use super::pipeline::{Outputs, Running};
 use super::template::PipelineSpec;
-use super::{Backoff, CaptureError};
+use super::{Backoff, CaptureError, Heartbeat};
 
 /// Commands waiting for the task; a full queue means a keyframe is already on its way.
 const COMMAND_CAPACITY: usize = 8;
@@ -75,12 +77,33 @@ pub fn spawn(
     outputs: Outputs,
     cancel: CancellationToken,
 ) -> (CaptureHandle, JoinHandle<()>) {
+    start(spec, cfg, Branch::Video(outputs), cancel)
+}
+
+/// Starts capturing a pipeline file's audio part into `outputs` until `cancel` fires;
+/// the state says whether it plays or waits to be rebuilt.
+pub fn spawn_audio(
+    spec: PipelineSpec,
+    cfg: TaskConfig,
+    outputs: AudioOutputs,
+    cancel: CancellationToken,
+) -> (watch::Receiver<CaptureState>, JoinHandle<()>) {
+    let (handle, task) = start(spec, cfg, Branch::Audio(outputs), cancel);
+    (handle.state, task)
+}
+
+fn start(
+    spec: PipelineSpec,
+    cfg: TaskConfig,
+    branch: Branch,
+    cancel: CancellationToken,
+) -> (CaptureHandle, JoinHandle<()>) {
     let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
     let (state_tx, state) = watch::channel(CaptureState::Starting);
     let task = Task {
         spec,
         cfg,
-        outputs,
+        branch,
         cancel,
         commands: rx,
         state: state_tx,
@@ -88,10 +111,51 @@ pub fn spawn(
     (CaptureHandle { commands, state }, tokio::spawn(task.run()))
 }
 
+/// What a task captures.
+enum Branch {
+    Video(Outputs),
+    Audio(AudioOutputs),
+}
+
+impl Branch {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Video(_) => "capture",
+            Self::Audio(_) => "audio",
+        }
+    }
+
+    fn heartbeat(&self) -> &Heartbeat {
+        match self {
+            Self::Video(o) => &o.heartbeat,
+            Self::Audio(o) => &o.heartbeat,
+        }
+    }
+
+    fn restarted(&self) {
+        match self {
+            Self::Video(o) => o.counters.pipeline_restarts.inc(),
+            Self::Audio(o) => o.counters.pipeline_restarts.inc(),
+        };
+    }
+
+    fn build(
+        &self,
+        spec: &PipelineSpec,
+        generation: u32,
+        fps: u32,
+    ) -> Result<Running, CaptureError> {
+        match self {
+            Self::Video(o) => Running::build(spec, o, generation, fps),
+            Self::Audio(o) => Running::build_audio(spec, o, generation),
+        }
+    }
+}
+
 struct Task {
     spec: PipelineSpec,
     cfg: TaskConfig,
-    outputs: Outputs,
+    branch: Branch,
     cancel: CancellationToken,
     commands: mpsc::Receiver<Command>,
     state: watch::Sender<CaptureState>,
@@ -104,7 +168,7 @@ impl Task {
         loop {
             generation = generation.wrapping_add(1);
             let started = Instant::now();
-            let span = tracing::info_span!("capture", generation);
+            let span = tracing::info_span!("pipeline", part = self.branch.name(), generation);
             let result = tracing::Instrument::instrument(self.run_once(generation), span).await;
             let error = match result {
                 Ok(()) => break,
@@ -113,9 +177,16 @@ impl Task {
             if started.elapsed() >= HEALTHY_RUN {
                 backoff.reset();
             }
-            self.outputs.counters.pipeline_restarts.inc();
+            self.branch.restarted();
             let retry_in = backoff.next_delay(fastrand::f64());
-            warn!(error = %error, retryable = error.is_retryable(), attempt = backoff.attempts(), retry_in_ms = retry_in.as_millis() as u64, "capture pipeline failed; rebuilding");
+            match self.branch {
+                Branch::Video(_) => {
+                    warn!(error = %error, retryable = error.is_retryable(), attempt = backoff.attempts(), retry_in_ms = retry_in.as_millis() as u64, "capture pipeline failed; rebuilding")
+                }
+                Branch::Audio(_) => {
+                    warn!(error = %error, retryable = error.is_retryable(), attempt = backoff.attempts(), retry_in_ms = retry_in.as_millis() as u64, "audio pipeline failed; rebuilding it (video goes on)")
+                }
+            }
             self.state.send_replace(CaptureState::Restarting {
                 attempt: backoff.attempts(),
                 error: error.to_string(),
@@ -131,7 +202,7 @@ impl Task {
 
     /// Runs one pipeline instance: `Ok` when cancelled, `Err` when it must be rebuilt.
     async fn run_once(&mut self, generation: u32) -> Result<(), CaptureError> {
-        let running = Running::build(&self.spec, &self.outputs, generation, self.cfg.fps)?;
+        let running = self.branch.build(&self.spec, generation, self.cfg.fps)?;
         let bus = running.bus().ok_or(CaptureError::StateChange)?;
         let mut messages = bus.stream();
         running.play()?;
@@ -158,7 +229,7 @@ impl Task {
                 },
                 _ = stall_check.tick() => {
                     let now = Instant::now();
-                    let since = self.outputs.heartbeat.last().map_or(started, |t| t.max(started));
+                    let since = self.branch.heartbeat().last().map_or(started, |t| t.max(started));
                     let quiet = now.saturating_duration_since(since);
                     if quiet >= self.cfg.stall_timeout {
                         break Err(CaptureError::Stalled(quiet));
@@ -199,7 +270,7 @@ impl Task {
                 if msg.src() == Some(running.pipeline().upcast_ref()) =>
             {
                 if change.current() == gst::State::Playing {
-                    info!("capture pipeline playing");
+                    info!("pipeline playing");
                     self.state
                         .send_replace(CaptureState::Playing { generation });
                 }

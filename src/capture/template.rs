@@ -1,9 +1,13 @@
 //! Pipeline files: finding `<name>.pipeline`, filling its `${var}` placeholders from the
 //! config, and rewriting elements (tests swap hardware sources for test sources).
+//!
+//! A file may end with an audio part: everything after a line `@audio` is a second,
+//! separate pipeline, run only with `[audio] enabled`, so a microphone that fails never
+//! stops the video.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Camera;
+use crate::config::{Audio, Camera};
 
 use super::CaptureError;
 
@@ -42,18 +46,74 @@ pub fn locate(camera: &Camera) -> Result<PathBuf, CaptureError> {
         })
 }
 
-/// Reads and renders the configured pipeline file.
+/// The line that starts a file's audio part.
+pub const AUDIO_MARKER: &str = "@audio";
+
+fn read(path: &Path) -> Result<String, CaptureError> {
+    std::fs::read_to_string(path).map_err(|source| CaptureError::ReadPipeline {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A file's video part and, when it has one, its audio part.
+pub fn split(raw: &str) -> (&str, Option<&str>) {
+    let mut at = 0;
+    for line in raw.split_inclusive('\n') {
+        if line.trim() == AUDIO_MARKER {
+            return (&raw[..at], Some(&raw[at + line.len()..]));
+        }
+        at += line.len();
+    }
+    (raw, None)
+}
+
+/// Reads and renders the configured pipeline file's video part.
 pub fn load(camera: &Camera) -> Result<PipelineSpec, CaptureError> {
     let path = locate(camera)?;
-    let raw = std::fs::read_to_string(&path).map_err(|source| CaptureError::ReadPipeline {
-        path: path.clone(),
-        source,
-    })?;
-    let text = render(&raw, camera).map_err(|var| CaptureError::UnknownPlaceholder {
+    let raw = read(&path)?;
+    let text = render(split(&raw).0, camera).map_err(|var| CaptureError::UnknownPlaceholder {
         path: path.clone(),
         var,
     })?;
     Ok(PipelineSpec { path, text })
+}
+
+/// Reads and renders the configured pipeline file's audio part; `None` when audio is off
+/// or the file has no audio part.
+pub fn load_audio(camera: &Camera, audio: &Audio) -> Result<Option<PipelineSpec>, CaptureError> {
+    if !audio.enabled {
+        return Ok(None);
+    }
+    let path = locate(camera)?;
+    let raw = read(&path)?;
+    let Some(part) = split(&raw).1 else {
+        return Ok(None);
+    };
+    let mut vars = variables(camera);
+    vars.extend(audio_variables(audio));
+    let text = render_with(part, &vars).map_err(|var| CaptureError::UnknownPlaceholder {
+        path: path.clone(),
+        var,
+    })?;
+    Ok(Some(PipelineSpec { path, text }))
+}
+
+/// The placeholder values an audio part may use, beside the video ones.
+pub fn audio_variables(a: &Audio) -> Vec<(&'static str, String)> {
+    vec![
+        ("audio_device", a.device.clone()),
+        ("audio_rate", a.sample_rate.to_string()),
+        ("audio_channels", a.channels.to_string()),
+        (
+            "opus_bitrate_bps",
+            (u64::from(a.opus_bitrate_kbps) * 1000).to_string(),
+        ),
+        (
+            "aac_bitrate_bps",
+            (u64::from(a.aac_bitrate_kbps) * 1000).to_string(),
+        ),
+    ]
 }
 
 /// The placeholder values a pipeline file may use.
@@ -83,7 +143,11 @@ pub fn variables(c: &Camera) -> Vec<(&'static str, String)> {
 /// Drops `#` comment lines and fills `${var}`; an unknown name is returned as the error.
 /// Values are escaped so they are safe inside double quotes in the launch text.
 pub fn render(raw: &str, camera: &Camera) -> Result<String, String> {
-    let vars = variables(camera);
+    render_with(raw, &variables(camera))
+}
+
+/// `render` with the given values.
+pub fn render_with(raw: &str, vars: &[(&'static str, String)]) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());
     for line in raw.lines().filter(|l| !l.trim_start().starts_with('#')) {
         let mut rest = line;
@@ -155,6 +219,24 @@ mod tests {
         assert_eq!(
             render(raw, &camera).unwrap(),
             "videotestsrc ! video/x-raw,width=640,framerate=10/1\n  ! x264enc key-int-max=20\n"
+        );
+    }
+
+    #[test]
+    fn an_audio_part_starts_at_its_marker_line() {
+        let raw = "video ! appsink name=encoded\n  @audio  \naudio ! appsink name=aac\n";
+        assert_eq!(
+            split(raw),
+            (
+                "video ! appsink name=encoded\n",
+                Some("audio ! appsink name=aac\n")
+            )
+        );
+        assert_eq!(split("video only\n"), ("video only\n", None));
+        assert_eq!(
+            split("x name=@audio\n"),
+            ("x name=@audio\n", None),
+            "only a line of its own"
         );
     }
 

@@ -51,6 +51,15 @@ pub struct StatusReport {
     pub pre_roll_bytes: usize,
     pub open_clips: usize,
     pub frames_lost: u64,
+    pub audio: AudioReport,
+}
+
+/// Whether sound is captured: `enabled` (the config and pipeline file give an audio
+/// part) and `flowing` (its frames arrive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AudioReport {
+    pub enabled: bool,
+    pub flowing: bool,
 }
 
 /// The `playback` command's answer: an HLS URL of the camera's KVS stream.

@@ -3,6 +3,7 @@
 //! Loading is strict (`deny_unknown_fields`): a typo is an error, not a silently ignored
 //! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
 
+mod audio;
 mod aws;
 mod live;
 mod load;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use audio::Audio;
 pub use aws::Aws;
 pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};
@@ -36,6 +38,7 @@ pub(crate) fn valid_kvs_name(name: &str) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub camera: Camera,
+    pub audio: Audio,
     pub events: Events,
     pub motion: Motion,
     pub storage: Storage,
@@ -246,6 +249,7 @@ impl Config {
                 "must be at least 2 seconds".into(),
             );
         }
+        self.audio.validate(&mut bad);
         self.events.validate(&mut bad);
         self.motion.validate(&mut bad);
         self.storage.validate(&mut bad);

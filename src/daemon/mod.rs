@@ -114,6 +114,14 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
     })?;
     let spec = capture::template::load(&config.camera)?;
     capture::check(&spec)?;
+    let audio = capture::template::load_audio(&config.camera, &config.audio)?;
+    match &audio {
+        Some(audio) => capture::audio::check(audio)?,
+        None if config.audio.enabled => {
+            info!(pipeline = %spec.path.display(), "the pipeline file has no audio part (@audio): no sound")
+        }
+        None => {}
+    }
     let mqtt = mqtt::settings(config)?;
     let listener = TcpListener::bind(&config.web.listen)
         .await
@@ -127,6 +135,7 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
     }
     Ok(Opened {
         spec,
+        audio,
         mqtt,
         listener,
         index,

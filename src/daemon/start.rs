@@ -14,7 +14,9 @@ use tracing::error;
 use super::parts::Parts;
 use super::DaemonError;
 use crate::aws::Aws;
-use crate::capture::{self, CaptureState, Heartbeat, Outputs, PipelineSpec, TaskConfig};
+use crate::capture::{
+    self, AudioOutputs, CaptureState, Heartbeat, Outputs, PipelineSpec, TaskConfig,
+};
 use crate::clock;
 use crate::config::Config;
 use crate::control::Commands;
@@ -30,6 +32,8 @@ use crate::web::{self, WebState};
 /// What start-up checked and opened before any part runs.
 pub struct Opened {
     pub spec: PipelineSpec,
+    /// The pipeline file's audio part, when audio is on and the file has one.
+    pub audio: Option<PipelineSpec>,
     pub mqtt: Option<MqttSettings>,
     pub listener: TcpListener,
     pub index: Index,
@@ -47,6 +51,7 @@ pub struct Running {
 pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     let Opened {
         spec,
+        audio: audio_spec,
         mqtt: mqtt_settings,
         listener,
         index,
@@ -111,9 +116,18 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         stall_timeout: Duration::from_secs(config.camera.stall_timeout_s),
     };
     let capture = parts.start("capture", |stop| {
-        let (handle, task) = capture::spawn(spec, task_cfg, outputs.clone(), stop);
+        let (handle, task) = capture::spawn(spec, task_cfg.clone(), outputs.clone(), stop);
         (handle, vec![task])
     });
+    let audio = audio_spec.map(|spec| {
+        let out = AudioOutputs::new(metrics.audio.clone());
+        parts.start("audio", |stop| {
+            let (_state, task) = capture::spawn_audio(spec, task_cfg, out.clone(), stop);
+            ((), vec![task])
+        });
+        out
+    });
+    let commands = commands.with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
     let live_deps = live::LiveDeps {
         frames: outputs.frames.clone(),
         capture: capture.clone(),
@@ -134,6 +148,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             viewers: viewers.clone(),
             metrics: metrics.mqtt.clone(),
             wake: mqtt_wake,
+            audio: audio.as_ref().map(|a| a.heartbeat.clone()),
         };
         parts.start("mqtt", |stop| ((), vec![mqtt::spawn(settings, deps, stop)]));
     }

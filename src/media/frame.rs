@@ -33,6 +33,50 @@ pub struct AnalysisFrame {
     pub captured_at: DateTime<Utc>,
 }
 
+/// How an audio stream is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    /// For WebRTC: every browser plays it.
+    Opus,
+    /// AAC-LC, raw (no ADTS headers): for clips, KVS HLS and GetClip.
+    Aac,
+}
+
+impl AudioCodec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opus => "opus",
+            Self::Aac => "aac",
+        }
+    }
+}
+
+/// What a decoder needs to know about an audio stream. Cloning is cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub codec: AudioCodec,
+    pub rate: u32,
+    pub channels: u32,
+    /// The codec's configuration: AAC's AudioSpecificConfig (MP4 `esds`, MKV
+    /// CodecPrivate); empty for Opus.
+    pub config: Bytes,
+}
+
+/// One encoded audio frame (an Opus packet of 20 ms, an AAC frame of 1024 samples).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrame {
+    pub data: Bytes,
+    /// Presentation time in the audio pipeline's running time.
+    pub pts: Duration,
+    /// Wall-clock capture time of its first sample (UTC), computed as for video frames:
+    /// what lines audio up with the picture.
+    pub captured_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub format: AudioFormat,
+    /// Counts audio pipeline (re)builds.
+    pub generation: u32,
+}
+
 /// The latest JPEG snapshot of the scene.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -48,6 +92,12 @@ pub trait SyncPoint {
 impl SyncPoint for EncodedFrame {
     fn is_sync_point(&self) -> bool {
         self.keyframe
+    }
+}
+
+impl SyncPoint for AudioFrame {
+    fn is_sync_point(&self) -> bool {
+        true
     }
 }
 

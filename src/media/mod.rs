@@ -8,9 +8,11 @@ pub mod h264;
 pub mod jpeg;
 
 pub use bus::{Bus, BusStats, SubscriberStats, Subscription};
-pub use frame::{AnalysisFrame, EncodedFrame, Snapshot};
+pub use frame::{AnalysisFrame, AudioCodec, AudioFormat, AudioFrame, EncodedFrame, Snapshot};
 
 /// The bus of encoded access units.
 pub type FrameBus = Bus<EncodedFrame>;
 /// The bus of small grayscale frames for motion analysis.
 pub type AnalysisBus = Bus<AnalysisFrame>;
+/// A bus of encoded audio frames of one codec.
+pub type AudioBus = Bus<AudioFrame>;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 pub use crate::events::EventKind;
 pub use crate::index::ClipFacts;
 
+use crate::commands::AudioReport;
 use crate::events::EventInfo;
 
 /// IoT Core's payload limit.
@@ -114,6 +115,7 @@ pub struct StateFacts {
     pub viewers: usize,
     pub storage_bytes: u64,
     pub upload_backlog: u64,
+    pub audio: AudioReport,
 }
 
 /// `<prefix>/state` (retained).
@@ -127,6 +129,7 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "viewers": s.viewers,
         "storage_bytes": s.storage_bytes,
         "upload_backlog": s.upload_backlog,
+        "audio": { "enabled": s.audio.enabled, "flowing": s.audio.flowing },
         "at": ts(at),
     })
 }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::payload::{self, StateFacts, Topics};
 use super::window::{Fetch, Window};
 use crate::backoff::Backoff;
+use crate::capture::{audio, Heartbeat};
 use crate::commands::{self, Command, CommandError, Outcome, Reply};
 use crate::control::Commands;
 use crate::events::TriggerKind;
@@ -65,6 +66,8 @@ pub struct MqttDeps {
     pub metrics: MqttMetrics,
     /// Rung when a message was queued.
     pub wake: Arc<Notify>,
+    /// The audio pipeline's heartbeat, when audio is on.
+    pub audio: Option<Heartbeat>,
 }
 
 /// Starts the session; it runs until `cancel`.
@@ -312,6 +315,7 @@ impl<'a> Connection<'a> {
             viewers: *self.deps.viewers.borrow(),
             storage_bytes: self.storage.0,
             upload_backlog: 0,
+            audio: audio::report(self.deps.audio.as_ref(), now),
         };
         if !force && self.last_state.as_ref() == Some(&facts) {
             return;

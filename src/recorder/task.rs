@@ -302,6 +302,8 @@ impl Recorder {
                 pre_roll_bytes: self.preroll.bytes(),
                 open_clips: self.open.len(),
                 frames_lost: self.lost_seen,
+                // The dispatcher knows about audio capture.
+                audio: Default::default(),
             })),
         }
     }

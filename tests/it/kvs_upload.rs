@@ -12,6 +12,7 @@ use crate::support::daemon::Daemon;
 use crate::support::iot_fake::{FakeIot, ROLE_ALIAS};
 use crate::support::moto::Moto;
 use crate::support::pki::Pki;
+use crate::support::poll_until;
 use crate::support::putmedia_fake::{FakePutMedia, Fragment};
 use crate::support::sigv4;
 use edgecam::index::{Index, INDEX_FILE};
@@ -199,7 +200,14 @@ async fn continuous_mode_uploads_every_gop_without_an_event() {
         assert!(f.frames >= 10, "whole GOPs of a second: {f:?}");
         last = f.last_frame_ms;
     }
-    assert!(metric(&d, "edgecam_fragments_persisted_total") >= 6.0);
+    // The daemon counts an ack once it has read it, a moment after the fake sent it.
+    assert!(
+        poll_until(Duration::from_secs(5), || metric(
+            &d,
+            "edgecam_fragments_persisted_total"
+        ) >= 6.0)
+        .await
+    );
     assert_eq!(fake.errors(), Vec::<String>::new());
 }
 

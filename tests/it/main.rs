@@ -5,6 +5,7 @@
 mod support;
 
 mod architecture;
+mod audio;
 mod browser;
 mod capture;
 mod cli;
