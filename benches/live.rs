@@ -2,8 +2,10 @@
 //! `make bench`, or `cargo bench --bench live -- --quick`).
 //!
 //! 1. Time to first frame (viewer's offer sent → first picture decoded by the viewer)
-//!    over N connects, with keyframe intervals of 2 s and 10 s.
-//! 2. Daemon RSS with 0, 1 and 10 viewers, and per extra viewer.
+//!    over N connects, with keyframe intervals of 2 s and 10 s, without sound and with
+//!    sound (the daemon's audio on, the viewer asking for it as a browser does).
+//! 2. Daemon RSS with 0, 1 and 10 viewers (asking for sound, as browsers do), and per
+//!    extra viewer.
 //! 3. Daemon RSS after the first 10 and after all connect/disconnect cycles (flat?).
 //! 4. Daemon CPU with 0, 1 and 10 viewers.
 
@@ -17,6 +19,10 @@ use support::viewer::Viewer;
 
 /// 720p15 at 2 Mbit/s, like a default camera; loopback host candidates only.
 fn daemon(kis: u32) -> Daemon {
+    daemon_with(kis, true)
+}
+
+fn daemon_with(kis: u32, audio: bool) -> Daemon {
     Daemon::start_edited(|text| {
         let text = text
             .replace("width = 320", "width = 1280")
@@ -26,7 +32,10 @@ fn daemon(kis: u32) -> Daemon {
                 "keyframe_interval_s = 1",
                 &format!("keyframe_interval_s = {kis}"),
             );
-        format!("{text}\n[live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n")
+        format!(
+            "{text}\n[live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n\
+             [audio]\nenabled = {audio}\n"
+        )
     })
 }
 
@@ -65,10 +74,15 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
 }
 
-async fn ttff(d: &Daemon, n: usize) -> Vec<Duration> {
+async fn ttff(d: &Daemon, n: usize, sound: bool) -> Vec<Duration> {
     let mut out = Vec::new();
     for i in 0..n {
-        let mut v = Viewer::connect(d.addr, &format!("t{i}"), None).await;
+        let id = format!("t{i}");
+        let mut v = if sound {
+            Viewer::connect_with_audio(d.addr, &id).await
+        } else {
+            Viewer::connect(d.addr, &id, None).await
+        };
         let seen = v
             .wait(Duration::from_secs(10), |s| s.first_frame.is_some())
             .await;
@@ -98,16 +112,19 @@ async fn main() {
     println!("live view, 720p15 H.264 on loopback");
     println!("{:<52} {:>22}", "measure", "value");
     for kis in [2, 10] {
-        let d = daemon(kis);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let t = ttff(&d, connects).await;
-        println!(
-            "{:<52} {:>9.0} ms p50, {:.0} ms p95, {:.0} ms max",
-            format!("time to first frame, keyframe every {kis} s ({connects} connects)"),
-            pct(&t, 0.5),
-            pct(&t, 0.95),
-            pct(&t, 1.0)
-        );
+        for sound in [false, true] {
+            let d = daemon_with(kis, sound);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let t = ttff(&d, connects, sound).await;
+            let what = if sound { "with sound" } else { "no sound" };
+            println!(
+                "{:<52} {:>9.0} ms p50, {:.0} ms p95, {:.0} ms max",
+                format!("time to first frame, keyframe every {kis} s, {what} ({connects})"),
+                pct(&t, 0.5),
+                pct(&t, 0.95),
+                pct(&t, 1.0)
+            );
+        }
     }
 
     let d = daemon(2);
@@ -115,7 +132,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_cpu = cpu_ms_per_s(pid, window).await;
     let rss0 = rss_mb(pid);
-    let mut viewers = vec![Viewer::connect(d.addr, "r0", None).await];
+    let mut viewers = vec![Viewer::connect_with_audio(d.addr, "r0").await];
     viewers[0]
         .wait(Duration::from_secs(10), |s| s.decoded > 0)
         .await;
@@ -123,7 +140,7 @@ async fn main() {
     let rss1 = rss_mb(pid);
     let cpu1 = cpu_ms_per_s(pid, window).await;
     for i in 1..10 {
-        viewers.push(Viewer::connect(d.addr, &format!("r{i}"), None).await);
+        viewers.push(Viewer::connect_with_audio(d.addr, &format!("r{i}")).await);
     }
     for v in &mut viewers {
         v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
@@ -168,7 +185,7 @@ async fn main() {
     // session as soon as the control channel closes, so let closes overlap (a few at once).
     let mut closing = std::collections::VecDeque::new();
     for i in 0..cycles {
-        let mut v = Viewer::connect(d.addr, &format!("c{}", i % 20), None).await;
+        let mut v = Viewer::connect_with_audio(d.addr, &format!("c{}", i % 20)).await;
         v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
         closing.push_back(tokio::spawn(v.close()));
         if closing.len() > 4 {

@@ -133,6 +133,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         capture: capture.clone(),
         commands: commands.clone(),
         metrics: metrics.live.clone(),
+        audio: audio.as_ref().map(|a| a.opus.clone()),
     };
     let (lan, viewers) = parts
         .try_start("live", |stop| async move {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264};
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
 use webrtc::dtls_transport::dtls_role::DTLSRole;
@@ -25,7 +25,7 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 
 use crate::capture::CaptureHandle;
 use crate::control::Commands;
-use crate::media::FrameBus;
+use crate::media::{AudioBus, FrameBus};
 use crate::metrics::LiveMetrics;
 
 pub use master::MasterHandle;
@@ -94,6 +94,18 @@ pub async fn start(
     })
 }
 
+/// The audio format offered: Opus, which WebRTC always describes as 48 kHz stereo (a
+/// mono stream plays as such).
+pub fn opus() -> RTCRtpCodecCapability {
+    RTCRtpCodecCapability {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: Vec::new(),
+    }
+}
+
 /// The only video format offered: constrained baseline, as every browser decodes.
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
@@ -105,6 +117,8 @@ pub struct LiveDeps {
     pub capture: CaptureHandle,
     pub commands: Commands,
     pub metrics: LiveMetrics,
+    /// The Opus frames, when the camera has sound.
+    pub audio: Option<AudioBus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +154,14 @@ pub fn api(addresses: &[IpAddr]) -> Result<Arc<API>, LiveError> {
             ..Default::default()
         },
         RTPCodecType::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            capability: opus(),
+            payload_type: 111,
+            ..Default::default()
+        },
+        RTPCodecType::Audio,
     )?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut settings = SettingEngine::default();

@@ -28,9 +28,12 @@ use super::message::Candidate;
 use super::LiveDeps;
 use crate::commands::{self, Reply};
 use crate::events::TriggerKind;
+use crate::media::AudioBus;
 
 /// Frames a viewer may fall behind by before it skips to the next keyframe.
 pub const VIEWER_QUEUE: usize = 30;
+/// Audio frames a viewer may fall behind by (1 s of 20 ms Opus frames).
+const VIEWER_AUDIO_QUEUE: usize = 50;
 /// At most one keyframe request per viewer per this long (PLI storms).
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -91,6 +94,26 @@ impl Session {
             .await?;
         let stop = CancellationToken::new();
         let (connected_tx, connected) = watch::channel(false);
+        // Sound goes to viewers whose offer asks for it, in the same stream as the
+        // picture, so their player keeps the two in sync (RTCP sender reports map both
+        // to one clock).
+        if let (Some(bus), true) = (&deps.audio, offers_audio(&offer)) {
+            let audio = Arc::new(TrackLocalStaticSample::new(
+                super::opus(),
+                "audio".to_owned(),
+                "edgecam".to_owned(),
+            ));
+            let audio_sender = pc
+                .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal + Send + Sync>)
+                .await?;
+            tokio::spawn(drain_rtcp(audio_sender, stop.clone()));
+            tokio::spawn(pump_audio(
+                audio,
+                bus.clone(),
+                connected.clone(),
+                stop.clone(),
+            ));
+        }
         wire_callbacks(&pc, serial, events.clone(), connected_tx, deps.clone());
         tokio::spawn(read_rtcp(sender, deps.clone(), stop.clone()));
         tokio::spawn(pump(
@@ -260,6 +283,51 @@ async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, stop: Cancellation
         if wants_key && last.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
             last = Some(Instant::now());
             deps.capture.force_keyframe();
+        }
+    }
+}
+
+/// Whether an SDP offer has an audio section.
+fn offers_audio(sdp: &str) -> bool {
+    sdp.lines().any(|l| l.starts_with("m=audio "))
+}
+
+/// Reads a sender's RTCP so its interceptors (reports, NACK) see it; nothing to act on.
+async fn drain_rtcp(sender: Arc<RTCRtpSender>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = sender.read_rtcp() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Feeds this viewer's audio track once DTLS is up. RTP time advances by each frame's
+/// duration; a frame lost to a full queue is simply skipped (Opus conceals it).
+async fn pump_audio(
+    track: Arc<TrackLocalStaticSample>,
+    bus: AudioBus,
+    mut connected: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        r = connected.wait_for(|c| *c) => if r.is_err() { return },
+    }
+    let mut frames = bus.subscribe("viewer-audio", VIEWER_AUDIO_QUEUE);
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => return,
+            f = frames.recv() => match f { Some(f) => f, None => return },
+        };
+        let sample = Sample {
+            data: frame.data,
+            duration: frame.duration,
+            ..Default::default()
+        };
+        if let Err(e) = track.write_sample(&sample).await {
+            debug!(error = %e, "writing audio to a viewer failed");
+            return;
         }
     }
 }

@@ -57,3 +57,33 @@ async fn viewer_page_plays_live_video() {
     assert!(png.starts_with(b"\x89PNG"));
     let _ = std::fs::write(std::env::temp_dir().join("edgecam-viewer-page.png"), png);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_has_the_camera_sound_behind_a_button() {
+    let d = Daemon::start_with("[live]\nice_addresses = [\"127.0.0.1\"]\n");
+    let mut browser = Browser::launch().await;
+    browser.goto(&format!("http://{}/", d.addr)).await;
+    let probe = "(() => { const v = document.getElementById('live'); \
+                 const a = v.srcObject ? v.srcObject.getAudioTracks() : []; \
+                 return { audio: a.length, flowing: a.length > 0 && !a[0].muted && a[0].readyState === 'live', \
+                 muted: v.muted, button: !document.getElementById('sound').hidden, \
+                 label: document.getElementById('sound').textContent }; })()";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let s = browser.eval(probe).await;
+        if s["flowing"] == true && s["button"] == true {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no sound track within 30 s: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(state["audio"], 1);
+    assert_eq!(state["muted"], true, "autoplay starts muted");
+    assert_eq!(state["label"], "Sound off");
+    browser
+        .eval("document.getElementById('sound').click()")
+        .await;
+    let after = browser.eval(probe).await;
+    assert_eq!(after["muted"], false, "{after}");
+    assert_eq!(after["label"], "Sound on");
+}

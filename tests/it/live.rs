@@ -258,3 +258,29 @@ async fn idle_signaling_sockets_are_bounded() {
     }
     assert!(again.is_some(), "a socket is accepted once one closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_asks_for_sound_hears_the_camera_beside_the_picture() {
+    let d = daemon(1, None);
+    let mut v = Viewer::connect_with_audio(d.addr, "ears").await;
+    // Two seconds of sound: the test pattern ticks once a second.
+    let seen = v
+        .wait(Duration::from_secs(10), |s| {
+            s.decoded >= 10 && s.audio_decoded >= 100
+        })
+        .await;
+    assert!(seen.decoded >= 10, "video plays: {seen:?}");
+    assert!(seen.audio_decoded >= 100, "Opus decodes: {seen:?}");
+    assert!(
+        seen.audio_loud >= 1 && seen.audio_quiet >= 10,
+        "the ticks are heard, with quiet between them: {seen:?}"
+    );
+    v.close().await;
+    // A viewer that does not ask for sound gets the picture as before.
+    let mut mute = Viewer::connect(d.addr, "no-ears", None).await;
+    let seen = mute
+        .wait(Duration::from_secs(10), |s| s.decoded >= 10)
+        .await;
+    assert!(seen.decoded >= 10 && seen.audio_decoded == 0, "{seen:?}");
+    mute.close().await;
+}

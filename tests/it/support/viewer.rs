@@ -1,5 +1,6 @@
 //! A webrtc-rs viewer, as a phone app would be: connects through LAN signaling, receives
-//! RTP, depacketizes H.264 and decodes it with GStreamer, timing the first decoded frame.
+//! RTP, depacketizes H.264 (and, when it asks for sound, Opus) and decodes it with
+//! GStreamer, timing the first decoded frame.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +15,13 @@ use gstreamer_app as gst_app;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::api::media_engine::MIME_TYPE_H264;
+use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp::codecs::h264::H264Packet;
+use webrtc::rtp::codecs::opus::OpusPacket;
 use webrtc::rtp::packetizer::Depacketizer;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
@@ -38,6 +40,10 @@ pub struct Seen {
     pub refused: Option<String>,
     /// Replies on the `control` data channel.
     pub control: Vec<Value>,
+    /// Decoded audio buffers, and how many of them were loud (a tick) or quiet.
+    pub audio_decoded: u64,
+    pub audio_loud: u64,
+    pub audio_quiet: u64,
 }
 
 pub struct Viewer {
@@ -46,6 +52,7 @@ pub struct Viewer {
     decoded: Arc<AtomicU64>,
     control: Arc<webrtc::data_channel::RTCDataChannel>,
     _decoder: gst::Pipeline,
+    _audio_decoder: Option<gst::Pipeline>,
     /// The signaling socket's writer and reader; closing the viewer closes the socket,
     /// as a browser tab does.
     signaling: Vec<tokio::task::JoinHandle<()>>,
@@ -72,6 +79,70 @@ fn decoder(
     );
     pipeline.set_state(gst::State::Playing).unwrap();
     (pipeline, src)
+}
+
+/// `appsrc ! opusdec ! appsink`, counting decoded buffers by loudness.
+fn audio_decoder(seen: watch::Sender<Seen>) -> (gst::Pipeline, gst_app::AppSrc) {
+    let pipeline = gst::parse::launch(
+        "appsrc name=src is-live=true do-timestamp=true format=time \
+           caps=audio/x-opus,channel-mapping-family=0,rate=48000,channels=2 \
+         ! opusdec ! audioconvert ! audio/x-raw,format=S16LE \
+         ! appsink name=out sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    out.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let peak = sample
+                    .buffer()
+                    .and_then(|b| b.map_readable().ok())
+                    .map(|m| {
+                        m.as_slice()
+                            .chunks_exact(2)
+                            .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(0);
+                seen.send_modify(|s| {
+                    s.audio_decoded += 1;
+                    if peak > 3000 {
+                        s.audio_loud += 1;
+                    } else if peak < 300 {
+                        s.audio_quiet += 1;
+                    }
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, src)
+}
+
+/// Reads Opus RTP and feeds the decoder, one packet a buffer.
+async fn receive_audio(track: Arc<TrackRemote>, src: gst_app::AppSrc) {
+    let mut depacketizer = OpusPacket;
+    while let Ok((packet, _)) = track.read_rtp().await {
+        if let Ok(frame) = depacketizer.depacketize(&packet.payload) {
+            if src.push_buffer(gst::Buffer::from_slice(frame)).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads RTP, rebuilds access units (marker bit ends one) and feeds the decoder.
@@ -101,9 +172,19 @@ impl Viewer {
         Self::connect_url(&url).await
     }
 
+    /// Like `connect`, asking for sound as well (as a browser does).
+    pub async fn connect_with_audio(addr: SocketAddr, client_id: &str) -> Viewer {
+        let url = format!("ws://{addr}/signaling?clientId={client_id}");
+        Self::connect_opts(&url, true).await
+    }
+
     /// Connects through any signaling WebSocket that speaks the LAN viewer messages
     /// (the daemon's `/signaling`, or the fake KVS service's viewer side).
     pub async fn connect_url(url: &str) -> Viewer {
+        Self::connect_opts(url, false).await
+    }
+
+    async fn connect_opts(url: &str, audio: bool) -> Viewer {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
         let pc = Arc::new(
@@ -120,16 +201,39 @@ impl Viewer {
         )
         .await
         .unwrap();
+        if audio {
+            pc.add_transceiver_from_kind(
+                RTPCodecType::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
+        }
         let control = pc.create_data_channel("control", None).await.unwrap();
         let (seen_tx, seen) = watch::channel(Seen::default());
         let started = Instant::now();
         let decoded = Arc::new(AtomicU64::new(0));
         let (pipeline, src) = decoder(seen_tx.clone(), started, Arc::clone(&decoded));
         let src = Mutex::new(Some(src));
+        let (audio_pipeline, audio_src) = if audio {
+            let (p, s) = audio_decoder(seen_tx.clone());
+            (Some(p), Some(s))
+        } else {
+            (None, None)
+        };
+        let audio_src = Mutex::new(audio_src);
         pc.on_track(Box::new(move |track, _, _| {
-            if track.codec().capability.mime_type == MIME_TYPE_H264 {
+            let mime = track.codec().capability.mime_type;
+            if mime == MIME_TYPE_H264 {
                 if let Some(src) = src.lock().unwrap().take() {
                     tokio::spawn(receive(track, src));
+                }
+            } else if mime == MIME_TYPE_OPUS {
+                if let Some(src) = audio_src.lock().unwrap().take() {
+                    tokio::spawn(receive_audio(track, src));
                 }
             }
             Box::pin(async {})
@@ -207,6 +311,7 @@ impl Viewer {
             decoded,
             control,
             _decoder: pipeline,
+            _audio_decoder: audio_pipeline,
             signaling: vec![writer, reader],
         }
     }
