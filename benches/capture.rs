@@ -5,6 +5,8 @@
 //! 2. The daemon's own CPU per second of video: the capture path with a passthrough
 //!    H.264 source (no encode, paced at real time, as with an RTSP camera), and for
 //!    context the whole process with the test pattern including its x264 encode.
+//! 3. The audio path's CPU per second (the test pattern's audio part: both encodes, Opus
+//!    and AAC-LC, of 48 kHz mono), and its share of the video path's.
 
 mod common;
 
@@ -13,10 +15,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use common::{cpu_time, encode_clip, passthrough};
-use edgecam::capture::{self, template, Heartbeat, Outputs, PipelineSpec, TaskConfig};
-use edgecam::config::Camera;
+use edgecam::capture::{
+    self, template, AudioOutputs, Heartbeat, Outputs, PipelineSpec, TaskConfig,
+};
+use edgecam::config::{Audio, Camera};
 use edgecam::media::{AnalysisBus, EncodedFrame, FrameBus};
-use edgecam::metrics::CaptureCounters;
+use edgecam::metrics::{AudioCounters, CaptureCounters};
 use gstreamer as gst;
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +126,36 @@ fn capture_run(spec: PipelineSpec, fps: u32, subscribers: usize, seconds: u64) -
     })
 }
 
+/// Runs an audio part for `seconds` with one subscriber per bus: process CPU and the AAC
+/// frames it gave.
+fn audio_run(spec: PipelineSpec, seconds: u64) -> (Duration, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let out = AudioOutputs::new(AudioCounters::default());
+        for bus in [&out.opus, &out.aac] {
+            let mut sub = bus.subscribe("bench", 64);
+            tokio::spawn(async move { while sub.recv().await.is_some() {} });
+        }
+        let cancel = CancellationToken::new();
+        let cfg = TaskConfig {
+            fps: 15,
+            stall_timeout: Duration::from_secs(10),
+        };
+        let (_state, task) = capture::spawn_audio(spec, cfg, out.clone(), cancel.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (cpu0, n0) = (cpu_time(), out.counters.aac_frames.get());
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let (cpu, n) = (cpu_time() - cpu0, out.counters.aac_frames.get() - n0);
+        cancel.cancel();
+        let _ = task.await;
+        (cpu, n)
+    })
+}
+
 fn main() {
     gst::init().unwrap();
     let quick = std::env::args().any(|a| a == "--quick");
@@ -185,13 +219,40 @@ fn main() {
             3,
         ),
     ];
+    let mut video_ms_per_s = 0.0;
     for (label, spec, fps, subs) in runs {
         let (cpu, frames) = capture_run(spec, fps, subs, seconds);
         let video_s = frames as f64 / f64::from(fps);
         let ms_per_s = cpu.as_secs_f64() * 1000.0 / video_s.max(1e-9);
+        video_ms_per_s = ms_per_s; // the last run: the test pattern's whole video path
         println!(
             "{label:<58} {frames:>8} {ms_per_s:>10.1} {:>15.2}%",
             ms_per_s / 10.0
         );
     }
+
+    let audio = template::load_audio(
+        &Camera {
+            pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
+            ..camera
+        },
+        &Audio::default(),
+    )
+    .unwrap()
+    .expect("the test pattern has an audio part");
+    let (cpu, aac_frames) = audio_run(audio, seconds);
+    let audio_s = aac_frames as f64 * 1024.0 / 48_000.0;
+    let ms_per_s = cpu.as_secs_f64() * 1000.0 / audio_s.max(1e-9);
+    println!();
+    println!("audio CPU per second of sound ({seconds} s windows)");
+    println!(
+        "{:<58} {:>10} {:>16} {:>14}",
+        "audio path", "CPU ms/s", "% of one core", "% of video"
+    );
+    println!(
+        "{:<58} {ms_per_s:>10.1} {:>15.2}% {:>13.1}%",
+        "48 kHz mono: Opus 32 kbit/s + AAC-LC 64 kbit/s encodes",
+        ms_per_s / 10.0,
+        100.0 * ms_per_s / video_ms_per_s.max(1e-9)
+    );
 }

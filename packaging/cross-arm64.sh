@@ -18,7 +18,7 @@ need=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgstreamer1.0-dev:arm64
       libgstreamer-plugins-base1.0-dev:arm64 qemu-user-static
       gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64
       gstreamer1.0-plugins-ugly:arm64 gstreamer1.0-plugins-bad:arm64
-      gstreamer1.0-libav:arm64 gstreamer1.0-alsa:arm64)
+      gstreamer1.0-alsa:arm64)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -187,11 +187,39 @@ fn running_now(sink: &gst_app::AppSink) -> Duration {
     }
 }
 
-/// Wall-clock capture time of something at `running` time: now, minus how long ago that was.
+/// Reading the pipeline clock on both sides of the wall clock: a pair further apart than
+/// this means the thread was preempted in between, and is read again.
+const CLOCK_PAIR_SPREAD: Duration = Duration::from_micros(20);
+
+/// Wall-clock capture time of something at `running` time: now, minus how long ago that
+/// was (or plus how far ahead it is). The wall clock is read between two readings of the pipeline clock (the best of
+/// three tries), so a thread preempted between the readings does not shift the result:
+/// frames of the video and the audio pipeline line up to within microseconds.
 fn wall_clock(sink: &gst_app::AppSink, running: Duration) -> DateTime<Utc> {
-    let wall_now = Utc::now();
-    let age = running_now(sink).saturating_sub(running);
-    wall_now - chrono::Duration::from_std(age).unwrap_or_default()
+    let (Some(clock), Some(base)) = (sink.clock(), sink.base_time()) else {
+        return Utc::now();
+    };
+    let mut best: Option<(Duration, DateTime<Utc>, Duration)> = None;
+    for _ in 0..3 {
+        let before = clock.time();
+        let wall = Utc::now();
+        let after = clock.time();
+        let spread = Duration::from_nanos(after.saturating_sub(before).nseconds());
+        let middle = Duration::from_nanos(before.saturating_sub(base).nseconds()) + spread / 2;
+        if best.is_none_or(|(s, _, _)| spread < s) {
+            best = Some((spread, wall, middle));
+        }
+        if spread <= CLOCK_PAIR_SPREAD {
+            break;
+        }
+    }
+    let Some((_, wall_now, running_now)) = best else {
+        return Utc::now();
+    };
+    // A synthetic live source (audiotestsrc) pushes a buffer at its start time, so the
+    // time can be ahead of the clock: the difference is signed.
+    let to = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+    wall_now - to(running_now) + to(running)
 }
 
 /// Running time and wall-clock time of a sample (now, if it has no timestamp).
