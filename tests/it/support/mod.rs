@@ -135,13 +135,20 @@ pub fn h264_decoder(live: bool) -> (gst::Pipeline, gst_app::AppSrc, gst_app::App
     } else {
         "appsrc name=src"
     };
-    let pipeline = gst::parse::launch(&format!(
+    appsrc_pipeline(&format!(
         "{src} format=time caps=video/x-h264,stream-format=byte-stream,alignment=au \
          ! h264parse ! avdec_h264 ! appsink name=out sync=false"
     ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+}
+
+/// A pipeline (not started) from launch text with an `appsrc name=src` and an
+/// `appsink name=out`.
+pub fn appsrc_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let appsrc = pipeline
         .by_name("src")
         .unwrap()

@@ -83,25 +83,12 @@ fn decoder(
 
 /// `appsrc ! opusdec ! appsink`, counting decoded buffers by loudness.
 fn audio_decoder(seen: watch::Sender<Seen>) -> (gst::Pipeline, gst_app::AppSrc) {
-    let pipeline = gst::parse::launch(
+    let (pipeline, src, out) = super::appsrc_pipeline(
         "appsrc name=src is-live=true do-timestamp=true format=time \
            caps=audio/x-opus,channel-mapping-family=0,rate=48000,channels=2 \
          ! opusdec ! audioconvert ! audio/x-raw,format=S16LE \
          ! appsink name=out sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    );
     out.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
