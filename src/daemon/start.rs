@@ -103,7 +103,11 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     let playback = upload_aws
         .as_ref()
         .map(|aws| Playback::new(aws.clone(), stream.clone(), index.clone()));
-    let commands = Commands::new(recorder, playback);
+    let audio = audio_spec
+        .as_ref()
+        .map(|_| AudioOutputs::new(metrics.audio.clone()));
+    let commands =
+        Commands::new(recorder, playback).with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
 
     let (index2, dir2) = (index.clone(), data_dir.clone());
     let limits = retention_limits(config);
@@ -119,15 +123,12 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         let (handle, task) = capture::spawn(spec, task_cfg.clone(), outputs.clone(), stop);
         (handle, vec![task])
     });
-    let audio = audio_spec.map(|spec| {
-        let out = AudioOutputs::new(metrics.audio.clone());
+    if let (Some(spec), Some(out)) = (audio_spec, &audio) {
         parts.start("audio", |stop| {
             let (_state, task) = capture::spawn_audio(spec, task_cfg, out.clone(), stop);
             ((), vec![task])
         });
-        out
-    });
-    let commands = commands.with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
+    }
     let live_deps = live::LiveDeps {
         frames: outputs.frames.clone(),
         capture: capture.clone(),

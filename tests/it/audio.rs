@@ -12,7 +12,8 @@ use edgecam::metrics::AudioCounters;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{small_camera, Rig};
+use crate::support::daemon::Daemon;
+use crate::support::{metric, poll_until, small_camera, Rig};
 
 fn task_cfg() -> TaskConfig {
     TaskConfig {
@@ -168,4 +169,25 @@ fn audio_parts_are_optional_and_follow_the_config() {
         .unwrap();
     assert!(v4l2.text.contains("alsasrc"), "{}", v4l2.text);
     assert!(v4l2.text.contains("rate=16000,channels=2"), "{}", v4l2.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_say_whether_sound_is_on_and_flowing() {
+    let d = Daemon::start_with("");
+    let flowing = poll_until(Duration::from_secs(10), || {
+        d.command(r#"{"command":"status"}"#).1["result"]["audio"]
+            == serde_json::json!({"enabled": true, "flowing": true})
+    })
+    .await;
+    assert!(flowing, "{}", d.command(r#"{"command":"status"}"#).1);
+    assert!(metric(d.addr, r#"edgecam_audio_frames_total{codec="aac"}"#) > 0.0);
+    assert!(metric(d.addr, r#"edgecam_audio_frames_total{codec="opus"}"#) > 0.0);
+    drop(d);
+
+    let quiet = Daemon::start_with("[audio]\nenabled = false\n");
+    let (_, reply) = quiet.command(r#"{"command":"status"}"#);
+    assert_eq!(
+        reply["result"]["audio"],
+        serde_json::json!({"enabled": false, "flowing": false})
+    );
 }
