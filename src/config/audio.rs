@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::in_range;
+
 /// `[audio]`: sound from the camera, encoded once as Opus (live view) and once as AAC-LC
 /// (clips and the cloud).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -37,13 +39,7 @@ impl Default for Audio {
 
 impl Audio {
     pub(super) fn validate(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
-        if !(8_000..=96_000).contains(&self.sample_rate) {
-            bad(
-                "audio",
-                "sample_rate",
-                format!("must be between 8000 and 96000, got {}", self.sample_rate),
-            );
-        }
+        in_range(bad, "audio", "sample_rate", self.sample_rate, 8_000, 96_000);
         if !(1..=2).contains(&self.channels) {
             bad(
                 "audio",
@@ -51,20 +47,22 @@ impl Audio {
                 format!("must be 1 or 2, got {}", self.channels),
             );
         }
-        if !(6..=510).contains(&self.opus_bitrate_kbps) {
-            bad(
-                "audio",
-                "opus_bitrate_kbps",
-                format!("must be between 6 and 510, got {}", self.opus_bitrate_kbps),
-            );
-        }
-        if !(16..=320).contains(&self.aac_bitrate_kbps) {
-            bad(
-                "audio",
-                "aac_bitrate_kbps",
-                format!("must be between 16 and 320, got {}", self.aac_bitrate_kbps),
-            );
-        }
+        in_range(
+            bad,
+            "audio",
+            "opus_bitrate_kbps",
+            self.opus_bitrate_kbps,
+            6,
+            510,
+        );
+        in_range(
+            bad,
+            "audio",
+            "aac_bitrate_kbps",
+            self.aac_bitrate_kbps,
+            16,
+            320,
+        );
         if self.device.is_empty() || self.device.contains(['"', '!', '\n']) {
             bad(
                 "audio",

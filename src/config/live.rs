@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::in_range;
+
 /// `[live]`: the WebRTC master.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -55,12 +57,6 @@ impl Live {
                 "must be 1-256 letters, digits, '_', '.' or '-'".into(),
             );
         }
-        if !(1..=10).contains(&self.max_viewers) {
-            bad(
-                "live",
-                "max_viewers",
-                format!("must be between 1 and 10, got {}", self.max_viewers),
-            );
-        }
+        in_range(bad, "live", "max_viewers", self.max_viewers, 1, 10);
     }
 }

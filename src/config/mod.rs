@@ -33,6 +33,25 @@ pub(crate) fn valid_kvs_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
+/// Reports `value` outside `lo..=hi` as "must be between lo and hi, got value".
+pub(crate) fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    bad: &mut impl FnMut(&'static str, &'static str, String),
+    section: &'static str,
+    key: &'static str,
+    value: T,
+    lo: T,
+    hi: T,
+) {
+    // `contains` is false for NaN too.
+    if !(lo..=hi).contains(&value) {
+        bad(
+            section,
+            key,
+            format!("must be between {lo} and {hi}, got {value}"),
+        );
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -181,13 +200,7 @@ impl Config {
                 "must be a pipeline name such as \"test-pattern\" (no slashes)".into(),
             );
         }
-        if !(1..=60).contains(&c.fps) {
-            bad(
-                "camera",
-                "fps",
-                format!("must be between 1 and 60, got {}", c.fps),
-            );
-        }
+        in_range(&mut bad, "camera", "fps", c.fps, 1, 60);
         for (key, v) in [("width", c.width), ("height", c.height)] {
             if !(16..=7680).contains(&v) || v % 2 != 0 {
                 bad(
@@ -197,13 +210,14 @@ impl Config {
                 );
             }
         }
-        if !(100..=50_000).contains(&c.bitrate_kbps) {
-            bad(
-                "camera",
-                "bitrate_kbps",
-                format!("must be between 100 and 50000, got {}", c.bitrate_kbps),
-            );
-        }
+        in_range(
+            &mut bad,
+            "camera",
+            "bitrate_kbps",
+            c.bitrate_kbps,
+            100,
+            50_000,
+        );
         if !(c.keyframe_interval_s > 0.0 && c.keyframe_interval_s <= 10.0) {
             bad(
                 "camera",
@@ -299,6 +313,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_checks_say_the_range_and_refuse_nan() {
+        let mut got = Vec::new();
+        let mut bad =
+            |s: &'static str, k: &'static str, m: String| got.push(format!("{s}.{k}: {m}"));
+        in_range(&mut bad, "storage", "min_free_percent", f64::NAN, 0.0, 90.0);
+        in_range(&mut bad, "camera", "fps", 61, 1, 60);
+        in_range(&mut bad, "camera", "fps", 60, 1, 60);
+        assert_eq!(
+            got,
+            [
+                "storage.min_free_percent: must be between 0 and 90, got NaN",
+                "camera.fps: must be between 1 and 60, got 61"
+            ]
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::in_range;
+
 use crate::events::{MotionSettings, TrackerSettings};
 
 /// `[events]`: how triggers become events and clips.
@@ -178,19 +180,21 @@ impl Storage {
         if self.data_dir.as_os_str().is_empty() {
             bad("storage", "data_dir", "must not be empty".into());
         }
-        if !(0.0..=90.0).contains(&self.min_free_percent) {
-            bad(
-                "storage",
-                "min_free_percent",
-                format!("must be between 0 and 90, got {}", self.min_free_percent),
-            );
-        }
-        if !(1..=512).contains(&self.pre_roll_max_mb) {
-            bad(
-                "storage",
-                "pre_roll_max_mb",
-                format!("must be between 1 and 512, got {}", self.pre_roll_max_mb),
-            );
-        }
+        in_range(
+            bad,
+            "storage",
+            "min_free_percent",
+            self.min_free_percent,
+            0.0,
+            90.0,
+        );
+        in_range(
+            bad,
+            "storage",
+            "pre_roll_max_mb",
+            self.pre_roll_max_mb,
+            1,
+            512,
+        );
     }
 }

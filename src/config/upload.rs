@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::in_range;
+
 /// `[upload]`: the KVS stream.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -54,13 +56,14 @@ impl Upload {
                 format!("must be \"events\" or \"continuous\", got {:?}", self.mode),
             );
         }
-        if !(1..=87_600).contains(&self.retention_hours) {
-            bad(
-                "upload",
-                "retention_hours",
-                format!("must be between 1 and 87600, got {}", self.retention_hours),
-            );
-        }
+        in_range(
+            bad,
+            "upload",
+            "retention_hours",
+            self.retention_hours,
+            1,
+            87_600,
+        );
         if !super::valid_kvs_name(&self.stream_name) {
             bad(
                 "upload",
