@@ -93,6 +93,7 @@ fn main() {
             clocks: edgecam::clock::system(),
             events: None,
             feed: None,
+            audio: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -89,6 +89,8 @@ pub struct UploadMetrics {
     pub latency: Histogram,
     /// 1 while a PutMedia connection is open.
     pub connected: Gauge,
+    /// Fragments whose sound track had no frame and went up with silence.
+    pub silent: Counter,
 }
 
 /// A numeric code as a label.
@@ -105,6 +107,7 @@ impl Default for UploadMetrics {
             errors: Family::default(),
             latency: Histogram::new(buckets),
             connected: Gauge::default(),
+            silent: Counter::default(),
         }
     }
 }
@@ -226,6 +229,11 @@ impl Metrics {
             "edgecam_upload_connected",
             "1 while a PutMedia connection is open",
             upload.connected.clone(),
+        );
+        registry.register(
+            "edgecam_upload_silent_fragments",
+            "Fragments whose sound track had no frame (the microphone was quiet or gone) and went up with silence",
+            upload.silent.clone(),
         );
         Self {
             registry,

@@ -18,10 +18,17 @@ pub const EXPIRES_RANGE: std::ops::RangeInclusive<u32> = 300..=43_200;
 /// ON_DEMAND playback covers at most 24 h.
 const MAX_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-/// Makes sure the stream exists (creating it when allowed); returns its ARN.
+/// The media type of a stream of H.264 only.
+pub const VIDEO: &str = "video/h264";
+/// The media type of a stream of H.264 (track 1) and AAC (track 2).
+pub const VIDEO_AUDIO: &str = "video/h264,audio/aac";
+
+/// Makes sure the stream exists (creating it with `media_type` when allowed); returns
+/// its ARN.
 pub async fn ensure_stream(
     aws: &Aws,
     name: &str,
+    media_type: &str,
     retention_hours: u32,
     create_if_missing: bool,
 ) -> Result<String, AwsError> {
@@ -39,12 +46,12 @@ pub async fn ensure_stream(
         {
             info!(
                 stream = name,
-                retention_hours, "creating the Kinesis Video stream"
+                media_type, retention_hours, "creating the Kinesis Video stream"
             );
             let out = kv
                 .create_stream()
                 .stream_name(name)
-                .media_type("video/h264")
+                .media_type(media_type)
                 .data_retention_in_hours(i32::try_from(retention_hours).unwrap_or(i32::MAX))
                 .send()
                 .await

@@ -145,6 +145,42 @@ pub fn format_of(caps: &gst::CapsRef, codec: AudioCodec) -> Result<AudioFormat, 
 /// Samples per AAC-LC frame.
 const AAC_FRAME_SAMPLES: u64 = 1024;
 
+/// One AAC-LC frame of silence in `format` (same rate and channels), for a stream
+/// whose sound track must go on while the microphone is quiet. Runs a short pipeline:
+/// call from a blocking thread.
+pub fn silent_aac(format: &AudioFormat) -> Result<Bytes, CaptureError> {
+    let text = format!(
+        "audiotestsrc wave=silence num-buffers=6 samplesperbuffer={AAC_FRAME_SAMPLES} \
+         ! audio/x-raw,format=S16LE,layout=interleaved,rate={},channels={} ! voaacenc \
+         ! aacparse ! audio/mpeg,stream-format=raw ! appsink name=out sync=false",
+        format.rate, format.channels
+    );
+    let fail = |message: String| CaptureError::Parse {
+        path: "(silence)".into(),
+        message,
+    };
+    gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+    let pipeline = gst::parse::launch(&text)
+        .map_err(|e| fail(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| fail("not a pipeline".into()))?;
+    let sink = appsink(&pipeline, "out").ok_or_else(|| fail("no appsink".into()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| fail(e.to_string()))?;
+    // The encoder's first frames carry its start-up; a later one is plain silence.
+    let mut last = None;
+    while let Ok(sample) = sink.pull_sample() {
+        if let Some(buffer) = sample.buffer() {
+            if let Ok(map) = buffer.map_readable() {
+                last = Some(Bytes::copy_from_slice(map.as_slice()));
+            }
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    last.ok_or_else(|| fail("the encoder gave nothing".into()))
+}
+
 fn wire(
     sink: &gst_app::AppSink,
     codec: AudioCodec,

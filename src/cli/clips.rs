@@ -105,16 +105,34 @@ pub async fn show(data_dir: &Path, id: &str) -> anyhow::Result<()> {
     }
     let path = data_dir.join(&row.path);
     match fmp4::scan(&path) {
-        Ok(scan) => println!(
-            "file: {} ({} bytes, {} fragments, {} frames, {} keyframes, {:.2} s{})",
-            path.display(),
-            scan.file_len,
-            scan.fragments,
-            scan.samples.len(),
-            scan.keyframes(),
-            scan.duration().as_secs_f64(),
-            if scan.finished { "" } else { ", not finished" }
-        ),
+        Ok(scan) => {
+            println!(
+                "file: {} ({} bytes, {} fragments{})",
+                path.display(),
+                scan.file_len,
+                scan.fragments,
+                if scan.finished { "" } else { ", not finished" }
+            );
+            println!(
+                "video: H.264 {}x{}, {} frames, {} keyframes, {:.2} s",
+                scan.width,
+                scan.height,
+                scan.samples.len(),
+                scan.keyframes(),
+                scan.duration().as_secs_f64(),
+            );
+            match &scan.audio {
+                Some(a) => println!(
+                    "audio: AAC {} Hz, {} channel(s), {} frames, {:.2} s from {:.3} s",
+                    a.rate,
+                    a.channels,
+                    a.samples.len(),
+                    a.duration().as_secs_f64(),
+                    a.start().as_secs_f64(),
+                ),
+                None => println!("audio: none"),
+            }
+        }
         Err(e) => println!("file: {}: {e}", path.display()),
     }
     Ok(())

@@ -88,6 +88,9 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         Arc::new(p.with_stream(upload_aws.is_some().then(|| stream.clone())))
             as Arc<dyn recorder::EventMessages>
     });
+    let audio = audio_spec
+        .as_ref()
+        .map(|_| AudioOutputs::new(metrics.audio.clone()));
     let recorder_deps = RecorderDeps {
         frames: outputs.frames.clone(),
         analysis: outputs.analysis.clone(),
@@ -97,15 +100,13 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         clocks: clock::system(),
         events,
         feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
+        audio: audio.as_ref().map(|a| a.aac.clone()),
     };
     // Subscribed now, run last: it sees capture's first keyframe and stops first.
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
     let playback = upload_aws
         .as_ref()
         .map(|aws| Playback::new(aws.clone(), stream.clone(), index.clone()));
-    let audio = audio_spec
-        .as_ref()
-        .map(|_| AudioOutputs::new(metrics.audio.clone()));
     let commands =
         Commands::new(recorder, playback).with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
 
@@ -160,12 +161,14 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             retention_hours: config.upload.retention_hours,
             create_if_missing: config.upload.create_if_missing,
             continuous: config.upload.continuous(),
+            audio: audio.is_some(),
         };
         let deps = UploadDeps {
             aws,
             index: index.clone(),
             data_dir: data_dir.clone(),
             frames: outputs.frames.clone(),
+            audio: audio.as_ref().map(|a| a.aac.clone()),
             metrics: metrics.upload.clone(),
         };
         parts.start("upload", |stop| {

@@ -1,5 +1,7 @@
 //! Reading edgecam's fragmented MP4 clips (`ftyp moov [moof mdat]… mfra`): finding the
-//! last complete fragment after a crash, and listing samples for export or upload.
+//! last complete fragment after a crash, and listing samples for export or upload. A
+//! clip has an H.264 track and may have an AAC track; each `moof` holds fragments of
+//! either or both (`mp4mux` writes one per track), told apart by track id.
 //!
 //! Box bodies are decoded with `mp4-atom`; the walk over top-level boxes is ours, because
 //! it must stop cleanly at a torn box. (The `mp4` crate 0.14 reads fragment sample data
@@ -47,20 +49,64 @@ pub struct Scan {
     pub samples: Vec<SampleRef>,
     /// The first SPS and PPS of the track's `avcC` (samples may not carry them in-band).
     pub parameter_sets: Option<(Vec<u8>, Vec<u8>)>,
+    /// The sound track, when the clip has one.
+    pub audio: Option<AudioTrack>,
+}
+
+/// A clip's AAC track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTrack {
+    pub timescale: u32,
+    pub rate: u32,
+    pub channels: u32,
+    /// The AudioSpecificConfig from the track's `esds` (MKV CodecPrivate).
+    pub config: Vec<u8>,
+    /// Raw AAC frames, one per sample.
+    pub samples: Vec<SampleRef>,
+}
+
+impl AudioTrack {
+    /// Time from the first sample's start to the last sample's end.
+    pub fn duration(&self) -> Duration {
+        span(&self.samples, self.timescale)
+    }
+
+    /// Where the first sample starts, from the start of the clip's timeline.
+    pub fn start(&self) -> Duration {
+        self.samples
+            .first()
+            .map_or(Duration::ZERO, |s| ticks(s.dts, self.timescale))
+    }
+}
+
+fn ticks(n: u64, timescale: u32) -> Duration {
+    if timescale == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos((u128::from(n) * 1_000_000_000 / u128::from(timescale)) as u64)
+}
+
+fn span(samples: &[SampleRef], timescale: u32) -> Duration {
+    match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => ticks(
+            (b.dts + u64::from(b.duration)).saturating_sub(a.dts),
+            timescale,
+        ),
+        _ => Duration::ZERO,
+    }
 }
 
 impl Scan {
     /// Time from the first sample's start to the last sample's end.
     pub fn duration(&self) -> Duration {
-        match (self.samples.first(), self.samples.last()) {
-            (Some(a), Some(b)) if self.timescale > 0 => {
-                let ticks = (b.dts + u64::from(b.duration)).saturating_sub(a.dts);
-                Duration::from_nanos(
-                    (u128::from(ticks) * 1_000_000_000 / u128::from(self.timescale)) as u64,
-                )
-            }
-            _ => Duration::ZERO,
-        }
+        span(&self.samples, self.timescale)
+    }
+
+    /// Where the first video sample starts, from the start of the clip's timeline.
+    pub fn start(&self) -> Duration {
+        self.samples
+            .first()
+            .map_or(Duration::ZERO, |s| ticks(s.dts, self.timescale))
     }
 
     pub fn keyframes(&self) -> usize {
@@ -138,7 +184,9 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
         fragments: 0,
         samples: Vec::new(),
         parameter_sets: None,
+        audio: None,
     };
+    let mut ids = TrackIds::default();
     let mut have_moov = false;
     while let Some(head) = read_head(&mut f, pos, file_len)? {
         if head.end > file_len {
@@ -149,14 +197,7 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
             b"moov" => {
                 let moov = Moov::decode(&mut read_box(&mut f, &head)?.as_slice())
                     .map_err(|e| Fmp4Error::Format(format!("moov: {e}")))?;
-                let trak = moov
-                    .trak
-                    .first()
-                    .ok_or_else(|| Fmp4Error::Format("no track".into()))?;
-                out.timescale = trak.mdia.mdhd.timescale;
-                out.width = u32::from(trak.tkhd.width.integer());
-                out.height = u32::from(trak.tkhd.height.integer());
-                out.parameter_sets = parameter_sets(trak);
+                ids = tracks(&moov, &mut out)?;
                 have_moov = true;
             }
             b"moof" if have_moov => {
@@ -170,9 +211,8 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
                     Ok(m) => m,
                     Err(_) => break,
                 };
-                match fragment_samples(&moof, &head, &mdat, out.samples.last()) {
-                    Some(samples) => out.samples.extend(samples),
-                    None => break,
+                if !add_fragment(&mut out, &ids, &moof, &head, &mdat) {
+                    break;
                 }
                 out.fragments += 1;
                 pos = mdat.end;
@@ -199,14 +239,107 @@ pub fn scan(path: &Path) -> Result<Scan, Fmp4Error> {
     Ok(out)
 }
 
-/// The samples of one `moof`+`mdat`, if they are consistent (sizes fill the mdat).
-fn fragment_samples(
+/// AAC's sampling frequency index (ISO/IEC 14496-3, 1.6.3.4).
+const AAC_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// The track ids of the video and audio tracks.
+#[derive(Debug, Default)]
+struct TrackIds {
+    video: u32,
+    audio: Option<u32>,
+}
+
+/// Fills the tracks' descriptions from the `moov`: the H.264 track (required) and an AAC
+/// track (optional; other tracks are ignored).
+fn tracks(moov: &Moov, out: &mut Scan) -> Result<TrackIds, Fmp4Error> {
+    let mut ids = TrackIds::default();
+    let mut video = false;
+    for trak in &moov.trak {
+        let codecs = &trak.mdia.minf.stbl.stsd.codecs;
+        if let Some(sets) = parameter_sets(trak) {
+            if video {
+                continue;
+            }
+            video = true;
+            ids.video = trak.tkhd.track_id;
+            out.timescale = trak.mdia.mdhd.timescale;
+            out.width = u32::from(trak.tkhd.width.integer());
+            out.height = u32::from(trak.tkhd.height.integer());
+            out.parameter_sets = Some(sets);
+        } else if let Some(mp4a) = codecs.iter().find_map(|c| match c {
+            mp4_atom::Codec::Mp4a(a) => Some(a),
+            _ => None,
+        }) {
+            if ids.audio.is_some() {
+                continue;
+            }
+            let specific = mp4a.esds.es_desc.dec_config.dec_specific.as_ref();
+            let timescale = trak.mdia.mdhd.timescale;
+            ids.audio = Some(trak.tkhd.track_id);
+            out.audio = Some(AudioTrack {
+                timescale,
+                // The MP4 sample entry holds the rate in 16 bits; the AAC config does not.
+                rate: specific
+                    .and_then(|d| AAC_RATES.get(usize::from(d.freq_index)).copied())
+                    .unwrap_or(timescale),
+                config: specific.map(|d| d.raw.clone()).unwrap_or_default(),
+                channels: u32::from(mp4a.audio.channel_count),
+                samples: Vec::new(),
+            });
+        }
+    }
+    if !video {
+        return Err(Fmp4Error::Format("no H.264 track".into()));
+    }
+    Ok(ids)
+}
+
+/// Adds the samples of one `moof`+`mdat` to their tracks; `false` when the fragment is
+/// inconsistent (sizes do not fit the mdat), where a torn file ends.
+fn add_fragment(
+    out: &mut Scan,
+    ids: &TrackIds,
     moof: &Moof,
+    head: &BoxHead,
+    mdat: &BoxHead,
+) -> bool {
+    let mut found = Vec::new();
+    for traf in &moof.traf {
+        let id = traf.tfhd.track_id;
+        let prev = if id == ids.video {
+            out.samples.last()
+        } else if Some(id) == ids.audio {
+            out.audio.as_ref().and_then(|a| a.samples.last())
+        } else {
+            continue;
+        };
+        match fragment_samples(traf, head, mdat, prev) {
+            Some(samples) => found.push((id, samples)),
+            None => return false,
+        }
+    }
+    if found.is_empty() {
+        return false;
+    }
+    for (id, samples) in found {
+        if id == ids.video {
+            out.samples.extend(samples);
+        } else if let Some(audio) = out.audio.as_mut() {
+            audio.samples.extend(samples);
+        }
+    }
+    true
+}
+
+/// The samples of one track's fragment, if they are consistent (sizes fit the mdat).
+fn fragment_samples(
+    traf: &mp4_atom::Traf,
     head: &BoxHead,
     mdat: &BoxHead,
     prev: Option<&SampleRef>,
 ) -> Option<Vec<SampleRef>> {
-    let traf = moof.traf.first()?;
     let tfhd = &traf.tfhd;
     let base = tfhd.base_data_offset.unwrap_or(head.start);
     let mut dts = traf

@@ -2,6 +2,11 @@
 //! `<id>.mp4.part`, renamed to `<id>.mp4` once finished. Fragmented MP4 keeps everything
 //! but the last fragment readable after a crash; the data is flushed to disk every
 //! second so a power cut loses little more.
+//!
+//! With sound, a second `appsrc` carries raw AAC into the same muxer. Its frames are
+//! timed from the clip's first keyframe by their wall-clock capture time (the one clock
+//! both pipelines map to), and frames from before that keyframe are left out, so sound
+//! and picture start together.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,7 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::index::ClipStats;
-use crate::media::{h264, EncodedFrame};
+use crate::media::{h264, AudioFormat, AudioFrame, EncodedFrame};
 
 /// Longest fragment (a new one also starts at every keyframe): a crash loses at most about
 /// this much plus one frame. Well under the 0.5 s loss target.
@@ -23,6 +28,10 @@ pub const FRAGMENT_MS: u32 = 250;
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for the muxer to finish a file.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The muxer interleaves by time and waits for both tracks: sound that stops for this
+/// long (a microphone unplugged) is ended in the clip, so the picture goes on being
+/// written.
+pub const AUDIO_IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
@@ -58,6 +67,18 @@ pub struct ClipWriter {
     frames: u64,
     bytes: u64,
     size: (u32, u32),
+    audio: Option<AudioInput>,
+}
+
+/// The clip's sound track while it is open.
+struct AudioInput {
+    src: gst_app::AppSrc,
+    format: AudioFormat,
+    /// When the last frame was pushed (or the track opened).
+    last_push: Instant,
+    last_pts: Option<Duration>,
+    frames: u64,
+    ended: bool,
 }
 
 /// The `.part` path for a final clip path.
@@ -72,9 +93,19 @@ pub fn final_path(part: &Path) -> PathBuf {
     part.with_extension("")
 }
 
+fn aac_caps(format: &AudioFormat) -> gst::Caps {
+    gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("rate", i32::try_from(format.rate).unwrap_or(48_000))
+        .field("channels", i32::try_from(format.channels).unwrap_or(1))
+        .field("codec_data", gst::Buffer::from_slice(format.config.clone()))
+        .build()
+}
+
 impl ClipWriter {
-    /// Starts writing `<final_path>.part`.
-    pub fn create(final_path: &Path) -> Result<Self, ClipError> {
+    /// Starts writing `<final_path>.part`, with an AAC track of `audio` when given.
+    pub fn create(final_path: &Path, audio: Option<&AudioFormat>) -> Result<Self, ClipError> {
         if let Some(dir) = final_path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| ClipError::Dir {
                 path: dir.to_owned(),
@@ -113,6 +144,30 @@ impl ClipWriter {
             .add_many([src.upcast_ref(), &parse, &mux, &sink])
             .and_then(|()| gst::Element::link_many([src.upcast_ref(), &parse, &mux, &sink]))
             .map_err(|e| ClipError::Pipeline(e.to_string()))?;
+        let audio = match audio {
+            Some(format) => {
+                let asrc = gst_app::AppSrc::builder()
+                    .caps(&aac_caps(format))
+                    .format(gst::Format::Time)
+                    .is_live(true)
+                    .max_bytes(0)
+                    .block(false)
+                    .build();
+                pipeline
+                    .add(&asrc)
+                    .and_then(|()| asrc.link(&mux))
+                    .map_err(|e| ClipError::Pipeline(format!("audio track: {e}")))?;
+                Some(AudioInput {
+                    src: asrc,
+                    format: format.clone(),
+                    last_push: Instant::now(),
+                    last_pts: None,
+                    frames: 0,
+                    ended: false,
+                })
+            }
+            None => None,
+        };
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| ClipError::Pipeline(format!("cannot start: {e}")))?;
@@ -130,7 +185,77 @@ impl ClipWriter {
             frames: 0,
             bytes: 0,
             size: (0, 0),
+            audio,
         })
+    }
+
+    /// Whether the clip has a sound track still taking frames.
+    pub fn takes_audio(&self) -> bool {
+        self.audio.as_ref().is_some_and(|a| !a.ended)
+    }
+
+    /// Audio frames written so far.
+    pub fn audio_frames(&self) -> u64 {
+        self.audio.as_ref().map_or(0, |a| a.frames)
+    }
+
+    /// Appends an AAC frame. Frames from before the clip's first keyframe, or repeated,
+    /// are skipped; a frame of another format ends the clip's sound (the next clip takes
+    /// it up). Returns whether the frame was written.
+    pub fn push_audio(&mut self, frame: &AudioFrame, now: Instant) -> Result<bool, ClipError> {
+        let Some(first_at) = self.first_at else {
+            return Ok(false);
+        };
+        let Some(audio) = self.audio.as_mut().filter(|a| !a.ended) else {
+            return Ok(false);
+        };
+        if frame.format != audio.format {
+            self.end_audio();
+            return Ok(false);
+        }
+        // mp4mux starts each track of a fragmented file at zero, whatever its first
+        // timestamp: the first frame is the one nearest the picture's start (at most
+        // half a frame away), and the ones before it are left out.
+        let half = chrono::Duration::from_std(frame.duration / 2).unwrap_or_default();
+        let offset = frame.captured_at - first_at;
+        if offset < -half {
+            return Ok(false);
+        }
+        let pts = offset.to_std().unwrap_or(Duration::ZERO);
+        if audio.last_pts.is_some_and(|last| pts <= last) {
+            return Ok(false);
+        }
+        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                frame.duration.as_nanos() as u64
+            ));
+        }
+        audio
+            .src
+            .push_buffer(buffer)
+            .map_err(|e| ClipError::Pipeline(format!("push audio: {e:?}")))?;
+        audio.last_pts = Some(pts);
+        audio.last_push = now;
+        audio.frames += 1;
+        self.bytes += frame.data.len() as u64;
+        Ok(true)
+    }
+
+    /// Whether sound stopped arriving (`AUDIO_IDLE`) while the clip goes on.
+    pub fn audio_idle(&self, now: Instant) -> bool {
+        self.audio
+            .as_ref()
+            .is_some_and(|a| !a.ended && now.duration_since(a.last_push) >= AUDIO_IDLE)
+    }
+
+    /// Ends the clip's sound track; the picture goes on alone.
+    pub fn end_audio(&mut self) {
+        if let Some(a) = self.audio.as_mut().filter(|a| !a.ended) {
+            a.ended = true;
+            let _ = a.src.end_of_stream();
+        }
     }
 
     pub fn part(&self) -> &Path {
@@ -193,7 +318,8 @@ impl ClipWriter {
 
     /// Ends the stream, waits for the muxer, syncs and renames to the final name. Blocks:
     /// call from a blocking thread.
-    pub fn finish(self) -> Result<(PathBuf, ClipStats), ClipError> {
+    pub fn finish(mut self) -> Result<(PathBuf, ClipStats), ClipError> {
+        self.end_audio();
         let _ = self.src.end_of_stream();
         let bus = self
             .pipeline

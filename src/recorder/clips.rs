@@ -3,18 +3,22 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use super::clip::{ClipError, ClipWriter};
+use super::clip::{ClipError, ClipWriter, AUDIO_IDLE};
 use super::feed::ClipFeed;
 use super::publish;
 use super::recovery;
 use super::task::Recorder;
 use crate::index::{upload_state, ClipStatus, Index};
-use crate::media::EncodedFrame;
+use crate::media::{AudioFrame, EncodedFrame};
+
+/// Sound kept and offered from before a clip's first keyframe: the frame nearest the
+/// picture's start may begin a little before it.
+pub(super) const SOUND_MARGIN: chrono::TimeDelta = chrono::TimeDelta::milliseconds(100);
 
 /// A clip past its end time with no newer frame is finished after this long anyway.
 const END_GRACE: Duration = Duration::from_secs(2);
@@ -35,6 +39,9 @@ pub(super) struct OpenClip {
     thumbnail: Option<String>,
     pub until: Option<DateTime<Utc>>,
     pub frames_lost: u64,
+    /// The follower missed some sound: it gets nothing more of this clip live (it sees
+    /// the clip end short and reads the rest, with its sound, from the file).
+    feed_cut: bool,
 }
 
 impl OpenClip {
@@ -47,13 +54,48 @@ impl OpenClip {
             return false;
         }
         self.generation = Some(frame.generation);
-        if self.writer.frames() > index {
+        if self.writer.frames() > index && !self.feed_cut {
             if let Some(feed) = feed {
                 // A follower that is behind sees the gap and reads the rest from the file.
                 feed.frame(&self.feed_id, index, frame);
             }
         }
         true
+    }
+
+    /// Writes a sound frame (and hands it to the feed); a failure ends the clip's sound,
+    /// never its picture.
+    pub fn write_audio(&mut self, frame: &AudioFrame, feed: Option<&ClipFeed>, now: Instant) {
+        if !self.writer.takes_audio() {
+            return;
+        }
+        match self.writer.push_audio(frame, now) {
+            Ok(true) => {
+                if let Some(feed) = feed.filter(|_| !self.feed_cut) {
+                    self.feed_cut = !feed.audio(&self.feed_id, frame);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                error!(clip_id = %self.id, error = %e, "cannot write sound; the clip goes on without it");
+                self.writer.end_audio();
+            }
+        }
+        if !self.writer.takes_audio() {
+            self.sound_ended(feed);
+        }
+    }
+
+    /// Ends the clip's sound track (the picture goes on) and tells the follower.
+    pub fn end_audio(&mut self, feed: Option<&ClipFeed>) {
+        self.writer.end_audio();
+        self.sound_ended(feed);
+    }
+
+    fn sound_ended(&self, feed: Option<&ClipFeed>) {
+        if let Some(feed) = feed.filter(|_| !self.feed_cut) {
+            feed.audio_end(&self.feed_id);
+        }
     }
 }
 
@@ -71,7 +113,16 @@ impl Recorder {
         let day = from.format("%Y/%m/%d");
         let rel = format!("clips/{day}/{id}.mp4");
         let path = self.deps.data_dir.join(&rel);
-        let mut writer = match ClipWriter::create(&path) {
+        // Sound goes in when it is flowing now (a dead microphone would stall the muxer).
+        let sound = self
+            .preroll
+            .newest()
+            .and_then(|t| {
+                self.sound
+                    .format_since(t - chrono::Duration::from_std(AUDIO_IDLE).unwrap_or_default())
+            })
+            .cloned();
+        let mut writer = match ClipWriter::create(&path, sound.as_ref()) {
             Ok(w) => w,
             Err(e) => {
                 error!(clip_id = %id, error = %e, "cannot start a clip");
@@ -99,6 +150,19 @@ impl Recorder {
             .since(from)
             .find(|f| Some(f.generation) == generation && f.keyframe)
             .map_or(from, |f| f.captured_at);
+        let now = self.deps.clocks.monotonic();
+        let mut sound_written = Vec::new();
+        for a in self.sound.since(start - SOUND_MARGIN) {
+            match writer.push_audio(a, now) {
+                Ok(true) => sound_written.push(a.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    error!(clip_id = %id, error = %e, "cannot write pre-roll sound");
+                    writer.end_audio();
+                    break;
+                }
+            }
+        }
         let part = format!("{rel}.part");
         let index = &self.deps.index;
         if let Err(e) = index
@@ -112,12 +176,19 @@ impl Recorder {
             if let Err(e) = index.set_upload_state(&id, upload_state::PENDING).await {
                 error!(clip_id = %id, error = %e, "could not mark the clip for upload");
             }
+            feed.clip_start(&feed_id, sound.as_ref().filter(|_| writer.takes_audio()));
             for (index, f) in &written {
                 feed.frame(&feed_id, *index, f);
             }
+            for a in &sound_written {
+                feed.audio(&feed_id, a);
+            }
+            if sound.is_some() && !writer.takes_audio() {
+                feed.audio_end(&feed_id);
+            }
         }
         let thumbnail = self.write_thumbnail(&path, &id).await;
-        info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), "clip started");
+        info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), sound = writer.takes_audio(), "clip started");
         self.open.push(OpenClip {
             feed_id,
             id,
@@ -129,6 +200,7 @@ impl Recorder {
             thumbnail,
             until,
             frames_lost: 0,
+            feed_cut: false,
         });
     }
 
@@ -184,6 +256,10 @@ impl Recorder {
         }
         let now = self.deps.clocks.monotonic();
         for clip in &mut self.open {
+            if clip.writer.audio_idle(now) {
+                warn!(clip_id = %clip.id, "the sound stopped; the clip goes on without it");
+                clip.end_audio(self.deps.feed.as_ref());
+            }
             if let Some(file) = clip.writer.due_sync(now) {
                 tokio::task::spawn_blocking(move || file.sync_data());
             }

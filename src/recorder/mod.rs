@@ -16,6 +16,6 @@ mod task;
 pub use clip::{ClipError, ClipWriter};
 pub use feed::{ClipFeed, Feed, FeedReceiver};
 pub use handle::{RecorderCommand, RecorderHandle, RecorderStatus};
-pub use preroll::PreRoll;
+pub use preroll::{AudioRing, PreRoll};
 pub use publish::EventMessages;
 pub use task::{prepare, spawn, Recorder, RecorderConfig, RecorderDeps, RECORDER_QUEUE};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::media::EncodedFrame;
+use crate::media::{AudioFormat, AudioFrame, EncodedFrame};
 
 #[derive(Debug)]
 pub struct PreRoll {
@@ -107,6 +107,79 @@ impl PreRoll {
             _ => Duration::ZERO,
         }
     }
+
+    /// Capture time of the oldest frame kept.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.frames.front().map(|f| f.captured_at)
+    }
+
+    /// Capture time of the newest frame.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.frames.back().map(|f| f.captured_at)
+    }
+}
+
+/// The sound beside the pre-roll: AAC frames back to the oldest video frame the ring
+/// keeps (trimmed by the recorder), and never older than `max_age` behind the newest
+/// (when the picture stops, sound does not pile up).
+#[derive(Debug)]
+pub struct AudioRing {
+    max_age: chrono::Duration,
+    frames: VecDeque<AudioFrame>,
+    bytes: usize,
+}
+
+impl AudioRing {
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            max_age: chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX),
+            frames: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, frame: AudioFrame) {
+        let cutoff = frame.captured_at - self.max_age;
+        self.bytes += frame.data.len();
+        self.frames.push_back(frame);
+        self.trim_before(cutoff);
+    }
+
+    /// Drops frames captured before `t`.
+    pub fn trim_before(&mut self, t: DateTime<Utc>) {
+        while self.frames.front().is_some_and(|f| f.captured_at < t) {
+            if let Some(f) = self.frames.pop_front() {
+                self.bytes -= f.data.len();
+            }
+        }
+    }
+
+    /// Frames captured at or after `t`.
+    pub fn since(&self, t: DateTime<Utc>) -> impl Iterator<Item = &AudioFrame> {
+        let start = self.frames.partition_point(|f| f.captured_at < t);
+        self.frames.range(start..)
+    }
+
+    /// The format of the newest frame, if it was captured at or after `t` (sound that
+    /// stopped before then is not offered to a new clip).
+    pub fn format_since(&self, t: DateTime<Utc>) -> Option<&AudioFormat> {
+        self.frames
+            .back()
+            .filter(|f| f.captured_at >= t)
+            .map(|f| &f.format)
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +254,41 @@ mod tests {
             pts(&tiny, at(0))[0],
             10,
             "the newest GOP stays even over budget"
+        );
+    }
+
+    fn sound(n: u64) -> AudioFrame {
+        AudioFrame {
+            data: Bytes::from(vec![0u8; 10]),
+            pts: Duration::from_millis(n * 100),
+            captured_at: at(n),
+            duration: Duration::from_millis(100),
+            format: AudioFormat {
+                codec: crate::media::AudioCodec::Aac,
+                rate: 48_000,
+                channels: 1,
+                config: Bytes::from_static(&[0x11, 0x88]),
+            },
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn sound_is_kept_beside_the_picture_and_never_beyond_its_age() {
+        let mut ring = AudioRing::new(Duration::from_secs(2));
+        for n in 0..30 {
+            ring.push(sound(n));
+        }
+        // Newest 29 → frames from 9 on (2 s at 10 frames a second).
+        assert_eq!(ring.len(), 21);
+        assert_eq!(ring.bytes(), 210);
+        ring.trim_before(at(25));
+        assert_eq!(ring.since(at(0)).count(), 5);
+        assert_eq!(ring.since(at(27)).next().unwrap().captured_at, at(27));
+        assert!(ring.format_since(at(29)).is_some());
+        assert!(
+            ring.format_since(at(30)).is_none(),
+            "sound that stopped is not offered"
         );
     }
 

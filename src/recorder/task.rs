@@ -15,7 +15,7 @@ use super::clips::OpenClip;
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
 use super::publish::{self, EventMessages};
-use super::PreRoll;
+use super::{AudioRing, PreRoll};
 use crate::clock::SharedClocks;
 use crate::commands::{CommandError, Outcome, Record, StatusReport};
 use crate::events::{
@@ -23,10 +23,17 @@ use crate::events::{
     TrackerSettings, Trigger, TriggerKind, UlidIds,
 };
 use crate::index::Index;
-use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot, Subscription};
+use crate::media::{
+    AnalysisBus, AnalysisFrame, AudioBus, AudioFrame, EncodedFrame, FrameBus, Snapshot,
+    Subscription,
+};
 
 /// Frames the recorder may fall behind by before it loses one: 4 s at 30 fps.
 pub const RECORDER_QUEUE: usize = 120;
+/// AAC frames the recorder may fall behind by: 4 s at 48 kHz.
+const AUDIO_QUEUE: usize = 190;
+/// How far sound is kept behind the newest frame when the picture stops.
+const AUDIO_RING_MAX: Duration = Duration::from_secs(30);
 const ANALYSIS_QUEUE: usize = 4;
 const COMMAND_QUEUE: usize = 16;
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
@@ -58,6 +65,8 @@ pub struct RecorderDeps {
     pub events: Option<Arc<dyn EventMessages>>,
     /// Hands every frame written to a clip to its follower (events upload mode).
     pub feed: Option<ClipFeed>,
+    /// The camera's sound as AAC, when audio is on: every clip gets a sound track.
+    pub audio: Option<AudioBus>,
 }
 
 /// Starts the recorder (`prepare`, then `Recorder::run` in a task of its own).
@@ -90,6 +99,11 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
     });
     let task = Recorder {
         frames: deps.frames.subscribe("recorder", RECORDER_QUEUE),
+        audio: deps
+            .audio
+            .as_ref()
+            .map(|bus| bus.subscribe("recorder", AUDIO_QUEUE)),
+        sound: AudioRing::new(AUDIO_RING_MAX),
         analysis: deps.analysis.subscribe("motion", ANALYSIS_QUEUE),
         preroll: PreRoll::new(
             cfg.tracker.pre_roll + Duration::from_secs(1),
@@ -112,6 +126,8 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
 /// The recorder task's state; `run` it.
 pub struct Recorder {
     frames: Subscription<EncodedFrame>,
+    audio: Option<Subscription<AudioFrame>>,
+    pub(super) sound: AudioRing,
     analysis: Subscription<AnalysisFrame>,
     pub(super) preroll: PreRoll,
     tracker: Tracker<UlidIds>,
@@ -124,6 +140,14 @@ pub struct Recorder {
     status: watch::Sender<RecorderStatus>,
     pub(super) deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,
+}
+
+/// The next audio frame, or never when there is no sound.
+async fn next_audio(audio: &mut Option<Subscription<AudioFrame>>) -> Option<AudioFrame> {
+    match audio {
+        Some(sub) => sub.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How long from `now` until `deadline` (wall clock), for a tokio sleep.
@@ -155,6 +179,7 @@ impl Recorder {
                     Some(f) => self.on_frame(f).await,
                     None => break,
                 },
+                Some(a) = next_audio(&mut self.audio) => self.on_audio(a),
                 Some(a) = self.analysis.recv() => self.on_analysis(&a).await,
                 Some((source, cmd, reply)) = self.commands.recv() => {
                     let result = self.on_command(source, cmd).await;
@@ -193,6 +218,9 @@ impl Recorder {
 
     async fn on_frame(&mut self, frame: EncodedFrame) {
         self.preroll.push(frame.clone());
+        if let Some(oldest) = self.preroll.oldest() {
+            self.sound.trim_before(oldest - super::clips::SOUND_MARGIN);
+        }
         let lost = self.frames.dropped();
         if lost > self.lost_seen {
             error!(
@@ -229,6 +257,14 @@ impl Recorder {
                     .await;
             }
         }
+    }
+
+    fn on_audio(&mut self, frame: AudioFrame) {
+        let now = self.deps.clocks.monotonic();
+        for clip in &mut self.open {
+            clip.write_audio(&frame, self.deps.feed.as_ref(), now);
+        }
+        self.sound.push(frame);
     }
 
     async fn on_analysis(&mut self, a: &AnalysisFrame) {

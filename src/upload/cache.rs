@@ -1,21 +1,22 @@
-//! Frames of recent fragments, kept for sending and resending without reading the clip
-//! file back; bounded in bytes, the oldest fragment goes first.
+//! Frames (and sound) of recent fragments, kept for sending and resending without
+//! reading the clip file back; bounded in bytes, the oldest fragment goes first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::media::EncodedFrame;
+use crate::upload::gop::Gop;
 
-/// Fragment id → its frames.
+/// Fragment id → its GOP.
 #[derive(Debug)]
 pub struct FrameCache {
-    gops: BTreeMap<i64, Arc<Vec<EncodedFrame>>>,
+    gops: BTreeMap<i64, Arc<Gop>>,
     bytes: usize,
     limit: usize,
 }
 
-fn size(frames: &[EncodedFrame]) -> usize {
-    frames.iter().map(|f| f.data.len()).sum()
+fn size(gop: &Gop) -> usize {
+    gop.frames.iter().map(|f| f.data.len()).sum::<usize>()
+        + gop.audio.iter().map(|f| f.data.len()).sum::<usize>()
 }
 
 impl FrameCache {
@@ -27,10 +28,10 @@ impl FrameCache {
         }
     }
 
-    /// Keeps `frames` for fragment `id`, dropping the oldest while over the limit.
-    pub fn insert(&mut self, id: i64, frames: Vec<EncodedFrame>) {
-        self.bytes += size(&frames);
-        if let Some(old) = self.gops.insert(id, Arc::new(frames)) {
+    /// Keeps `gop` for fragment `id`, dropping the oldest while over the limit.
+    pub fn insert(&mut self, id: i64, gop: Gop) {
+        self.bytes += size(&gop);
+        if let Some(old) = self.gops.insert(id, Arc::new(gop)) {
             self.bytes = self.bytes.saturating_sub(size(&old));
         }
         while self.bytes > self.limit {
@@ -41,7 +42,7 @@ impl FrameCache {
         }
     }
 
-    pub fn get(&self, id: i64) -> Option<Arc<Vec<EncodedFrame>>> {
+    pub fn get(&self, id: i64) -> Option<Arc<Gop>> {
         self.gops.get(&id).cloned()
     }
 
@@ -64,18 +65,24 @@ impl FrameCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::EncodedFrame;
     use bytes::Bytes;
     use chrono::Utc;
     use std::time::Duration;
 
-    fn gop(bytes: usize) -> Vec<EncodedFrame> {
-        vec![EncodedFrame {
-            data: Bytes::from(vec![0u8; bytes]),
-            pts: Duration::ZERO,
-            captured_at: Utc::now(),
-            keyframe: true,
-            generation: 0,
-        }]
+    fn gop(bytes: usize) -> Gop {
+        Gop {
+            first_frame: 0,
+            frames: vec![EncodedFrame {
+                data: Bytes::from(vec![0u8; bytes]),
+                pts: Duration::ZERO,
+                captured_at: Utc::now(),
+                keyframe: true,
+                generation: 0,
+            }],
+            audio: Vec::new(),
+            sound: None,
+        }
     }
 
     #[test]
@@ -91,6 +98,6 @@ mod tests {
         c.remove(2);
         c.remove(2);
         assert_eq!(c.bytes(), 100, "removing twice counts once");
-        assert_eq!(c.get(3).map(|g| g.len()), Some(1));
+        assert_eq!(c.get(3).map(|g| g.frames.len()), Some(1));
     }
 }

@@ -2,14 +2,18 @@
 //! when the next keyframe arrives or the clip ends. A gap in the frame numbers means the
 //! uploader missed frames; the clip is then finished from its file instead.
 
-use crate::media::EncodedFrame;
+use crate::media::{AudioFormat, AudioFrame, EncodedFrame};
 
-/// One GOP: a keyframe and the frames up to the next one.
+/// One GOP: a keyframe and the frames up to the next one, and the sound of that span
+/// (joined by `upload::sound`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gop {
     /// Index of the first frame in the clip (its sample number in the file).
     pub first_frame: u64,
     pub frames: Vec<EncodedFrame>,
+    pub audio: Vec<AudioFrame>,
+    /// The sound track's format (`None`: picture only).
+    pub sound: Option<AudioFormat>,
 }
 
 impl Gop {
@@ -78,6 +82,8 @@ impl GopAssembler {
             self.current = Some(Gop {
                 first_frame: index,
                 frames: vec![frame],
+                audio: Vec::new(),
+                sound: None,
             });
             return done;
         }

@@ -6,15 +6,20 @@
 //!   Info    SegmentUID(16) TimecodeScale=1_000_000 (1 ms) MuxingApp WritingApp
 //!   Tracks  TrackEntry: TrackNumber 1, TrackUID, TrackType 1 (video),
 //!           CodecID V_MPEG4/ISO/AVC, CodecPrivate = avcC, Video{PixelWidth, PixelHeight}
+//!           [TrackEntry: TrackNumber 2, TrackUID, TrackType 2 (audio), CodecID A_AAC,
+//!           CodecPrivate = AudioSpecificConfig, Audio{SamplingFrequency, Channels}]
 //!   [Tags   Tag{SimpleTag{TagName, TagString}} …]   optional, before its cluster
 //!   Cluster (unknown size) per fragment: Timecode = absolute ms, then SimpleBlocks
-//!           (track 1, int16 relative timecode, flags 0x80 on keyframes, AVCC frames)
+//!           (track 1 or 2, int16 relative timecode, flags 0x80 on keyframes and on
+//!           every audio frame; AVCC frames, raw AAC frames) in timecode order
 //! ```
 //!
 //! A header (EBML + Segment + Info + Tracks) starts each PutMedia connection; every
-//! fragment is one cluster that starts with a keyframe.
+//! fragment is one cluster that starts with a keyframe. KVS HLS and GetClip take AAC as
+//! track 2 only, with its codec private data.
 
 use crate::media::h264::{self, nal_type};
+use crate::media::AudioFormat;
 
 /// Element IDs (with their length-marker bits, as written).
 mod id {
@@ -42,6 +47,9 @@ mod id {
     pub const VIDEO: u32 = 0xE0;
     pub const PIXEL_WIDTH: u32 = 0xB0;
     pub const PIXEL_HEIGHT: u32 = 0xBA;
+    pub const AUDIO: u32 = 0xE1;
+    pub const SAMPLING_FREQUENCY: u32 = 0xB5;
+    pub const CHANNELS: u32 = 0x9F;
     pub const TAGS: u32 = 0x1254_C367;
     pub const TAG: u32 = 0x7373;
     pub const SIMPLE_TAG: u32 = 0x67C8;
@@ -100,6 +108,10 @@ fn uint(out: &mut Vec<u8>, id: u32, v: u64) {
     element(out, id, &bytes[skip..]);
 }
 
+fn float(out: &mut Vec<u8>, id: u32, v: f64) {
+    element(out, id, &v.to_be_bytes());
+}
+
 fn text(out: &mut Vec<u8>, id: u32, s: &str) {
     element(out, id, s.as_bytes());
 }
@@ -150,12 +162,23 @@ pub fn to_avcc(annex_b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// What the stream header needs: taken from the first keyframe.
+/// What the stream header needs: the picture's, taken from the first keyframe, and the
+/// sound's when the fragments carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
     pub codec_private: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    pub audio: Option<AudioTrackInfo>,
+}
+
+/// The AAC track 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTrackInfo {
+    /// AudioSpecificConfig.
+    pub config: Vec<u8>,
+    pub rate: u32,
+    pub channels: u32,
 }
 
 impl TrackInfo {
@@ -167,7 +190,12 @@ impl TrackInfo {
             codec_private: avcc(sps, pps),
             width: parsed.width,
             height: parsed.height,
+            audio: None,
         })
+    }
+
+    pub fn with_audio(self, audio: Option<AudioTrackInfo>) -> Self {
+        Self { audio, ..self }
     }
 }
 
@@ -207,8 +235,38 @@ pub fn header(track: &TrackInfo, segment_uid: [u8; 16], track_uid: u64) -> Vec<u
                 uint(v, id::PIXEL_HEIGHT, u64::from(track.height));
             });
         });
+        if let Some(audio) = &track.audio {
+            master(b, id::TRACK_ENTRY, |t| {
+                uint(t, id::TRACK_NUMBER, 2);
+                uint(t, id::TRACK_UID, track_uid.max(1).wrapping_add(1).max(1));
+                uint(t, id::TRACK_TYPE, 2);
+                text(t, id::CODEC_ID, "A_AAC");
+                element(t, id::CODEC_PRIVATE, &audio.config);
+                master(t, id::AUDIO, |a| {
+                    float(a, id::SAMPLING_FREQUENCY, f64::from(audio.rate));
+                    uint(a, id::CHANNELS, u64::from(audio.channels));
+                });
+            });
+        }
     });
     out
+}
+
+impl From<&AudioFormat> for AudioTrackInfo {
+    fn from(f: &AudioFormat) -> Self {
+        Self {
+            config: f.config.to_vec(),
+            rate: f.rate,
+            channels: f.channels,
+        }
+    }
+}
+
+/// One AAC frame of a fragment (track 2): raw data and absolute time in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioBlock<'a> {
+    pub data: &'a [u8],
+    pub time_ms: u64,
 }
 
 /// One frame of a fragment: Annex-B data, absolute time in ms, keyframe flag.
@@ -241,13 +299,37 @@ pub fn fragment_tags(tags: &[(&str, &str)]) -> Result<Vec<u8>, MkvError> {
     Ok(out)
 }
 
-/// One fragment: optional Tags, then an unknown-size Cluster at the first frame's time.
-pub fn fragment(frames: &[Frame<'_>], tags: &[(&str, &str)]) -> Result<Vec<u8>, MkvError> {
+fn block(out: &mut Vec<u8>, track: u8, rel: i16, keyframe: bool, data: &[u8]) {
+    let mut b = Vec::with_capacity(data.len() + 4);
+    b.push(0x80 | track); // the track number as a 1-byte vint
+    b.extend_from_slice(&rel.to_be_bytes());
+    b.push(if keyframe { 0x80 } else { 0x00 });
+    b.extend_from_slice(data);
+    element(out, id::SIMPLE_BLOCK, &b);
+}
+
+fn relative(time_ms: u64, cluster_ms: u64) -> Result<i16, MkvError> {
+    let delta = time_ms as i64 - cluster_ms as i64;
+    i16::try_from(delta).map_err(|_| MkvError::TooFarFromCluster {
+        frame_ms: time_ms,
+        delta,
+    })
+}
+
+/// One fragment: optional Tags, then an unknown-size Cluster at the first frame's time
+/// holding the frames and the sound (`audio`, times at or after the first frame's), in
+/// timecode order.
+pub fn fragment(
+    frames: &[Frame<'_>],
+    audio: &[AudioBlock<'_>],
+    tags: &[(&str, &str)],
+) -> Result<Vec<u8>, MkvError> {
     let first = frames.first().ok_or(MkvError::NotKeyframe)?;
     if !first.keyframe {
         return Err(MkvError::NotKeyframe);
     }
-    let bytes: usize = frames.iter().map(|f| f.annex_b.len() + 16).sum();
+    let bytes: usize = frames.iter().map(|f| f.annex_b.len() + 16).sum::<usize>()
+        + audio.iter().map(|a| a.data.len() + 8).sum::<usize>();
     let mut out = Vec::with_capacity(bytes + 64);
     if !tags.is_empty() {
         out.extend_from_slice(&fragment_tags(tags)?);
@@ -255,6 +337,10 @@ pub fn fragment(frames: &[Frame<'_>], tags: &[(&str, &str)]) -> Result<Vec<u8>, 
     put_id(&mut out, id::CLUSTER);
     out.extend_from_slice(&UNKNOWN_SIZE);
     uint(&mut out, id::TIMECODE, first.time_ms);
+    let mut sound = audio
+        .iter()
+        .filter(|a| a.time_ms >= first.time_ms && !a.data.is_empty())
+        .peekable();
     for (i, f) in frames.iter().enumerate() {
         let avcc = to_avcc(f.annex_b);
         if avcc.is_empty() {
@@ -264,17 +350,32 @@ pub fn fragment(frames: &[Frame<'_>], tags: &[(&str, &str)]) -> Result<Vec<u8>, 
             }
             continue;
         }
-        let delta = f.time_ms as i64 - first.time_ms as i64;
-        let rel = i16::try_from(delta).map_err(|_| MkvError::TooFarFromCluster {
-            frame_ms: f.time_ms,
-            delta,
-        })?;
-        let mut block = Vec::with_capacity(f.annex_b.len() + 8);
-        block.push(0x81); // track number 1 as a 1-byte vint
-        block.extend_from_slice(&rel.to_be_bytes());
-        block.push(if f.keyframe { 0x80 } else { 0x00 });
-        block.extend_from_slice(&avcc);
-        element(&mut out, id::SIMPLE_BLOCK, &block);
+        // Sound before this frame goes first; at equal times the picture leads.
+        while let Some(a) = sound.next_if(|a| a.time_ms < f.time_ms) {
+            block(
+                &mut out,
+                2,
+                relative(a.time_ms, first.time_ms)?,
+                true,
+                a.data,
+            );
+        }
+        block(
+            &mut out,
+            1,
+            relative(f.time_ms, first.time_ms)?,
+            f.keyframe,
+            &avcc,
+        );
+    }
+    for a in sound {
+        block(
+            &mut out,
+            2,
+            relative(a.time_ms, first.time_ms)?,
+            true,
+            a.data,
+        );
     }
     Ok(out)
 }
@@ -386,7 +487,7 @@ mod tests {
                 keyframe: false,
             },
         ];
-        let c = fragment(&frames, &[("EVENT_ID", "01J")]).unwrap();
+        let c = fragment(&frames, &[], &[("EVENT_ID", "01J")]).unwrap();
         assert_eq!(&c[..4], &[0x12, 0x54, 0xC3, 0x67], "Tags first");
         let cl = c
             .windows(4)
@@ -402,11 +503,14 @@ mod tests {
         let second = c.windows(4).rposition(|w| w == [0x81, 0x00, 0x42, 0x00]);
         assert!(second.is_some(), "relative time 66 and flags 0");
         assert_eq!(
-            fragment(&frames[1..], &[]),
+            fragment(&frames[1..], &[], &[]),
             Err(MkvError::NotKeyframe),
             "a cluster must start on a keyframe"
         );
-        assert_eq!(fragment(&frames, &[("AWS_X", "y")]), Err(MkvError::BadTags));
+        assert_eq!(
+            fragment(&frames, &[], &[("AWS_X", "y")]),
+            Err(MkvError::BadTags)
+        );
         let far = [
             frames[0],
             Frame {
@@ -415,8 +519,74 @@ mod tests {
             },
         ];
         assert!(matches!(
-            fragment(&far, &[]),
+            fragment(&far, &[], &[]),
             Err(MkvError::TooFarFromCluster { .. })
         ));
+    }
+
+    #[test]
+    fn sound_is_track_2_interleaved_with_the_picture_by_time() {
+        let track = TrackInfo::from_keyframe(&keyframe())
+            .unwrap()
+            .with_audio(Some(AudioTrackInfo {
+                config: vec![0x11, 0x88],
+                rate: 48_000,
+                channels: 1,
+            }));
+        let h = header(&track, [7; 16], 1);
+        assert!(h.windows(5).any(|w| w == b"A_AAC"));
+        // CodecPrivate (63 A2), 2 bytes: the AudioSpecificConfig.
+        assert!(h.windows(5).any(|w| w == [0x63, 0xA2, 0x82, 0x11, 0x88]));
+        // SamplingFrequency (B5), an 8-byte float 48000.0; Channels (9F) 1.
+        let mut rate = vec![0xB5, 0x88];
+        rate.extend_from_slice(&48_000f64.to_be_bytes());
+        assert!(h.windows(rate.len()).any(|w| w == rate));
+        assert!(h.windows(3).any(|w| w == [0x9F, 0x81, 0x01]));
+
+        let key = keyframe();
+        let delta = [0u8, 0, 0, 1, 0x41, 0x9A];
+        let frames = [
+            Frame {
+                annex_b: &key,
+                time_ms: 1000,
+                keyframe: true,
+            },
+            Frame {
+                annex_b: &delta,
+                time_ms: 1066,
+                keyframe: false,
+            },
+        ];
+        let sound = [
+            AudioBlock {
+                data: &[0xA1],
+                time_ms: 999, // before the cluster: left out
+            },
+            AudioBlock {
+                data: &[0xA2],
+                time_ms: 1000,
+            },
+            AudioBlock {
+                data: &[0xA3],
+                time_ms: 1021,
+            },
+            AudioBlock {
+                data: &[0xA4],
+                time_ms: 1070,
+            },
+        ];
+        let c = fragment(&frames, &sound, &[]).unwrap();
+        // Each block: A3, size, track vint, int16 time, flags, data. Order by time.
+        let at = |pat: &[u8]| c.windows(pat.len()).position(|w| w == pat);
+        let a2 = at(&[0x82, 0x00, 0x00, 0x80, 0xA2]).expect("sound at +0, after the keyframe");
+        let a3 = at(&[0x82, 0x00, 21, 0x80, 0xA3]).expect("sound at +21");
+        let v2 = at(&[0x81, 0x00, 66, 0x00]).expect("the picture at +66");
+        let a4 = at(&[0x82, 0x00, 70, 0x80, 0xA4]).expect("sound at +70");
+        let v1 = at(&[0x81, 0x00, 0x00, 0x80]).unwrap();
+        assert!(
+            v1 < a2 && a2 < a3 && a3 < v2 && v2 < a4,
+            "{v1} {a2} {a3} {v2} {a4}"
+        );
+        assert!(at(&[0x82, 0xFF, 0xFF, 0x80, 0xA1]).is_none());
     }
 }

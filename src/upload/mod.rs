@@ -14,6 +14,7 @@ pub mod machine;
 pub mod mkv;
 mod playback;
 pub mod putmedia;
+pub mod sound;
 pub mod source;
 mod task;
 
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 
 use crate::aws::Aws;
 use crate::index::{FragmentRow, Index};
-use crate::media::FrameBus;
+use crate::media::{AudioBus, FrameBus};
 use crate::metrics::UploadMetrics;
 
 pub use playback::Playback;
@@ -38,6 +39,8 @@ pub struct UploadConfig {
     pub create_if_missing: bool,
     /// Every GOP of the camera, not just events.
     pub continuous: bool,
+    /// The camera records sound: a stream created now is declared H.264 + AAC.
+    pub audio: bool,
 }
 
 /// What it works with.
@@ -48,6 +51,8 @@ pub struct UploadDeps {
     pub data_dir: PathBuf,
     /// The camera's frames (continuous mode).
     pub frames: FrameBus,
+    /// The camera's sound as AAC, when audio is on (continuous mode).
+    pub audio: Option<AudioBus>,
     pub metrics: UploadMetrics,
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::index::FragmentRow;
 use crate::media::fmp4::{self, Scan};
-use crate::upload::mkv::{self, TrackInfo};
+use crate::upload::mkv::{self, AudioTrackInfo, TrackInfo};
 
 /// A frame ready for the MKV writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,13 @@ pub struct OwnedFrame {
     pub annex_b: Bytes,
     pub time_ms: u64,
     pub keyframe: bool,
+}
+
+/// An AAC frame ready for the MKV writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAudio {
+    pub data: Bytes,
+    pub time_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +63,11 @@ pub fn track(scan: &Scan) -> Result<TrackInfo, SourceError> {
         codec_private: mkv::avcc(sps, pps),
         width: scan.width,
         height: scan.height,
+        audio: scan.audio.as_ref().map(|a| AudioTrackInfo {
+            config: a.config.clone(),
+            rate: a.rate,
+            channels: a.channels,
+        }),
     })
 }
 
@@ -121,6 +133,48 @@ pub fn read_frames(
     Ok(out)
 }
 
+/// Milliseconds of a sample's decode time from the start of its track.
+fn track_ms(s: &fmp4::SampleRef, first: &fmp4::SampleRef, timescale: u32) -> u64 {
+    s.dts.saturating_sub(first.dts) * 1000 / u64::from(timescale.max(1))
+}
+
+/// The sound of `rows` (consecutive fragments of one clip) from the file: the AAC frames
+/// that start from the first row's keyframe up to the keyframe after the last row (or
+/// the end of the file), timed from the first row's recorded start. Both tracks of a
+/// clip start at its first keyframe.
+pub fn read_audio(
+    path: &Path,
+    scan: &Scan,
+    rows: &[FragmentRow],
+) -> Result<Vec<OwnedAudio>, SourceError> {
+    let (Some(audio), Some(first_row), Some(last_row)) = (&scan.audio, rows.first(), rows.last())
+    else {
+        return Ok(Vec::new());
+    };
+    let (Some(v0), Some(a0)) = (scan.samples.first(), audio.samples.first()) else {
+        return Ok(Vec::new());
+    };
+    let video_ms = |i: usize| scan.samples.get(i).map(|s| track_ms(s, v0, scan.timescale));
+    let Some(from) = video_ms(first_row.first_frame as usize) else {
+        return Ok(Vec::new());
+    };
+    let until = video_ms((last_row.first_frame + last_row.frames) as usize);
+    let start_ms = first_row.start_at.timestamp_millis().max(0) as u64;
+    let mut file = std::fs::File::open(path).map_err(fmp4::Fmp4Error::from)?;
+    let mut out = Vec::new();
+    for s in &audio.samples {
+        let t = track_ms(s, a0, audio.timescale);
+        if t < from || until.is_some_and(|u| t >= u) {
+            continue;
+        }
+        out.push(OwnedAudio {
+            data: Bytes::from(fmp4::read_sample(&mut file, s)?),
+            time_ms: start_ms + (t - from),
+        });
+    }
+    Ok(out)
+}
+
 /// A fragment the file still owes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owed {
@@ -179,6 +233,7 @@ mod tests {
                 })
                 .collect(),
             parameter_sets: None,
+            audio: None,
         }
     }
 

@@ -33,7 +33,7 @@ async fn written_clip_holds_every_frame_and_survives_any_tear() {
     let frames = capture_frames(45).await; // 3 s at 15 fps, keyframe every 15
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("2026/11/21/clip.mp4");
-    let mut writer = ClipWriter::create(&target).unwrap();
+    let mut writer = ClipWriter::create(&target, None).unwrap();
     assert!(
         writer.part().exists(),
         "the .part file exists while recording"

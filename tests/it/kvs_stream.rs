@@ -33,12 +33,28 @@ async fn aws(moto: &Moto) -> Aws {
 async fn the_stream_is_created_once_and_found_after() {
     let moto = Moto::start();
     let aws = aws(&moto).await;
-    let missing = stream::ensure_stream(&aws, STREAM, 24, false).await;
+    let missing = stream::ensure_stream(&aws, STREAM, stream::VIDEO_AUDIO, 24, false).await;
     assert!(missing.unwrap_err().to_string().contains("DescribeStream"));
-    let arn = stream::ensure_stream(&aws, STREAM, 24, true).await.unwrap();
+    let arn = stream::ensure_stream(&aws, STREAM, stream::VIDEO_AUDIO, 24, true)
+        .await
+        .unwrap();
     assert!(arn.contains(STREAM), "{arn}");
+    let info = aws
+        .kinesis_video()
+        .describe_stream()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        stream::ensure_stream(&aws, STREAM, 24, true).await.unwrap(),
+        info.stream_info().and_then(|s| s.media_type()),
+        Some("video/h264,audio/aac"),
+        "a stream created for a camera with sound names both codecs"
+    );
+    assert_eq!(
+        stream::ensure_stream(&aws, STREAM, stream::VIDEO_AUDIO, 24, true)
+            .await
+            .unwrap(),
         arn
     );
     let endpoint =

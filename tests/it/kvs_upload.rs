@@ -344,5 +344,56 @@ async fn a_restarted_daemon_resumes_where_it_stopped() {
         again, 0,
         "fragments persisted before the restart were resent"
     );
+    assert_eq!(
+        metric(&d, "edgecam_upload_silent_fragments_total"),
+        0.0,
+        "the sound of fragments read back from the file came from the file"
+    );
     assert_eq!(fake.errors(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_goes_up_with_its_sound_in_every_fragment() {
+    let cloud = cloud().await;
+    let d = start(&static_env(&cloud), &upload_config(&cloud, ""));
+    let event = record(&d, 4).await;
+    let (start, frames, states) = settled(&d, &event, Duration::from_secs(40)).await;
+    assert_eq!(states, ["uploaded"]);
+    assert_complete(&cloud.fake, start, frames);
+    let fragments = unique(&cloud.fake.persisted());
+    for f in fragments.values() {
+        // A 1 s GOP holds about 47 AAC frames (1024 samples at 48 kHz); the last GOP of
+        // a clip may be shorter.
+        assert!(f.audio_frames >= 1, "{f:?}");
+    }
+    let sound: usize = fragments.values().map(|f| f.audio_frames).sum();
+    let seconds = fragments.len() as f64;
+    assert!(
+        sound as f64 >= 40.0 * (seconds - 1.0),
+        "{sound} AAC frames in {seconds} one-second fragments"
+    );
+    // What went over the wire, read by independent tools: two tracks, clean decoding.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("putmedia.mkv");
+    std::fs::write(&path, cloud.fake.body(1)).unwrap();
+    let info = std::process::Command::new("mkvinfo")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("Codec ID: V_MPEG4/ISO/AVC"), "{text}");
+    assert!(text.contains("Codec ID: A_AAC"), "{text}");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "ffmpeg: {said}"
+    );
+    assert_eq!(metric(&d, "edgecam_upload_silent_fragments_total"), 0.0);
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
 }

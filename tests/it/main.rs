@@ -6,6 +6,7 @@ mod support;
 
 mod architecture;
 mod audio;
+mod audio_clips;
 mod browser;
 mod capture;
 mod cli;

@@ -1,7 +1,9 @@
 //! The KVS MKV writer on real encoded video: a header and three one-GOP fragments from the
 //! test pattern must read cleanly in `mkvinfo` (mkvtoolnix) and decode frame for frame
-//! with GStreamer's `matroskademux ! h264parse ! avdec_h264`; and random frame
-//! sequences, tags and chunkings read back exactly with the tests' own MKV reader.
+//! with GStreamer's `matroskademux ! h264parse ! avdec_h264`; with the test pattern's
+//! sound joined as the uploader joins it, two tracks that `mkvinfo` lists and `ffmpeg`
+//! decodes without a word; and random frame sequences, tags and chunkings read back
+//! exactly with the tests' own MKV reader.
 
 use crate::support;
 use std::process::Command;
@@ -9,12 +11,16 @@ use std::time::Duration;
 
 use crate::support::mkv_reader::{self, avc, MkvReader};
 use crate::support::{small_camera, Rig};
-use edgecam::capture::template;
+use edgecam::capture::{self, template, AudioOutputs, TaskConfig};
 use edgecam::media::EncodedFrame;
-use edgecam::upload::mkv::{self, Frame, TrackInfo};
+use edgecam::metrics::AudioCounters;
+use edgecam::upload::gop::{Gop, GopAssembler};
+use edgecam::upload::mkv::{self, AudioBlock, AudioTrackInfo, Frame, TrackInfo};
+use edgecam::upload::sound::SoundJoin;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
 
 /// Three GOPs of captured frames, starting at a keyframe.
 async fn three_gops() -> Vec<Vec<EncodedFrame>> {
@@ -60,7 +66,7 @@ async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
             .collect();
         written += frames.len();
         let id = format!("event-{i}");
-        body.extend(mkv::fragment(&frames, &[("EVENT_ID", &id)]).unwrap());
+        body.extend(mkv::fragment(&frames, &[], &[("EVENT_ID", &id)]).unwrap());
     }
     // The tests' reader and the PutMedia fake's frame checks agree with real x264 output.
     let parsed = mkv_reader::read_all(&body).unwrap();
@@ -117,6 +123,171 @@ async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(error.is_none(), "GStreamer: {error:?}");
     assert_eq!(decoded, written, "every frame written decodes");
+}
+
+/// Three GOPs of the test pattern with the sound of their spans, cut and joined by the
+/// uploader's own `GopAssembler` and `SoundJoin`.
+async fn three_gops_with_sound() -> Vec<Gop> {
+    let camera = small_camera("test-pattern", 1.0);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    let spec = template::load_audio(&camera, &edgecam::config::Audio::default())
+        .unwrap()
+        .unwrap();
+    let sound = AudioOutputs::new(AudioCounters::default());
+    let stop = CancellationToken::new();
+    let cfg = TaskConfig {
+        fps: 15,
+        stall_timeout: Duration::from_secs(10),
+    };
+    let (_state, audio_task) = capture::spawn_audio(spec, cfg, sound.clone(), stop.clone());
+    let mut video = rig.frames.subscribe("mkv-test", 256);
+    let mut audio = sound.aac.subscribe("mkv-test", 512);
+    let mut gops = GopAssembler::resynchronising();
+    let mut join = SoundJoin::live();
+    let mut done: Vec<Gop> = Vec::new();
+    let mut index = 0;
+    while done.len() < 4 {
+        tokio::select! {
+            Some(f) = video.recv() => {
+                let until = f.captured_at.timestamp_millis();
+                if let Some(g) = gops.push(index, f) {
+                    done.extend(join.gop(g, Some(until)));
+                }
+                index += 1;
+            }
+            Some(a) = audio.recv() => done.extend(join.audio(a)),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => panic!("no frames"),
+        }
+    }
+    stop.cancel();
+    let _ = audio_task.await;
+    rig.stop().await;
+    // The first GOP may begin before the sound did.
+    done.into_iter().skip(1).take(3).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sound_is_track_2_in_mkvinfo_and_decodes_cleanly_in_ffmpeg() {
+    let gops = three_gops_with_sound().await;
+    let format = gops[0].sound.clone().expect("the sound's format");
+    let track = TrackInfo::from_keyframe(&gops[0].frames[0].data)
+        .unwrap()
+        .with_audio(Some(AudioTrackInfo::from(&format)));
+    let mut body = mkv::header(&track, [0x5A; 16], 42);
+    let (mut pictures, mut sounds) = (0, 0);
+    for gop in &gops {
+        let frames: Vec<Frame<'_>> = gop
+            .frames
+            .iter()
+            .map(|f| Frame {
+                annex_b: &f.data,
+                time_ms: ms(f),
+                keyframe: f.keyframe,
+            })
+            .collect();
+        let blocks: Vec<AudioBlock<'_>> = gop
+            .audio
+            .iter()
+            .map(|a| AudioBlock {
+                data: &a.data,
+                time_ms: a.captured_at.timestamp_millis() as u64,
+            })
+            .collect();
+        assert!(
+            blocks.len() >= 40,
+            "a second of sound per GOP: {}",
+            blocks.len()
+        );
+        pictures += frames.len();
+        sounds += blocks.len();
+        body.extend(mkv::fragment(&frames, &blocks, &[]).unwrap());
+    }
+    // A GOP the microphone missed goes with silence (what the uploader does).
+    let silence = capture::audio::silent_aac(&format).unwrap();
+    let last = gops.last().unwrap();
+    // Its keyframe comes after the last GOP's sound, which runs to where a next keyframe
+    // would be.
+    let shift = 1000 + ms(last.frames.last().unwrap()) - ms(&last.frames[0]);
+    let quiet: Vec<(Vec<u8>, u64, bool)> = last
+        .frames
+        .iter()
+        .map(|f| (f.data.to_vec(), ms(f) + shift, f.keyframe))
+        .collect();
+    let frames: Vec<Frame<'_>> = quiet
+        .iter()
+        .map(|(data, time_ms, keyframe)| Frame {
+            annex_b: data,
+            time_ms: *time_ms,
+            keyframe: *keyframe,
+        })
+        .collect();
+    let blocks: Vec<AudioBlock<'_>> = (0..40)
+        .map(|k| AudioBlock {
+            data: &silence,
+            time_ms: quiet[0].1 + k * 21,
+        })
+        .collect();
+    pictures += frames.len();
+    sounds += blocks.len();
+    body.extend(mkv::fragment(&frames, &blocks, &[]).unwrap());
+
+    let parsed = mkv_reader::read_all(&body).unwrap();
+    let a = parsed.header.audio().expect("track 2");
+    assert_eq!(
+        (a.codec_id.as_str(), a.rate, a.channels),
+        ("A_AAC", 48_000, 1)
+    );
+    for c in &parsed.clusters {
+        let times: Vec<i16> = c.blocks.iter().map(|b| b.relative_timecode).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "in time order: {times:?}"
+        );
+        assert!(times[0] == 0 && c.blocks[0].track == 1 && c.blocks[0].keyframe);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fragments.mkv");
+    std::fs::write(&path, &body).unwrap();
+    let info = Command::new("mkvinfo")
+        .arg("-v")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success(), "mkvinfo failed: {text}");
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+    assert!(text.contains("Codec ID: A_AAC"), "{text}");
+    assert!(text.contains("Track type: audio"), "{text}");
+    assert_eq!(
+        text.matches("+ Simple block:").count(),
+        pictures + sounds,
+        "{text}"
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "ffmpeg: {said}"
+    );
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "h264\naac");
 }
 
 /// One generated frame: keyframe flag, slice payload, ms since the previous frame.
@@ -190,7 +361,7 @@ proptest! {
                 .collect();
             let tags: Vec<(&str, &str)> =
                 tags.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            body.extend(mkv::fragment(&mkv_frames, &tags).unwrap());
+            body.extend(mkv::fragment(&mkv_frames, &[], &tags).unwrap());
         }
 
         let parsed = mkv_reader::read_all(&body).unwrap();

@@ -284,7 +284,7 @@ fn fragment(start_ms: u64, n: u64) -> Vec<u8> {
             keyframe: i == 0,
         })
         .collect();
-    mkv::fragment(&frames, &[("EVENT_ID", "01JTEST")]).unwrap()
+    mkv::fragment(&frames, &[], &[("EVENT_ID", "01JTEST")]).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +387,7 @@ async fn a_cluster_not_starting_on_a_keyframe_gets_4006() {
         time_ms: T0,
         keyframe: true,
     };
-    let mut bad = mkv::fragment(&[first], &[]).unwrap();
+    let mut bad = mkv::fragment(&[first], &[], &[]).unwrap();
     let flags = bad
         .windows(4)
         .position(|w| w == [0x81, 0x00, 0x00, 0x80])

@@ -158,6 +158,7 @@ async fn start_recorder(
         clocks: edgecam::clock::system(),
         events: None,
         feed: None,
+        audio: None,
     };
     recorder::spawn(cfg, deps, stop.clone()).await
 }
@@ -327,7 +328,7 @@ async fn real_clip_bytes(dir: &Path) -> Vec<u8> {
     let rig = Rig::start(template::load(&camera).unwrap(), &camera);
     let mut sub = rig.frames.subscribe("test", 256);
     let path = dir.join("source.mp4");
-    let mut writer = edgecam::recorder::ClipWriter::create(&path).unwrap();
+    let mut writer = edgecam::recorder::ClipWriter::create(&path, None).unwrap();
     for _ in 0..45 {
         writer
             .push(

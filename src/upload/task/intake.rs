@@ -1,11 +1,54 @@
 //! Cutting fragments from what arrives live: the recorder's per-clip feed (events
-//! mode) or the camera's frames (continuous mode); each GOP is recorded, cached and queued.
+//! mode) or the camera's frames (continuous mode); each GOP waits for its sound, then
+//! is recorded, cached and queued.
 
 use super::*;
 
+/// One clip being cut from the recorder's feed.
+pub(super) struct ClipIntake {
+    gops: GopAssembler,
+    join: SoundJoin,
+    /// When the feed last said something about it.
+    pub(super) seen: Instant,
+}
+
+impl ClipIntake {
+    fn new(sound: Option<AudioFormat>) -> Self {
+        Self {
+            gops: GopAssembler::for_clip(),
+            join: SoundJoin::for_clip(sound),
+            seen: Instant::now(),
+        }
+    }
+
+    /// A clip whose start the feed did not bring: nothing is taken live (its file has
+    /// everything, picture and sound).
+    fn missed() -> Self {
+        let mut c = Self::new(None);
+        c.gops.push(1, keyless());
+        c
+    }
+}
+
+/// A frame that only serves to mark an assembler as having missed frames.
+fn keyless() -> EncodedFrame {
+    EncodedFrame {
+        data: Bytes::new(),
+        pts: Duration::ZERO,
+        captured_at: Utc::now(),
+        keyframe: false,
+        generation: 0,
+    }
+}
+
 impl Task {
     pub(super) async fn on_feed(&mut self, feed: Feed) {
-        match feed {
+        let (clip_id, done) = match feed {
+            Feed::ClipStart { clip_id, sound } => {
+                self.clips
+                    .insert(Arc::clone(&clip_id), ClipIntake::new(sound));
+                return;
+            }
             Feed::Frame {
                 clip_id,
                 index,
@@ -14,24 +57,65 @@ impl Task {
                 let entry = self
                     .clips
                     .entry(Arc::clone(&clip_id))
-                    .or_insert_with(|| (GopAssembler::for_clip(), Instant::now()));
-                entry.1 = Instant::now();
-                let was_broken = entry.0.is_broken();
-                let done = entry.0.push(index, frame);
-                if entry.0.is_broken() && !was_broken {
+                    .or_insert_with(ClipIntake::missed);
+                entry.seen = Instant::now();
+                let was_broken = entry.gops.is_broken();
+                let until = frame.captured_at.timestamp_millis();
+                let done = match entry.gops.push(index, frame) {
+                    Some(gop) => entry.join.gop(gop, Some(until)),
+                    None => Vec::new(),
+                };
+                if entry.gops.is_broken() && !was_broken {
                     warn!(clip_id = %clip_id, "uploader fell behind the recorder; the clip's rest will be read from its file");
                 }
-                if let Some(gop) = done {
-                    self.new_gop(Some(&clip_id), gop).await;
-                }
+                (clip_id, done)
+            }
+            Feed::Audio { clip_id, frame } => {
+                let Some(entry) = self.clips.get_mut(&clip_id) else {
+                    return;
+                };
+                entry.seen = Instant::now();
+                let done = entry.join.audio(frame);
+                (clip_id, done)
+            }
+            Feed::AudioEnd { clip_id } => {
+                let Some(entry) = self.clips.get_mut(&clip_id) else {
+                    return;
+                };
+                let done = entry.join.end();
+                (clip_id, done)
             }
             Feed::ClipEnd { clip_id, frames } => {
-                if let Some((mut asm, _)) = self.clips.remove(&clip_id) {
-                    if let Some(gop) = asm.finish(frames) {
-                        self.new_gop(Some(&clip_id), gop).await;
-                    }
-                }
+                let Some(mut entry) = self.clips.remove(&clip_id) else {
+                    return;
+                };
+                let mut done = match entry.gops.finish(frames) {
+                    Some(gop) => entry.join.gop(gop, None),
+                    None => Vec::new(),
+                };
+                done.extend(entry.join.end());
+                (clip_id, done)
             }
+        };
+        for gop in done {
+            self.new_gop(Some(&clip_id), gop).await;
+        }
+    }
+
+    /// GOPs that waited too long for their sound go with what was heard.
+    pub(super) async fn expire_sound(&mut self) {
+        let now_ms = Utc::now().timestamp_millis();
+        let mut done = Vec::new();
+        for (clip_id, entry) in &mut self.clips {
+            for gop in entry.join.expire(now_ms) {
+                done.push((Arc::clone(clip_id), gop));
+            }
+        }
+        for (clip_id, gop) in done {
+            self.new_gop(Some(&clip_id), gop).await;
+        }
+        for gop in self.live_join.expire(now_ms) {
+            self.new_gop(None, gop).await;
         }
     }
 
@@ -41,7 +125,16 @@ impl Task {
         self.live_lost = lost;
         let index = self.live_index;
         self.live_index += 1;
+        let until = frame.captured_at.timestamp_millis();
         if let Some(gop) = self.live_gop.push(index, frame) {
+            for gop in self.live_join.gop(gop, Some(until)) {
+                self.new_gop(None, gop).await;
+            }
+        }
+    }
+
+    pub(super) async fn on_live_audio(&mut self, frame: AudioFrame) {
+        for gop in self.live_join.audio(frame) {
             self.new_gop(None, gop).await;
         }
     }
@@ -65,7 +158,7 @@ impl Task {
                 return;
             }
         };
-        self.cache.insert(id, gop.frames);
+        self.cache.insert(id, gop);
         let row = FragmentRow {
             id,
             clip_id: clip_id.map(str::to_owned),

@@ -18,17 +18,20 @@ mod intake;
 mod send;
 
 use crate::aws::{stream, AwsError};
+use crate::capture;
 use crate::index::{upload_state, FragmentRow, NewFragment};
 use crate::media::fmp4::{self, Scan};
-use crate::media::{EncodedFrame, Subscription};
+use crate::media::AudioCodec;
+use crate::media::{AudioFormat, AudioFrame, EncodedFrame, Subscription};
 use crate::recorder::{Feed, FeedReceiver};
 use crate::upload::ack::AckEvent;
 use crate::upload::cache::FrameCache;
 use crate::upload::gop::{Gop, GopAssembler};
 use crate::upload::machine::{Action, EnqueueError, Uploader, Why};
-use crate::upload::mkv::{self, TrackInfo};
+use crate::upload::mkv::{self, AudioTrackInfo, TrackInfo};
 use crate::upload::putmedia::{self, Connection, Event, PutMediaError, Target};
-use crate::upload::source::{self, OwnedFrame};
+use crate::upload::sound::SoundJoin;
+use crate::upload::source::{self, OwnedAudio, OwnedFrame};
 use crate::upload::{group, UploadConfig, UploadDeps};
 
 /// Frames of recent fragments kept in memory for sending and resending.
@@ -42,6 +45,8 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 const FEED_IDLE: Duration = Duration::from_secs(10);
 /// Frames of the live stream the uploader may fall behind by in continuous mode.
 const LIVE_QUEUE: usize = 300;
+/// The same for its sound: 10 s of AAC frames.
+const LIVE_AUDIO_QUEUE: usize = 470;
 
 #[derive(Debug, thiserror::Error)]
 enum OpenError {
@@ -52,6 +57,9 @@ enum OpenError {
     #[error("fragment {0}: {1}")]
     Frames(u64, String),
 }
+
+/// A fragment ready to write: the stream header's tracks, frames, sound.
+type Loaded = (TrackInfo, Vec<OwnedFrame>, Vec<OwnedAudio>);
 
 struct Unit {
     rows: Vec<FragmentRow>,
@@ -69,10 +77,12 @@ struct Task {
     deps: UploadDeps,
     feed: FeedReceiver,
     live: Option<Subscription<EncodedFrame>>,
+    live_audio: Option<Subscription<AudioFrame>>,
     live_gop: GopAssembler,
+    live_join: SoundJoin,
     live_index: u64,
     live_lost: u64,
-    clips: HashMap<Arc<str>, (GopAssembler, Instant)>,
+    clips: HashMap<Arc<str>, intake::ClipIntake>,
     cache: FrameCache,
     machine: Uploader,
     units: HashMap<u64, Unit>,
@@ -84,6 +94,8 @@ struct Task {
     last_number: Option<String>,
     scan: Option<(PathBuf, u64, Arc<Scan>)>,
     last_catch_up: Instant,
+    /// A frame of AAC silence per (rate, channels), made when first needed.
+    silence: HashMap<(u32, u32), Bytes>,
 }
 
 /// Starts the uploader.
@@ -96,12 +108,22 @@ pub fn spawn(
     let live = cfg
         .continuous
         .then(|| deps.frames.subscribe("uploader", LIVE_QUEUE));
+    let live_audio = match (&deps.audio, cfg.continuous) {
+        (Some(bus), true) => Some(bus.subscribe("uploader", LIVE_AUDIO_QUEUE)),
+        _ => None,
+    };
+    let live_join = match live_audio {
+        Some(_) => SoundJoin::live(),
+        None => SoundJoin::for_clip(None),
+    };
     let now = Instant::now();
     let task = Task {
         cfg,
         deps,
         feed,
         live,
+        live_audio,
+        live_join,
         live_gop: GopAssembler::resynchronising(),
         live_index: 0,
         live_lost: 0,
@@ -116,6 +138,7 @@ pub fn spawn(
         last_number: None,
         scan: None,
         last_catch_up: now,
+        silence: HashMap::new(),
     };
     tokio::spawn(task.run(cancel))
 }
@@ -132,7 +155,7 @@ async fn next_event(open: &mut Option<Open>) -> Event {
     }
 }
 
-async fn next_live(live: &mut Option<Subscription<EncodedFrame>>) -> Option<EncodedFrame> {
+async fn next_live<T>(live: &mut Option<Subscription<T>>) -> Option<T> {
     match live {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
@@ -157,6 +180,7 @@ impl Task {
                 event = next_event(&mut self.open) => self.on_event(event).await,
                 Some(feed) = self.feed.recv() => self.on_feed(feed).await,
                 Some(frame) = next_live(&mut self.live) => self.on_live(frame).await,
+                Some(frame) = next_live(&mut self.live_audio) => self.on_live_audio(frame).await,
                 _ = sleep_until(write_at.unwrap_or_else(far_future).into()), if write_at.is_some() => {
                     self.write_next().await
                 }
@@ -339,7 +363,8 @@ impl Task {
         self.apply(actions).await;
         // A clip whose end never came (the feed was full) is finished from its file.
         self.clips
-            .retain(|_, (_, seen)| now.duration_since(*seen) < FEED_IDLE);
+            .retain(|_, c| now.duration_since(c.seen) < FEED_IDLE);
+        self.expire_sound().await;
         if self.machine.stop_retry_due(now) {
             // A fresh machine: the stream is tried again from the index.
             self.reload().await;

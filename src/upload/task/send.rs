@@ -33,8 +33,11 @@ impl Task {
             .cloned()
             .ok_or("unknown fragment")?;
         let start = first.start_at.timestamp_millis().max(0) as u64;
-        if let Some(frame) = self.cache.get(first.id).and_then(|g| g.first().cloned()) {
-            let track = TrackInfo::from_keyframe(&frame.data).map_err(|e| e.to_string())?;
+        if let Some(gop) = self.cache.get(first.id) {
+            let frame = gop.frames.first().ok_or("empty fragment")?;
+            let track = TrackInfo::from_keyframe(&frame.data)
+                .map_err(|e| e.to_string())?
+                .with_audio(gop.sound.as_ref().map(AudioTrackInfo::from));
             return Ok((track, start));
         }
         let path = self.clip_file(Some(&first)).await?;
@@ -42,31 +45,79 @@ impl Task {
         Ok((source::track(&scan).map_err(|e| e.to_string())?, start))
     }
 
-    /// A fragment's track and frames: from memory, else from its clip file.
-    pub(super) async fn load(&mut self, id: u64) -> Result<(TrackInfo, Vec<OwnedFrame>), String> {
+    /// A fragment's track, frames and sound: from memory, else from its clip file.
+    pub(super) async fn load(&mut self, id: u64) -> Result<Loaded, String> {
         let unit = self.units.get(&id).ok_or("unknown fragment")?;
-        let cached: Option<Vec<Arc<Vec<EncodedFrame>>>> =
+        let cached: Option<Vec<Arc<Gop>>> =
             unit.rows.iter().map(|r| self.cache.get(r.id)).collect();
         if let Some(gops) = cached {
             let frames: Vec<OwnedFrame> = gops
                 .iter()
-                .flat_map(|g| g.iter())
+                .flat_map(|g| g.frames.iter())
                 .map(|f| OwnedFrame {
                     annex_b: f.data.clone(),
                     time_ms: f.captured_at.timestamp_millis().max(0) as u64,
                     keyframe: f.keyframe,
                 })
                 .collect();
+            let audio: Vec<OwnedAudio> = gops
+                .iter()
+                .flat_map(|g| g.audio.iter())
+                .map(|f| OwnedAudio {
+                    data: f.data.clone(),
+                    time_ms: f.captured_at.timestamp_millis().max(0) as u64,
+                })
+                .collect();
             let first = frames.first().ok_or("empty fragment")?;
-            let track = TrackInfo::from_keyframe(&first.annex_b).map_err(|e| e.to_string())?;
-            return Ok((track, frames));
+            let sound = gops.first().and_then(|g| g.sound.as_ref());
+            let track = TrackInfo::from_keyframe(&first.annex_b)
+                .map_err(|e| e.to_string())?
+                .with_audio(sound.map(AudioTrackInfo::from));
+            return Ok((track, frames, audio));
         }
         let rows = unit.rows.clone();
         let path = self.clip_file(rows.first()).await?;
         let scan = self.scan(&path).map_err(|e| e.to_string())?;
         let track = source::track(&scan).map_err(|e| e.to_string())?;
         let frames = source::read_frames(&path, &scan, &rows).map_err(|e| e.to_string())?;
-        Ok((track, frames))
+        let audio = source::read_audio(&path, &scan, &rows).map_err(|e| e.to_string())?;
+        Ok((track, frames, audio))
+    }
+
+    /// Silence for a fragment whose sound track has no frame (KVS wants a frame of every
+    /// track in every fragment): AAC frames of silence over the picture's span.
+    async fn silence(&mut self, track: &AudioTrackInfo, frames: &[OwnedFrame]) -> Vec<OwnedAudio> {
+        let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+            return Vec::new();
+        };
+        let key = (track.rate, track.channels);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.silence.entry(key) {
+            let format = AudioFormat {
+                codec: AudioCodec::Aac,
+                rate: track.rate,
+                channels: track.channels,
+                config: Bytes::from(track.config.clone()),
+            };
+            match tokio::task::spawn_blocking(move || capture::audio::silent_aac(&format)).await {
+                Ok(Ok(frame)) => {
+                    slot.insert(frame);
+                }
+                Ok(Err(e)) => warn!(error = %e, "cannot make silence for a fragment without sound"),
+                Err(e) => warn!(error = %e, "cannot make silence for a fragment without sound"),
+            }
+        }
+        let Some(frame) = self.silence.get(&key) else {
+            return Vec::new();
+        };
+        let step = 1024.0 * 1000.0 / f64::from(track.rate.max(1));
+        (0..)
+            .map(|k| first.time_ms + (f64::from(k) * step) as u64)
+            .take_while(|&t| t <= last.time_ms)
+            .map(|time_ms| OwnedAudio {
+                data: frame.clone(),
+                time_ms,
+            })
+            .collect()
     }
 
     pub(super) async fn connect(&mut self) {
@@ -113,9 +164,14 @@ impl Task {
         let aws = self.deps.aws.clone();
         let name = self.cfg.stream_name.clone();
         if !self.stream_ready {
+            let media_type = match self.cfg.audio {
+                true => stream::VIDEO_AUDIO,
+                false => stream::VIDEO,
+            };
             stream::ensure_stream(
                 &aws,
                 &name,
+                media_type,
                 self.cfg.retention_hours,
                 self.cfg.create_if_missing,
             )
@@ -169,13 +225,17 @@ impl Task {
         if !self.units.contains_key(&id) {
             return; // persisted or skipped meanwhile
         }
-        let (track, frames) = match self.load(id).await {
+        let (track, frames, mut audio) = match self.load(id).await {
             Ok(x) => x,
             Err(why) => {
                 self.drop_unit(id, &why).await;
                 return;
             }
         };
+        if let (Some(sound), true) = (&track.audio, audio.is_empty()) {
+            audio = self.silence(sound, &frames).await;
+            self.deps.metrics.silent.inc();
+        }
         let Some(open) = &self.open else {
             return;
         };
@@ -198,7 +258,14 @@ impl Task {
             .collect();
         // The trailing Tags (metadata of the next fragment) ends this cluster now, so
         // the fragment is acknowledged without waiting for the next GOP.
-        let bytes = match mkv::fragment(&mkv_frames, &[]).and_then(|mut b| {
+        let blocks: Vec<mkv::AudioBlock<'_>> = audio
+            .iter()
+            .map(|a| mkv::AudioBlock {
+                data: &a.data,
+                time_ms: a.time_ms,
+            })
+            .collect();
+        let bytes = match mkv::fragment(&mkv_frames, &blocks, &[]).and_then(|mut b| {
             b.extend(mkv::fragment_tags(&[("EDGECAM_WRITER", "edgecam")])?);
             Ok(b)
         }) {

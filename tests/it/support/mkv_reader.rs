@@ -25,6 +25,9 @@ pub mod id {
     pub const VIDEO: u32 = 0xE0;
     pub const PIXEL_WIDTH: u32 = 0xB0;
     pub const PIXEL_HEIGHT: u32 = 0xBA;
+    pub const AUDIO: u32 = 0xE1;
+    pub const SAMPLING_FREQUENCY: u32 = 0xB5;
+    pub const CHANNELS: u32 = 0x9F;
     pub const TAGS: u32 = 0x1254_C367;
     pub const TAG: u32 = 0x7373;
     pub const SIMPLE_TAG: u32 = 0x67C8;
@@ -60,6 +63,11 @@ pub struct Track {
     pub codec_private: Option<Vec<u8>>,
     pub width: u64,
     pub height: u64,
+    /// An audio track's SamplingFrequency in whole Hz (0 when absent; Matroska's default
+    /// is 8 kHz).
+    pub rate: u64,
+    /// An audio track's Channels (Matroska's default is 1).
+    pub channels: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +459,20 @@ pub fn uint(b: &[u8]) -> Result<u64, String> {
     Ok(b.iter().fold(0u64, |v, x| v << 8 | u64::from(*x)))
 }
 
+/// A float element: 4 or 8 bytes, big-endian IEEE 754 (0 bytes: 0.0).
+pub fn float(b: &[u8]) -> Result<f64, String> {
+    match b.len() {
+        0 => Ok(0.0),
+        4 => Ok(f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+        8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(f64::from_be_bytes(a))
+        }
+        n => Err(format!("a float of {n} bytes")),
+    }
+}
+
 /// A string element (trailing NULs are padding).
 pub fn string(b: &[u8]) -> Result<String, String> {
     let end = b.iter().rposition(|c| *c != 0).map_or(0, |p| p + 1);
@@ -489,6 +511,8 @@ fn tracks(body: &[u8]) -> Result<Vec<Track>, String> {
             codec_private: None,
             width: 0,
             height: 0,
+            rate: 0,
+            channels: 1,
         };
         for (el, v) in children(entry)? {
             match el {
@@ -502,6 +526,15 @@ fn tracks(body: &[u8]) -> Result<Vec<Track>, String> {
                         match el {
                             id::PIXEL_WIDTH => t.width = uint(v)?,
                             id::PIXEL_HEIGHT => t.height = uint(v)?,
+                            _ => {}
+                        }
+                    }
+                }
+                id::AUDIO => {
+                    for (el, v) in children(v)? {
+                        match el {
+                            id::SAMPLING_FREQUENCY => t.rate = float(v)?.round() as u64,
+                            id::CHANNELS => t.channels = uint(v)?,
                             _ => {}
                         }
                     }
@@ -570,9 +603,14 @@ pub struct Header {
 }
 
 impl Header {
-    /// The first track (the only one in a PutMedia body from edgecam).
+    /// The first track (the picture).
     pub fn track(&self) -> &Track {
         &self.tracks[0]
+    }
+
+    /// Track 2 (the sound), when there is one.
+    pub fn audio(&self) -> Option<&Track> {
+        self.tracks.get(1)
     }
 }
 

@@ -4,8 +4,10 @@
 //!   as the empty string), the session token checked against `accept_tokens`; refusals are
 //!   HTTP 4xx with `x-amz-ErrorType` and a JSON body, sent before the body is read;
 //! - the chunked body is read incrementally (`mkv_reader`) and checked as KVS does: EBML
-//!   DocType, 1 ms timecode scale, one H.264 track with an avcC, clusters starting on a
-//!   keyframe, well-formed AVCC frames, timecodes increasing within a connection, ≤ 10 tags
+//!   DocType, 1 ms timecode scale, an H.264 track 1 with an avcC and optionally an AAC
+//!   track 2 with its AudioSpecificConfig (what HLS and GetClip play), clusters starting
+//!   on a keyframe, well-formed AVCC frames, a frame of every track in every fragment and
+//!   blocks in timecode order, timecodes increasing within a connection, ≤ 10 tags
 //!   not named `AWS…`, fragments ≤ 10 s and ≤ 50 MB, one connection per stream;
 //! - acks streamed while the body is read: BUFFERING when a cluster starts, RECEIVED when
 //!   it ends (the next cluster or Tags starts, or the body ends), then PERSISTED after
@@ -71,8 +73,11 @@ pub struct Fragment {
     /// The cluster's Timecode: absolute ms.
     pub timecode_ms: u64,
     pub last_frame_ms: u64,
+    /// Video frames (track 1).
     pub frames: usize,
     pub keyframes: usize,
+    /// AAC frames (track 2).
+    pub audio_frames: usize,
     /// The cluster's size on the wire (ID to end), what the 50 MB limit applies to.
     pub bytes: usize,
     pub tags: Vec<(String, String)>,
@@ -780,6 +785,10 @@ struct Session {
     /// Why the header makes every fragment invalid (reported once).
     header_problem: Option<String>,
     tracks_seen: bool,
+    /// The header declares track 2 (AAC).
+    audio: bool,
+    /// Time of the last block in the open cluster.
+    last_block_ms: Option<i64>,
     /// The last frame of the previous accepted fragment on this connection.
     last_frame_ms: Option<u64>,
     tags: Vec<(String, String)>,
@@ -793,6 +802,8 @@ impl Session {
             connection,
             header_problem: None,
             tracks_seen: false,
+            audio: false,
+            last_block_ms: None,
             last_frame_ms: None,
             tags: Vec::new(),
             open: None,
@@ -816,6 +827,7 @@ impl Session {
             }
             MkvEvent::Tracks(tracks) => {
                 self.tracks_seen = true;
+                self.audio = tracks.len() == 2;
                 if let Err(why) = check_tracks(&tracks) {
                     self.header_problem(&mut steps, why);
                 }
@@ -851,6 +863,7 @@ impl Session {
                 last_frame_ms: timecode,
                 frames: 0,
                 keyframes: 0,
+                audio_frames: 0,
                 bytes: 0,
                 tags,
                 fragment_number: number.clone(),
@@ -881,19 +894,41 @@ impl Session {
 
     fn block(&mut self, b: Block, steps: &mut Vec<Step>) {
         let Some(open) = &mut self.open else { return };
-        let first = open.fragment.frames == 0;
-        let time = open.fragment.timecode_ms as i64 + i64::from(b.relative_timecode);
-        open.fragment.frames += 1;
-        open.fragment.keyframes += usize::from(b.keyframe);
+        let first = open.fragment.frames + open.fragment.audio_frames == 0;
+        let cluster_ms = open.fragment.timecode_ms;
+        let time = cluster_ms as i64 + i64::from(b.relative_timecode);
+        let backwards = self.last_block_ms.is_some_and(|last| time < last);
+        self.last_block_ms = Some(time);
         open.fragment.last_frame_ms = open.fragment.last_frame_ms.max(time.max(0) as u64);
+        if b.track == 2 && self.audio {
+            open.fragment.audio_frames += 1;
+        } else {
+            open.fragment.frames += 1;
+            open.fragment.keyframes += usize::from(b.keyframe);
+        }
         if first && !(b.keyframe && b.track == 1) {
             let why = "the cluster does not start with a keyframe on track 1";
             self.flag(steps, 4006, why.into());
+        } else if b.track == 2 && self.audio {
+            if b.data.is_empty() {
+                self.flag(steps, 4006, "an empty AAC block".into());
+            } else if time < cluster_ms as i64 {
+                self.flag(
+                    steps,
+                    4006,
+                    format!("an AAC block before its cluster ({time})"),
+                );
+            }
         } else if b.track != 1 {
             self.flag(steps, 4010, format!("a block on track {}", b.track));
-        }
-        if let Err(why) = check_frame(&b.data, b.keyframe) {
+        } else if let Err(why) = check_frame(&b.data, b.keyframe) {
             self.flag(steps, 4006, why);
+        }
+        if backwards {
+            // Accepted by the service, but players need blocks in time order.
+            steps.push(Step::Violation(format!(
+                "fragment {cluster_ms}: a block at {time} after a later one"
+            )));
         }
     }
 
@@ -903,9 +938,17 @@ impl Session {
             return;
         };
         open.fragment.bytes = bytes;
+        self.last_block_ms = None;
         let f = open.fragment.clone();
         if f.frames == 0 {
             self.flag(steps, 4011, "a cluster without frames".into());
+        }
+        if self.audio && f.audio_frames == 0 {
+            // HLS and GetClip need a frame of every track in every fragment.
+            steps.push(Step::Violation(format!(
+                "fragment {}: no frame on track 2 (AAC)",
+                f.timecode_ms
+            )));
         }
         if bytes > MAX_FRAGMENT_BYTES {
             self.flag(steps, 4001, format!("{bytes} bytes"));
@@ -932,10 +975,13 @@ impl Session {
     }
 }
 
-/// One H.264 track, as KVS and its HLS/MP4 playback need it.
+/// An H.264 track 1 and optionally an AAC track 2, as KVS and its HLS/MP4 playback
+/// need them.
 fn check_tracks(tracks: &[Track]) -> Result<(), String> {
-    let [t] = tracks else {
-        return Err(format!("{} tracks, not one", tracks.len()));
+    let (t, audio) = match tracks {
+        [t] => (t, None),
+        [t, a] => (t, Some(a)),
+        _ => return Err(format!("{} tracks, not one or two", tracks.len())),
     };
     if t.number != 1 || t.kind != 1 {
         return Err(format!(
@@ -950,7 +996,50 @@ fn check_tracks(tracks: &[Track]) -> Result<(), String> {
         return Err(format!("picture size {}x{}", t.width, t.height));
     }
     let private = t.codec_private.as_deref().ok_or("no CodecPrivate")?;
-    check_avcc_config(private).map_err(|e| format!("CodecPrivate: {e}"))
+    check_avcc_config(private).map_err(|e| format!("CodecPrivate: {e}"))?;
+    if let Some(a) = audio {
+        check_aac_track(a)?;
+    }
+    Ok(())
+}
+
+/// Track 2: AAC-LC with an AudioSpecificConfig that agrees with the Audio element.
+fn check_aac_track(a: &Track) -> Result<(), String> {
+    if a.number != 2 || a.kind != 2 {
+        return Err(format!(
+            "second track number {} type {}, not 2 and 2 (audio)",
+            a.number, a.kind
+        ));
+    }
+    if a.codec_id != "A_AAC" {
+        return Err(format!("second track CodecID {:?}, not A_AAC", a.codec_id));
+    }
+    let asc = a
+        .codec_private
+        .as_deref()
+        .ok_or("the AAC track has no CodecPrivate (AudioSpecificConfig)")?;
+    let [b0, b1, ..] = asc else {
+        return Err("AudioSpecificConfig shorter than 2 bytes".into());
+    };
+    let object_type = b0 >> 3;
+    let freq_index = ((b0 & 0x07) << 1) | (b1 >> 7);
+    let channels = u64::from((b1 >> 3) & 0x0F);
+    const RATES: [u64; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    if object_type != 2 {
+        return Err(format!("AAC object type {object_type}, not 2 (LC)"));
+    }
+    let rate = RATES
+        .get(usize::from(freq_index))
+        .ok_or(format!("AAC frequency index {freq_index}"))?;
+    if a.rate != *rate || a.channels != channels {
+        return Err(format!(
+            "Audio says {} Hz, {} channel(s); the AudioSpecificConfig {rate} Hz, {channels}",
+            a.rate, a.channels
+        ));
+    }
+    Ok(())
 }
 
 /// An AVCDecoderConfigurationRecord with 4-byte NAL lengths, one SPS and one PPS.
