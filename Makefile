@@ -31,6 +31,7 @@ bench: deps
 	cargo bench --locked --bench live
 	cargo bench --locked --bench mqtt
 	cargo bench --locked --bench upload
+	cargo bench --locked --bench av_sync
 
 ## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
 deb: build

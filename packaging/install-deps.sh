@@ -27,6 +27,8 @@ testing=(
   chromium
   mosquitto
   mkvtoolnix
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
 )
 
 sudo=""

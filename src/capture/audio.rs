@@ -144,6 +144,10 @@ pub fn format_of(caps: &gst::CapsRef, codec: AudioCodec) -> Result<AudioFormat, 
 
 /// Samples per AAC-LC frame.
 const AAC_FRAME_SAMPLES: u64 = 1024;
+/// How far an AAC-LC decoder's output lags the frames it decodes: one frame of 1024
+/// samples plus the 576-sample window overlap, measured with voaacenc → avdec_aac (a
+/// beep at 1.000 s decodes at 1.033 s at 48 kHz). Camera encoders are built the same way.
+pub const AAC_DELAY_SAMPLES: u64 = 1600;
 
 /// One AAC-LC frame of silence in `format` (same rate and channels), for a stream
 /// whose sound track must go on while the microphone is quiet. Runs a short pipeline:
@@ -217,7 +221,15 @@ fn wire(
                     },
                     |d| Duration::from_nanos(d.nseconds()),
                 );
-                let (pts, captured_at) = timing(sink, &sample, buffer.pts());
+                let (pts, mut captured_at) = timing(sink, &sample, buffer.pts());
+                if codec == AudioCodec::Aac {
+                    // A decoder's output runs AAC_DELAY_SAMPLES behind the frames' times
+                    // (and MP4 and MKV players do not take it off): time each frame by
+                    // the sound a player will play with it.
+                    captured_at -= chrono::Duration::microseconds(
+                        (AAC_DELAY_SAMPLES * 1_000_000 / u64::from(fmt.rate.max(1))) as i64,
+                    );
+                }
                 let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };

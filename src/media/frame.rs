@@ -69,7 +69,8 @@ pub struct AudioFrame {
     /// Presentation time in the audio pipeline's running time.
     pub pts: Duration,
     /// Wall-clock capture time of its first sample (UTC), computed as for video frames:
-    /// what lines audio up with the picture.
+    /// what lines audio up with the picture. For AAC, the capture time of the first
+    /// sample a decoder plays when it decodes this frame (the encoder's delay taken off).
     pub captured_at: DateTime<Utc>,
     pub duration: Duration,
     pub format: AudioFormat,

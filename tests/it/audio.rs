@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use edgecam::capture::{self, template, AudioOutputs, CaptureState, PipelineSpec, TaskConfig};
-use edgecam::config::Audio;
+use edgecam::config::{Audio, Camera};
 use edgecam::media::{AudioCodec, AudioFrame};
 use edgecam::metrics::AudioCounters;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::Daemon;
+use crate::support::rtsp::RtspCamera;
 use crate::support::{metric, poll_until, small_camera, Rig};
 
 fn task_cfg() -> TaskConfig {
@@ -148,11 +149,24 @@ fn audio_parts_are_optional_and_follow_the_config() {
         ..Audio::default()
     };
     assert_eq!(template::load_audio(&camera, &off).unwrap(), None);
-    let rtsp = small_camera("rtsp", 1.0);
+    // A file without an audio part: no sound, video as before.
+    let dir = tempfile::tempdir().unwrap();
+    let video_only = template::load(&camera).unwrap().text;
+    std::fs::write(dir.path().join("silent.pipeline"), &video_only).unwrap();
+    let silent = Camera {
+        pipeline: "silent".into(),
+        pipeline_dir: Some(dir.path().to_owned()),
+        ..camera.clone()
+    };
     assert_eq!(
-        template::load_audio(&rtsp, &Audio::default()).unwrap(),
-        None,
-        "a file without an audio part: no sound, video as before"
+        template::load_audio(&silent, &Audio::default()).unwrap(),
+        None
+    );
+    assert!(
+        template::load_audio(&small_camera("rtsp", 1.0), &Audio::default())
+            .unwrap()
+            .is_some(),
+        "an IP camera's sound comes over RTSP"
     );
     let video = template::load(&camera).unwrap();
     assert!(
@@ -190,4 +204,46 @@ async fn status_and_metrics_say_whether_sound_is_on_and_flowing() {
         reply["result"]["audio"],
         serde_json::json!({"enabled": false, "flowing": false})
     );
+}
+
+/// The AAC and Opus frames an RTSP camera's sound gives through the `rtsp` file.
+async fn rtsp_sound(sound: &str) -> (Vec<AudioFrame>, Vec<AudioFrame>) {
+    let server = RtspCamera::start(sound);
+    let camera = Camera {
+        url: server.url.clone(),
+        ..small_camera("rtsp", 1.0)
+    };
+    let spec = template::load_audio(&camera, &Audio::default())
+        .unwrap()
+        .unwrap();
+    capture::audio::check(&spec).unwrap();
+    let out = AudioOutputs::new(AudioCounters::default());
+    let (mut opus, mut aac) = (out.opus.subscribe("t", 200), out.aac.subscribe("t", 200));
+    let cancel = CancellationToken::new();
+    let (_state, task) = capture::spawn_audio(spec, task_cfg(), out.clone(), cancel.clone());
+    let got = (take(&mut aac, 20).await, take(&mut opus, 20).await);
+    cancel.cancel();
+    let _ = timeout(Duration::from_secs(5), task).await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_s_aac_passes_through_and_its_g711_is_encoded_once_per_codec() {
+    // AAC at 44.1 kHz stereo, what no edgecam encoder makes: passed through as it came.
+    let (aac, opus) = rtsp_sound("aac").await;
+    let f = &aac[0].format;
+    assert_eq!((f.codec, f.rate, f.channels), (AudioCodec::Aac, 44_100, 2));
+    assert_eq!(
+        f.config[..2],
+        [0x12, 0x10],
+        "the camera's own AudioSpecificConfig"
+    );
+    assert_eq!(opus[0].format.rate, 48_000, "decoded for Opus only");
+
+    // G.711 A-law at 8 kHz: decoded, then AAC and Opus encoded.
+    let (aac, opus) = rtsp_sound("pcma").await;
+    let f = &aac[0].format;
+    assert_eq!((f.codec, f.rate, f.channels), (AudioCodec::Aac, 8_000, 1));
+    assert_eq!(f.config[..2], [0x15, 0x88], "AAC-LC, 8 kHz, mono");
+    assert_eq!(opus[0].format.codec, AudioCodec::Opus);
 }

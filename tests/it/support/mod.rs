@@ -10,7 +10,9 @@ pub mod mosquitto;
 pub mod moto;
 pub mod pki;
 pub mod putmedia_fake;
+pub mod rtsp;
 pub mod sigv4;
+pub mod sync_probe;
 pub mod viewer;
 
 use std::io::{Read, Write};

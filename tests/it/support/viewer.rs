@@ -28,6 +28,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::sync_probe::Probe;
 use edgecam::live::message;
 
 /// What a viewer saw.
@@ -171,7 +172,20 @@ impl Viewer {
         Self::connect_opts(url, false).await
     }
 
+    /// Like `connect_with_audio`, with both tracks going to a lip-sync `Probe` instead
+    /// of the usual decoders.
+    pub async fn connect_probed(addr: SocketAddr, client_id: &str) -> (Viewer, Probe) {
+        let url = format!("ws://{addr}/signaling?clientId={client_id}");
+        let probe = Probe::default();
+        let v = Self::connect_probe(&url, true, Some(probe.clone())).await;
+        (v, probe)
+    }
+
     async fn connect_opts(url: &str, audio: bool) -> Viewer {
+        Self::connect_probe(url, audio, None).await
+    }
+
+    async fn connect_probe(url: &str, audio: bool, probe: Option<Probe>) -> Viewer {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
         let pc = Arc::new(
@@ -212,9 +226,11 @@ impl Viewer {
             (None, None)
         };
         let audio_src = Mutex::new(audio_src);
-        pc.on_track(Box::new(move |track, _, _| {
+        pc.on_track(Box::new(move |track, receiver, _| {
             let mime = track.codec().capability.mime_type;
-            if mime == MIME_TYPE_H264 {
+            if let Some(probe) = &probe {
+                probe.on_track(track, receiver, mime == MIME_TYPE_OPUS);
+            } else if mime == MIME_TYPE_H264 {
                 if let Some(src) = src.lock().unwrap().take() {
                     tokio::spawn(receive(track, src));
                 }
