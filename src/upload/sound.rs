@@ -53,15 +53,14 @@ impl SoundJoin {
 
     /// An AAC frame heard; returns the GOPs now complete.
     pub fn audio(&mut self, frame: AudioFrame) -> Vec<Gop> {
-        if self.ended && self.waiting.is_empty() && self.format.is_some() {
-            return Vec::new(); // the clip's sound track is over
+        if self.ended {
+            return Vec::new(); // the clip's sound track is over (or it never had one)
         }
-        if self.format.as_ref() != Some(&frame.format) {
-            if self.format.is_some() && !self.ended {
-                // Another format cannot share the stream header; it is not taken.
-                return Vec::new();
-            }
-            self.format = Some(frame.format.clone());
+        match &self.format {
+            // Another format cannot share the stream header; it is not taken.
+            Some(f) if *f != frame.format => return Vec::new(),
+            Some(_) => {}
+            None => self.format = Some(frame.format.clone()),
         }
         self.heard_until = Some(ms(&frame));
         self.heard.push_back(frame);
@@ -208,11 +207,14 @@ mod tests {
     }
 
     #[test]
-    fn a_picture_only_clip_passes_at_once() {
+    fn a_picture_only_clip_passes_at_once_and_stays_picture_only() {
         let mut j = SoundJoin::for_clip(None);
         let done = j.gop(gop(0), Some(abs(1000)));
         assert_eq!(done.len(), 1);
         assert!(done[0].audio.is_empty() && done[0].sound.is_none());
+        j.audio(sound(1000));
+        let later = j.gop(gop(1000), Some(abs(2000)));
+        assert!(later[0].sound.is_none(), "its layout never changes");
     }
 
     #[test]

@@ -45,13 +45,23 @@ async fn a_viewer_watches_through_kvs_signaling() {
     ] {
         assert!(fake.calls(op) >= 1, "{op} was called");
     }
-    let mut v = Viewer::connect_url(&fake.viewer_url("phone")).await;
-    let seen = v.wait(Duration::from_secs(10), |s| s.decoded >= 10).await;
+    // Asking for sound, as a browser does: both tracks come through KVS signaling too.
+    let mut v = Viewer::connect_url_with_audio(&fake.viewer_url("phone")).await;
+    let seen = v
+        .wait(Duration::from_secs(10), |s| {
+            s.decoded >= 10 && s.audio_decoded >= 25
+        })
+        .await;
     let ttff = seen
         .first_frame
         .expect("video arrives through KVS signaling");
     eprintln!("first frame through KVS signaling after {ttff:?}");
     assert!(seen.decoded >= 10);
+    assert!(
+        seen.audio_decoded >= 25,
+        "sound arrives through KVS signaling: {} Opus frames",
+        seen.audio_decoded
+    );
     assert_eq!(
         fake.errors(),
         Vec::<String>::new(),

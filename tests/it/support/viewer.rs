@@ -181,6 +181,11 @@ impl Viewer {
         (v, probe)
     }
 
+    /// Like `connect_url`, asking for sound as well.
+    pub async fn connect_url_with_audio(url: &str) -> Viewer {
+        Self::connect_opts(url, true).await
+    }
+
     async fn connect_opts(url: &str, audio: bool) -> Viewer {
         Self::connect_probe(url, audio, None).await
     }
