@@ -111,7 +111,7 @@ impl Index {
         fragment_number: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), IndexError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE fragments SET state = 'persisted', fragment_number = ?2, persisted_at = ?3 \
              WHERE id = ?1",

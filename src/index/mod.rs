@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::events::EventInfo;
 
@@ -31,12 +31,19 @@ pub enum IndexError {
 }
 
 impl IndexError {
-    /// Busy/locked databases and I/O hiccups may clear up; schema problems do not.
+    /// Busy/locked databases, a full disk and I/O hiccups may clear up; schema problems
+    /// do not.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
-        )
+        match self {
+            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            // SQLite result codes: BUSY (5) and its extended codes (261 recovery, 517
+            // snapshot), LOCKED (6), IOERR (10 and extended), FULL (13).
+            Self::Db(sqlx::Error::Database(e)) => e
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xFF, 5 | 6 | 10 | 13)),
+            _ => false,
+        }
     }
 }
 
@@ -157,8 +164,16 @@ impl Index {
         &self.pool
     }
 
+    /// A write transaction that holds the write lock from its start (`BEGIN IMMEDIATE`).
+    /// A deferred one that reads first fails at once with SQLITE_BUSY_SNAPSHOT (517) when
+    /// another connection wrote meanwhile, and `busy_timeout` does not retry that; this
+    /// one waits its turn instead.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, IndexError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn upsert_event(&self, e: &EventInfo) -> Result<(), IndexError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         upsert_event_in(&mut tx, e).await?;
         tx.commit().await?;
         Ok(())

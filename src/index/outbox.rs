@@ -86,7 +86,7 @@ impl Index {
         message: Option<&NewMessage>,
         max: u64,
     ) -> Result<(), IndexError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         super::upsert_event_in(&mut tx, e).await?;
         if let Some(m) = message {
             insert(&mut tx, m, max).await?;
@@ -103,7 +103,7 @@ impl Index {
 
     /// Queues a message that reports no event change (state).
     pub async fn queue(&self, message: &NewMessage, max: u64) -> Result<(), IndexError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         insert(&mut tx, message, max).await?;
         tx.commit().await?;
         Ok(())
@@ -118,7 +118,7 @@ impl Index {
         max: u64,
         build: impl FnOnce(&EventInfo, &[ClipFacts]) -> NewMessage,
     ) -> Result<bool, IndexError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT label, trigger, score, started_at, ended_at FROM events \
              WHERE id = ?1 AND status = 'ended' AND end_queued = 0 \

@@ -20,6 +20,9 @@ use crate::media::{AudioFrame, EncodedFrame};
 /// picture's start may begin a little before it.
 pub(super) const SOUND_MARGIN: chrono::TimeDelta = chrono::TimeDelta::milliseconds(100);
 
+/// How often ended events still owed their `end` message are looked for.
+const OWED_CHECK: Duration = Duration::from_secs(10);
+
 /// A clip past its end time with no newer frame is finished after this long anyway.
 const END_GRACE: Duration = Duration::from_secs(2);
 
@@ -262,6 +265,12 @@ impl Recorder {
             }
             if let Some(file) = clip.writer.due_sync(now) {
                 tokio::task::spawn_blocking(move || file.sync_data());
+            }
+        }
+        if now.duration_since(self.owed_checked) >= OWED_CHECK {
+            self.owed_checked = now;
+            if let Some(out) = self.deps.events.clone() {
+                publish::queue_owed_ends(&self.deps.index, out.as_ref()).await;
             }
         }
     }

@@ -84,9 +84,7 @@ pub async fn spawn(
 /// the handle wait until it runs. Events a crash cut short get their owed `end` message.
 pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle, Recorder) {
     if let Some(out) = &deps.events {
-        for id in deps.index.events_owing_an_end().await.unwrap_or_default() {
-            publish::queue_end(&deps.index, out.as_ref(), &id).await;
-        }
+        publish::queue_owed_ends(&deps.index, out.as_ref()).await;
     }
     let detect = match deps.index.setting(DETECT_SETTING).await {
         Ok(Some(v)) => v == "on",
@@ -116,6 +114,7 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         open: Vec::new(),
         finishing: JoinSet::new(),
         lost_seen: 0,
+        owed_checked: deps.clocks.monotonic(),
         status: status_tx,
         deps,
         commands: command_rx,
@@ -137,6 +136,8 @@ pub struct Recorder {
     pub(super) open: Vec<OpenClip>,
     pub(super) finishing: JoinSet<()>,
     lost_seen: u64,
+    /// When ended events were last checked for an `end` message still owed.
+    pub(super) owed_checked: std::time::Instant,
     status: watch::Sender<RecorderStatus>,
     pub(super) deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,

@@ -415,3 +415,74 @@ fn a_key_readable_by_others_stops_the_daemon_with_the_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// 300 events at 5 a second (each a 0.1 s recording, no pre- or post-roll); with
+/// `restart`, the broker is stopped for 3 s in the middle. Every event's `start` and
+/// `end` must reach a subscriber.
+async fn three_hundred_events(restart: bool) {
+    let mut s = setup().await;
+    let client = client_leaf(&s.pki, THING);
+    let mqtt = s.broker.daemon_config(&s.pki, &client, THING, "");
+    let d = tokio::task::block_in_place(|| {
+        Daemon::start_edited(|t| {
+            format!(
+                "{t}\n{mqtt}\n[motion]\nenabled = false\n[events]\npre_roll_s = 0\n\
+                 post_roll_s = 0\nmin_gap_s = 0\n"
+            )
+        })
+    });
+    s.observer
+        .wait("edgecam/cam1/availability", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    let mut sent = BTreeSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    for i in 0..300 {
+        tick.tick().await;
+        if restart && i == 150 {
+            s.broker.stop();
+        }
+        if restart && i == 165 {
+            s.broker.resume();
+        }
+        let (status, reply) =
+            tokio::task::block_in_place(|| d.command(r#"{"command":"record","duration_s":0.1}"#));
+        assert_eq!(status, 200, "{reply}");
+        if let Some(id) = reply["result"]["event_id"].as_str() {
+            sent.insert(id.to_owned());
+        }
+    }
+    let ids = |msgs: &[support::mosquitto::Seen], t: &str| -> BTreeSet<String> {
+        of_type(msgs, t)
+            .iter()
+            .filter_map(|v| v["event_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let msgs = s
+        .observer
+        .wait(EVENTS, Duration::from_secs(60), |m| {
+            ids(m, "end").len() >= sent.len()
+        })
+        .await;
+    let (starts, ends) = (ids(&msgs, "start"), ids(&msgs, "end"));
+    eprintln!(
+        "{} events made, {} starts and {} ends arrived",
+        sent.len(),
+        starts.len(),
+        ends.len()
+    );
+    assert!(sent.len() >= 250, "events were made: {}", sent.len());
+    assert_eq!(starts, sent, "every start arrived");
+    assert_eq!(ends, sent, "every end arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_events_at_five_a_second_lose_no_start_or_end() {
+    three_hundred_events(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_mid_burst_loses_no_start_or_end() {
+    three_hundred_events(true).await;
+}
