@@ -17,7 +17,8 @@ pub async fn open_index(data_dir: &Path) -> anyhow::Result<Index> {
             path.display()
         );
     }
-    Index::open(&path)
+    // Read-only: only the daemon migrates and writes the index.
+    Index::open_read_only(&path)
         .await
         .with_context(|| format!("cannot open {}", path.display()))
 }

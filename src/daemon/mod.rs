@@ -50,6 +50,8 @@ pub enum DaemonError {
     Upload(#[source] crate::aws::AwsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("the {part} part {how}; edgecam stopped so that it can be restarted")]
+    PartFailed { part: &'static str, how: String },
 }
 
 impl DaemonError {
@@ -68,7 +70,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (index, pipeline) = (opened.index.clone(), opened.spec.path.clone());
     let mut signals = Signals::install()?;
     let Running {
-        parts,
+        mut parts,
         heartbeat,
         capture,
     } = start::start(&config, opened).await?;
@@ -82,7 +84,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let stall = Duration::from_secs(config.camera.stall_timeout_s);
     systemd::supervise(capture, heartbeat, stall);
 
-    signals.first().await;
+    let failed = tokio::select! {
+        _ = signals.first() => None,
+        f = parts.failure() => {
+            error!(part = f.part, how = %f.how, "a part of edgecam stopped unexpectedly; shutting down");
+            Some(f)
+        }
+    };
     systemd::stopping();
     // A second signal means "now": skip the orderly part.
     tokio::spawn(async move {
@@ -101,7 +109,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         );
     }
     info!("edgecam stopped");
-    Ok(())
+    match failed {
+        Some(f) => Err(DaemonError::PartFailed {
+            part: f.part,
+            how: f.how,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks what can be checked before anything runs (pipeline file, MQTT files, the

@@ -28,6 +28,14 @@ pub enum IndexError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("no clip with id {0:?}")]
     NoSuchClip(String),
+    #[error(
+        "the index is at schema version {found}, this edgecam reads version {expected}: {fix}"
+    )]
+    Schema {
+        found: i64,
+        expected: i64,
+        fix: &'static str,
+    },
 }
 
 impl IndexError {
@@ -157,6 +165,44 @@ impl Index {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Opens an existing index read-only, for the command line: it never migrates (only
+    /// the daemon does) and cannot write. Refuses an index of another schema version.
+    pub async fn open_read_only(path: &Path) -> Result<Self, IndexError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        let expected = sqlx::migrate!("./migrations")
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+        if found != expected {
+            pool.close().await;
+            let fix = if found < expected {
+                "start the daemon once (it updates the index), then try again"
+            } else {
+                "this edgecam is older than the daemon that wrote the index; use the installed edgecam"
+            };
+            return Err(IndexError::Schema {
+                found,
+                expected,
+                fix,
+            });
+        }
         Ok(Self { pool })
     }
 

@@ -420,3 +420,28 @@ async fn fragments_go_from_pending_to_persisted_and_settle_their_clip() {
     assert!(index.clips_to_upload().await.unwrap().is_empty());
     assert_eq!(index.clip_fragments("c1").await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_command_line_reads_without_migrating_or_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE);
+    // A database the daemon never set up is refused, and left as it was.
+    let bare = Index::open_read_only(&path).await;
+    assert!(bare.is_err(), "no such file");
+    std::fs::File::create(&path).unwrap();
+    let err = Index::open_read_only(&path).await.err().unwrap();
+    assert!(err.to_string().contains("start the daemon once"), "{err}");
+    // Set up by the daemon: readable, not writable.
+    let daemon = Index::open(&path).await.unwrap();
+    let reader = Index::open_read_only(&path).await.unwrap();
+    assert!(reader.clips(None, 10).await.unwrap().is_empty());
+    assert!(
+        reader.set_setting("detect", "off").await.is_err(),
+        "read-only"
+    );
+    daemon.set_setting("detect", "on").await.unwrap();
+    assert_eq!(
+        reader.setting("detect").await.unwrap().as_deref(),
+        Some("on")
+    );
+}

@@ -197,3 +197,27 @@ fn daemon_refuses_a_busy_port_with_a_clear_message() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_part_that_panics_stops_the_daemon_with_a_failure_for_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let path = write_file(dir.path(), "edgecam.toml", &daemon_config(dir.path(), port));
+    // Debug builds only: the recorder gets a task that panics after a second.
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("EDGECAM_INJECT_PANIC", "recorder")
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the recorder part panicked: injected panic in recorder"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "it stopped in order, not after a hang"
+    );
+}
