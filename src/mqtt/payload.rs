@@ -112,6 +112,8 @@ pub struct StateFacts {
     pub recording: bool,
     pub event_id: Option<String>,
     pub detect: bool,
+    /// Motion is being detected now (not the same as recording: post-roll is not motion).
+    pub motion: bool,
     pub viewers: usize,
     pub storage_bytes: u64,
     pub upload_backlog: u64,
@@ -126,6 +128,7 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "recording": s.recording,
         "event_id": s.event_id,
         "detect": s.detect,
+        "motion": s.motion,
         "viewers": s.viewers,
         "storage_bytes": s.storage_bytes,
         "upload_backlog": s.upload_backlog,
@@ -169,7 +172,7 @@ pub fn discovery(t: &Topics, camera: &str) -> Vec<(String, Value)> {
                 json!({
                     "device_class": "motion",
                     "state_topic": t.state(),
-                    "value_template": "{{ 'ON' if value_json.recording else 'OFF' }}",
+                    "value_template": "{{ 'ON' if value_json.motion else 'OFF' }}",
                 }),
             ),
         ),

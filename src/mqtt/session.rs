@@ -146,6 +146,8 @@ struct Connection<'a> {
     window: Window,
     connected: bool,
     last_state: Option<StateFacts>,
+    /// The event whose snapshot was last published for Home Assistant's camera image.
+    snapshot_event: Option<String>,
     storage: (u64, Option<Instant>),
 }
 
@@ -165,6 +167,7 @@ impl<'a> Connection<'a> {
             window: Window::new(WINDOW),
             connected: false,
             last_state: None,
+            snapshot_event: None,
             storage: (0, None),
         }
     }
@@ -307,14 +310,17 @@ impl<'a> Connection<'a> {
                 self.storage = (b, Some(now));
             }
         }
+        let upload_backlog = self.deps.index.upload_backlog().await.unwrap_or(0);
         let status = self.deps.commands.status().borrow().clone();
+        self.event_snapshot(status.event_id.as_deref());
         let facts = StateFacts {
             recording: status.recording,
             event_id: status.event_id,
             detect: status.detect,
+            motion: status.motion,
             viewers: *self.deps.viewers.borrow(),
             storage_bytes: self.storage.0,
-            upload_backlog: 0,
+            upload_backlog,
             audio: audio::report(self.deps.audio.as_ref(), now),
         };
         if !force && self.last_state.as_ref() == Some(&facts) {
@@ -335,6 +341,24 @@ impl<'a> Connection<'a> {
             }
             Err(e) => warn!(error = %e, "could not queue the state message"),
         }
+    }
+
+    /// A new event refreshes the camera image Home Assistant shows (the snapshot topic),
+    /// once per event.
+    fn event_snapshot(&mut self, event_id: Option<&str>) {
+        let Some(id) = event_id else { return };
+        if self.snapshot_event.as_deref() == Some(id) {
+            return;
+        }
+        self.snapshot_event = Some(id.to_owned());
+        let snapshot = self.deps.snapshot.clone();
+        let topic = self.s.topics.snapshot();
+        let tx = self.reply_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = snapshot_reply(&snapshot, topic, &tx).await {
+                debug!(error = %e, "no snapshot for the event's camera image");
+            }
+        });
     }
 
     /// Runs a command off the event loop; the reply comes back through `reply_tx`.

@@ -21,6 +21,9 @@ pub struct RecorderStatus {
     pub recording: bool,
     pub event_id: Option<String>,
     pub detect: bool,
+    /// The detector sees motion now (it saw some within `MOTION_HOLD`): what a motion
+    /// sensor shows, unlike `recording`, which lasts through the post-roll.
+    pub motion: bool,
 }
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;

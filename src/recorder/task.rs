@@ -40,6 +40,9 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long shutdown waits for open clips to be finished and synced.
 const SHUTDOWN_FINISH_BUDGET: Duration = Duration::from_millis(1200);
 const DETECT_SETTING: &str = "detect";
+/// Motion counts as going on this long after the last analysis frame that showed some
+/// (analysis runs at a few frames a second; a person pausing is still there).
+pub const MOTION_HOLD: Duration = Duration::from_secs(2);
 
 /// What the recorder needs to know.
 #[derive(Debug, Clone)]
@@ -114,6 +117,8 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         open: Vec::new(),
         finishing: JoinSet::new(),
         lost_seen: 0,
+        last_motion: None,
+        moving: false,
         owed_checked: deps.clocks.monotonic(),
         status: status_tx,
         deps,
@@ -136,6 +141,10 @@ pub struct Recorder {
     pub(super) open: Vec<OpenClip>,
     pub(super) finishing: JoinSet<()>,
     lost_seen: u64,
+    /// When the detector last saw motion.
+    last_motion: Option<DateTime<Utc>>,
+    /// What the status says about motion now.
+    moving: bool,
     /// When ended events were last checked for an `end` message still owed.
     pub(super) owed_checked: std::time::Instant,
     status: watch::Sender<RecorderStatus>,
@@ -190,7 +199,10 @@ impl Recorder {
                     let actions = self.tracker.handle(self.now(), Input::Tick);
                     self.apply(actions).await;
                 }
-                _ = housekeeping.tick() => self.housekeeping().await,
+                _ = housekeeping.tick() => {
+                    self.update_motion();
+                    self.housekeeping().await
+                }
                 Some(done) = self.finishing.join_next(), if !self.finishing.is_empty() => {
                     if let Err(e) = done {
                         error!(error = %e, "clip finishing task failed");
@@ -273,6 +285,10 @@ impl Recorder {
             return;
         }
         let r = self.detector.process(&a.data, a.width, a.height, a.stride);
+        if r.motion {
+            self.last_motion = Some(self.now());
+        }
+        self.update_motion();
         if r.motion {
             let trigger = Trigger {
                 kind: TriggerKind::Motion,
@@ -362,11 +378,23 @@ impl Recorder {
         self.publish_status();
     }
 
+    /// Whether motion is going on now; the status follows when it changes.
+    pub(super) fn update_motion(&mut self) {
+        let hold = chrono::Duration::from_std(MOTION_HOLD).unwrap_or_default();
+        let now = self.now();
+        let moving = self.detect && self.last_motion.is_some_and(|t| now - t <= hold);
+        if moving != self.moving {
+            self.moving = moving;
+            self.publish_status();
+        }
+    }
+
     fn publish_status(&self) {
         self.status.send_replace(RecorderStatus {
             recording: self.tracker.recording(),
             event_id: self.tracker.current().map(|e| e.id.clone()),
             detect: self.detect,
+            motion: self.moving,
         });
     }
 

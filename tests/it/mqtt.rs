@@ -131,7 +131,36 @@ async fn an_event_goes_out_start_to_end_with_every_field() {
             !m.is_empty()
         })
         .await;
-    assert_eq!(state.last().unwrap().json()["camera"], THING);
+    let last = state.last().unwrap().json();
+    assert_eq!(last["camera"], THING);
+    assert_eq!(last["motion"], false, "a recording is not motion: {last}");
+    assert_eq!(last["upload_backlog"], 0);
+    // Home Assistant's camera image: refreshed by the event, no command needed.
+    let image = s
+        .observer
+        .wait("edgecam/cam1/snapshot", Duration::from_secs(5), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert!(
+        image
+            .first()
+            .is_some_and(|m| m.payload.starts_with(&[0xFF, 0xD8])),
+        "a JPEG on the snapshot topic"
+    );
+    let motion = s
+        .observer
+        .wait(
+            "homeassistant/binary_sensor/cam1/motion/config",
+            Duration::from_secs(5),
+            |m| !m.is_empty(),
+        )
+        .await;
+    assert_eq!(
+        motion[0].json()["value_template"],
+        "{{ 'ON' if value_json.motion else 'OFF' }}",
+        "the motion sensor follows motion, not recording"
+    );
     let discovery = s
         .observer
         .wait(
@@ -485,4 +514,34 @@ async fn three_hundred_events_at_five_a_second_lose_no_start_or_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_mid_burst_loses_no_start_or_end() {
     three_hundred_events(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_motion_sensor_is_on_while_the_ball_moves_and_off_when_detection_stops() {
+    let s = setup().await;
+    let client = client_leaf(&s.pki, THING);
+    let mqtt = s.broker.daemon_config(&s.pki, &client, THING, "");
+    // The 320×240 test pattern's ball is motion to the detector.
+    let d = tokio::task::block_in_place(|| {
+        Daemon::start_edited(|t| format!("{t}\n{mqtt}\n[motion]\nenabled = true\n"))
+    });
+    let on = s
+        .observer
+        .wait("edgecam/cam1/state", Duration::from_secs(20), |m| {
+            m.iter().any(|x| x.json()["motion"] == true)
+        })
+        .await;
+    assert!(
+        on.iter().any(|x| x.json()["motion"] == true),
+        "motion shows while the ball moves"
+    );
+    let (status, _) = d.command(r#"{"command":"detect","enabled":false}"#);
+    assert_eq!(status, 200);
+    let off = s
+        .observer
+        .wait("edgecam/cam1/state", Duration::from_secs(10), |m| {
+            m.last().is_some_and(|x| x.json()["motion"] == false)
+        })
+        .await;
+    assert_eq!(off.last().unwrap().json()["motion"], false);
 }
