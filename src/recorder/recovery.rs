@@ -25,13 +25,20 @@ pub struct Report {
     pub missing: usize,
 }
 
+/// Where a clip file recovery cannot use is moved: `<id>.mp4.part` → `<id>.mp4.bad`.
+/// Never deleted (someone may want to look at it, or a better tool may read it), never
+/// scanned again.
+pub fn bad_path(part: &Path) -> PathBuf {
+    clip::final_path(part).with_extension("mp4.bad")
+}
+
 /// Cuts a `.part` file back to its complete fragments, syncs it and renames it. `None`
-/// when not even one fragment survived (the file is removed).
+/// when not even one fragment survived: the file is moved aside as `.bad`.
 fn repair(part: &Path) -> Result<Option<(PathBuf, Scan)>, fmp4::Fmp4Error> {
     let scan = match fmp4::scan(part) {
         Ok(s) if !s.samples.is_empty() => s,
         Ok(_) | Err(fmp4::Fmp4Error::Format(_)) => {
-            std::fs::remove_file(part)?;
+            std::fs::rename(part, bad_path(part))?;
             return Ok(None);
         }
         Err(e) => return Err(e),
@@ -204,7 +211,7 @@ async fn recover_row(
                 return Ok(());
             }
             Some(Ok(None)) => {
-                warn!(clip_id = %row.id, "torn clip held no complete fragment; removed")
+                warn!(clip_id = %row.id, "torn clip held no complete fragment; moved aside as .bad")
             }
             Some(Err(e)) => warn!(clip_id = %row.id, error = %e, "torn clip could not be repaired"),
             None => warn!(clip_id = %row.id, "repair task failed"),

@@ -377,6 +377,12 @@ async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
         .insert_clip("torn", "e1", "clips/2026/11/21/torn.mp4.part", t0, t0)
         .await
         .unwrap();
+    // A torn file recovery cannot read (no header): moved aside, never deleted.
+    std::fs::write(day.join("mangled.mp4.part"), b"\0\0\0\x10ftypmangled!").unwrap();
+    index
+        .insert_clip("mangled", "e1", "clips/2026/11/21/mangled.mp4.part", t0, t0)
+        .await
+        .unwrap();
     // A row whose file is gone.
     index
         .insert_clip("gone", "e1", "clips/2026/11/21/gone.mp4", t0, t0)
@@ -416,8 +422,18 @@ async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
             recovered: 1,
             completed: 0,
             adopted: 2,
-            missing: 1
+            missing: 2
         }
+    );
+    assert!(!day.join("mangled.mp4.part").exists());
+    assert_eq!(
+        std::fs::read(day.join("mangled.mp4.bad")).unwrap(),
+        b"\0\0\0\x10ftypmangled!",
+        "the unreadable file is kept, as it was"
+    );
+    assert_eq!(
+        index.clip("mangled").await.unwrap().status,
+        ClipStatus::Deleted
     );
 
     let torn_row = index.clip("torn").await.unwrap();
