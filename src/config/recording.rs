@@ -161,6 +161,9 @@ pub struct Storage {
     pub min_free_percent: f64,
     /// Most memory the pre-roll may hold, in MB (1–512). Default 64.
     pub pre_roll_max_mb: u32,
+    /// Keep a clip whose upload is still pending past `max_age_days` and `max_bytes`; it
+    /// is deleted only when the disk would otherwise fill. Default true.
+    pub keep_until_uploaded: bool,
 }
 
 impl Default for Storage {
@@ -171,6 +174,7 @@ impl Default for Storage {
             max_age_days: 30,
             min_free_percent: 10.0,
             pre_roll_max_mb: 64,
+            keep_until_uploaded: true,
         }
     }
 }

@@ -219,5 +219,6 @@ fn retention_limits(config: &Config) -> retention::Limits {
         max_age: (config.storage.max_age_days > 0)
             .then(|| Duration::from_secs(u64::from(config.storage.max_age_days) * 86_400)),
         min_free_percent: config.storage.min_free_percent,
+        keep_until_uploaded: config.storage.keep_until_uploaded,
     }
 }

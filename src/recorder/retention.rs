@@ -2,8 +2,10 @@
 //!
 //! Order: clips past `max_age` go first; then, while clips use more than `max_bytes` or
 //! the disk has less than `min_free_percent` free, the oldest go — clips already
-//! uploaded before those that exist only here. A clip being recorded is never a
-//! candidate.
+//! uploaded before those that exist only here, and clips still waiting for their upload
+//! last. With `keep_until_uploaded` (the default) a clip whose upload is pending is kept
+//! past its age and the byte limit, and goes only when the disk would otherwise fill. A
+//! clip being recorded is never a candidate.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +28,8 @@ pub struct Candidate {
     pub start_at: DateTime<Utc>,
     pub bytes: u64,
     pub uploaded: bool,
+    /// Its upload is pending (not yet, or not all, persisted at KVS).
+    pub pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +38,8 @@ pub struct Limits {
     pub max_bytes: u64,
     pub max_age: Option<Duration>,
     pub min_free_percent: f64,
+    /// Clips waiting for their upload go only when the disk would otherwise fill.
+    pub keep_until_uploaded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +64,20 @@ pub fn plan(
         .max_age
         .and_then(|a| chrono::Duration::from_std(a).ok())
     {
-        for c in order.iter().filter(|c| now - c.start_at > age) {
+        let kept = |c: &Candidate| c.pending && limits.keep_until_uploaded;
+        for c in order.iter().filter(|c| now - c.start_at > age && !kept(c)) {
             delete.push(c.id.clone());
             used = used.saturating_sub(c.bytes);
             free = free.map(|f| f + c.bytes);
         }
     }
-    // Uploaded clips first, each group oldest first.
+    // Uploaded clips first, then those kept only here, then those waiting for their
+    // upload; each group oldest first.
     let mut rest: Vec<&Candidate> = order
         .into_iter()
         .filter(|c| !delete.contains(&c.id))
         .collect();
-    rest.sort_by_key(|c| (!c.uploaded, c.start_at));
+    rest.sort_by_key(|c| (!c.uploaded, c.pending, c.start_at));
     for c in rest {
         let over_bytes = limits.max_bytes > 0 && used > limits.max_bytes;
         let low_disk = match (free, disk) {
@@ -80,6 +88,9 @@ pub fn plan(
         };
         if !over_bytes && !low_disk {
             break;
+        }
+        if c.pending && limits.keep_until_uploaded && !low_disk {
+            continue; // the byte limit alone does not take a clip before its upload
         }
         delete.push(c.id.clone());
         used = used.saturating_sub(c.bytes);
@@ -104,6 +115,7 @@ fn candidate(row: &ClipRow) -> Candidate {
         start_at: row.start_at,
         bytes: row.bytes.unwrap_or(0).max(0) as u64,
         uploaded: row.upload_state == "uploaded",
+        pending: matches!(row.upload_state.as_str(), "pending" | "uploading"),
     }
 }
 
@@ -145,7 +157,16 @@ pub async fn run_once(index: &Index, data_dir: &Path, limits: Limits) -> usize {
     deleted
 }
 
-/// Applies the policy every `interval` until cancelled.
+/// Whether the disk holding `data_dir` has less free space than the minimum.
+fn disk_low(data_dir: &Path, limits: Limits) -> bool {
+    disk_of(data_dir).is_some_and(|d| {
+        d.total_bytes > 0
+            && (d.free_bytes as f64) * 100.0 / (d.total_bytes as f64) < limits.min_free_percent
+    })
+}
+
+/// Applies the policy every `interval`, and at once when the disk runs low (checked
+/// every `DISK_CHECK`), until cancelled.
 pub fn spawn(
     index: Index,
     data_dir: PathBuf,
@@ -155,10 +176,16 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
+        let mut disk = tokio::time::interval(DISK_CHECK.min(interval));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => { run_once(&index, &data_dir, limits).await; }
+                _ = disk.tick() => {
+                    if disk_low(&data_dir, limits) {
+                        run_once(&index, &data_dir, limits).await;
+                    }
+                }
             }
         }
     })
@@ -179,6 +206,14 @@ mod tests {
             start_at: day(d),
             bytes,
             uploaded,
+            pending: false,
+        }
+    }
+
+    fn waiting(id: &str, d: u32, bytes: u64) -> Candidate {
+        Candidate {
+            pending: true,
+            ..clip(id, d, bytes, false)
         }
     }
 
@@ -186,6 +221,7 @@ mod tests {
         max_bytes: 0,
         max_age: None,
         min_free_percent: 0.0,
+        keep_until_uploaded: true,
     };
 
     #[test]
@@ -245,5 +281,36 @@ mod tests {
         };
         // 2% free: deleting a (→7%) and b (→12%) is enough.
         assert_eq!(plan(&clips, limits, Some(disk), day(5)), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_clip_waiting_for_its_upload_goes_only_when_the_disk_would_fill() {
+        let clips = [
+            waiting("w1", 1, 100),
+            clip("local", 2, 100, false),
+            waiting("w2", 3, 100),
+        ];
+        let old = Limits {
+            max_age: Some(Duration::from_secs(86400)),
+            max_bytes: 50,
+            ..NONE
+        };
+        // Past its age and over the byte limit: kept while its upload is pending.
+        assert_eq!(plan(&clips, old, None, day(10)), ["local"]);
+        let anyway = Limits {
+            keep_until_uploaded: false,
+            ..old
+        };
+        assert_eq!(plan(&clips, anyway, None, day(10)), ["w1", "local", "w2"]);
+        // A disk about to fill takes them too, after every other clip, oldest first.
+        let low = Limits {
+            min_free_percent: 10.0,
+            ..NONE
+        };
+        let disk = Disk {
+            free_bytes: 0,
+            total_bytes: 2000,
+        };
+        assert_eq!(plan(&clips, low, Some(disk), day(10)), ["local", "w1"]);
     }
 }

@@ -258,6 +258,7 @@ async fn retention_deletes_the_oldest_and_keeps_the_open_clip() {
         max_bytes: 2500,
         max_age: None,
         min_free_percent: 0.0,
+        keep_until_uploaded: true,
     };
     assert_eq!(retention::run_once(&index, dir.path(), limits).await, 2);
     for (id, gone) in [
