@@ -12,6 +12,7 @@ use super::clip::{ClipError, ClipWriter, AUDIO_IDLE};
 use super::feed::ClipFeed;
 use super::publish;
 use super::recovery;
+use super::retry::Reopen;
 use super::task::Recorder;
 use crate::index::{upload_state, ClipStatus, Index};
 use crate::media::{AudioFrame, EncodedFrame};
@@ -128,7 +129,12 @@ impl Recorder {
         let mut writer = match ClipWriter::create(&path, sound.as_ref()) {
             Ok(w) => w,
             Err(e) => {
-                error!(clip_id = %id, error = %e, "cannot start a clip");
+                let again = Reopen {
+                    event_id: event_id.to_owned(),
+                    tracker_id,
+                    until,
+                };
+                self.clip_failed(again, &e.to_string());
                 return;
             }
         };
@@ -192,6 +198,9 @@ impl Recorder {
         }
         let thumbnail = self.write_thumbnail(&path, &id).await;
         info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), sound = writer.takes_audio(), "clip started");
+        if self.retry.succeeded() {
+            info!(clip_id = %id, event_id, "recording resumed");
+        }
         self.open.push(OpenClip {
             feed_id,
             id,
@@ -205,6 +214,26 @@ impl Recorder {
             frames_lost: 0,
             feed_cut: false,
         });
+    }
+
+    /// A clip could not be started or written: the event goes on without a file until
+    /// the retry (with backoff, logged once per run of failures).
+    pub(super) fn clip_failed(&mut self, again: Reopen, why: &str) {
+        let event_id = again.event_id.clone();
+        let (delay, first) =
+            self.retry
+                .failed(again, self.deps.clocks.monotonic(), fastrand::f64());
+        if first {
+            error!(event_id, error = why, retry_in_ms = delay.as_millis() as u64,
+                "cannot record a clip (disk full or failing?); the event goes on and recording is tried again with backoff");
+        } else {
+            tracing::debug!(
+                event_id,
+                error = why,
+                retry_in_ms = delay.as_millis() as u64,
+                "clip still cannot be written"
+            );
+        }
     }
 
     /// Writes the latest snapshot beside the clip; returns its relative path.

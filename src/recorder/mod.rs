@@ -11,6 +11,7 @@ pub mod preroll;
 pub mod publish;
 pub mod recovery;
 pub mod retention;
+mod retry;
 mod task;
 
 pub use clip::{ClipError, ClipWriter};

@@ -15,6 +15,7 @@ use super::clips::OpenClip;
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
 use super::publish::{self, EventMessages};
+use super::retry::{ClipRetry, Reopen};
 use super::{AudioRing, PreRoll};
 use crate::clock::SharedClocks;
 use crate::commands::{CommandError, Outcome, Record, StatusReport};
@@ -117,6 +118,7 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         open: Vec::new(),
         finishing: JoinSet::new(),
         lost_seen: 0,
+        retry: ClipRetry::default(),
         last_motion: None,
         moving: false,
         owed_checked: deps.clocks.monotonic(),
@@ -141,6 +143,8 @@ pub struct Recorder {
     pub(super) open: Vec<OpenClip>,
     pub(super) finishing: JoinSet<()>,
     lost_seen: u64,
+    /// A clip that could not be written, to be opened again with backoff.
+    pub(super) retry: ClipRetry,
     /// When the detector last saw motion.
     last_motion: Option<DateTime<Utc>>,
     /// What the status says about motion now.
@@ -213,6 +217,7 @@ impl Recorder {
         // Shutdown: end the open event now and finish every clip before returning.
         let actions = self.tracker.handle(self.now(), Input::Stop);
         self.apply(actions).await;
+        self.retry.clear();
         for clip in std::mem::take(&mut self.open) {
             self.finish(clip);
         }
@@ -245,7 +250,14 @@ impl Recorder {
             }
             self.lost_seen = lost;
         }
-        let (mut done, mut split) = (Vec::new(), Vec::new());
+        if let Some(r) = self.retry.due(self.deps.clocks.monotonic()) {
+            if r.until.is_none_or(|u| frame.captured_at <= u) {
+                let id = UlidIds.next_id(frame.captured_at);
+                self.open_clip(&r.event_id, r.tracker_id, id, frame.captured_at, r.until)
+                    .await;
+            }
+        }
+        let (mut done, mut split, mut failed) = (Vec::new(), Vec::new(), Vec::new());
         for (i, clip) in self.open.iter_mut().enumerate() {
             if clip.until.is_some_and(|u| frame.captured_at > u) {
                 done.push(i);
@@ -253,13 +265,23 @@ impl Recorder {
                 info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
                 split.push(i);
             } else if !clip.write(&frame, self.deps.feed.as_ref()) {
-                split.push(i);
+                failed.push(i);
             }
         }
         for i in (0..self.open.len()).rev() {
             if done.contains(&i) {
                 let clip = self.open.remove(i);
                 self.finish(clip);
+            } else if failed.contains(&i) {
+                // Not a new file per frame: the event goes on, its clip comes back later.
+                let clip = self.open.remove(i);
+                let again = Reopen {
+                    event_id: clip.event_id.clone(),
+                    tracker_id: clip.tracker_id.clone(),
+                    until: clip.until,
+                };
+                self.finish(clip);
+                self.clip_failed(again, "the clip file cannot be written");
             } else if split.contains(&i) {
                 let clip = self.open.remove(i);
                 let (event_id, tracker_id, until) =
@@ -419,6 +441,7 @@ impl Recorder {
                     if let Some(c) = self.open.iter_mut().find(|c| c.tracker_id == clip_id) {
                         c.until = Some(until);
                     }
+                    self.retry.end(&clip_id, until);
                 }
             }
         }

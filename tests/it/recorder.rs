@@ -482,3 +482,56 @@ async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
     // Running recovery again finds nothing to do.
     assert_eq!(recover(&index, data).await.unwrap(), Report::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_that_cannot_be_written_is_retried_with_backoff_and_recording_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let index = Index::open(&data.join(INDEX_FILE)).await.unwrap();
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    let stop = CancellationToken::new();
+    // The clips directory cannot be made (a file is in its way), as on a broken disk.
+    std::fs::write(data.join("clips"), b"in the way").unwrap();
+    let (handle, task) = start_recorder(&rig, &index, data, &stop).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Utc::now();
+    let reply = handle
+        .execute(
+            TriggerKind::Http,
+            RecorderCommand::Record(Record::Start {
+                duration_s: Some(8.0),
+                label: String::new(),
+            }),
+        )
+        .await
+        .unwrap();
+    let edgecam::commands::Outcome::Recording { event_id, .. } = reply else {
+        panic!("{reply:?}");
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        index.clips(None, 10).await.unwrap().is_empty(),
+        "no clip while nothing can be written"
+    );
+    // The disk comes back: the event's recording resumes within the backoff.
+    std::fs::remove_file(data.join("clips")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let clips = loop {
+        let clips = index.clips(None, 10).await.unwrap();
+        if !clips.is_empty() || tokio::time::Instant::now() > deadline {
+            break clips;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !clips.is_empty(),
+        "recording resumed once the disk was back"
+    );
+    assert_eq!(clips.len(), 1, "one clip, not one per frame");
+    assert_eq!(Some(clips[0].event_id.clone()), event_id, "the same event");
+    assert!(clips[0].start_at > started + chrono::Duration::seconds(1));
+    stop.cancel();
+    let _ = timeout(Duration::from_secs(5), task).await;
+    rig.stop().await;
+}
