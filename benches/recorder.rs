@@ -175,4 +175,84 @@ fn main() {
         percentile(&latencies, 0.95).as_secs_f64() * 1000.0,
         latencies.last().unwrap().as_secs_f64() * 1000.0
     );
+
+    let (at30, at60) = rt.block_on(index_growth(dir.path()));
+    println!(
+        "{:<48} {:>9.1} MB after 30 days, {:.1} MB after 60",
+        "index, one event a minute, 30-day retention", at30, at60
+    );
+}
+
+/// The index file (with its WAL) after 30 and 60 simulated days of one event a minute,
+/// each with a clip of 10 uploaded fragments, clips deleted at 30 days as retention does
+/// and the index pruned every day.
+async fn index_growth(dir: &std::path::Path) -> (f64, f64) {
+    let path = dir.join("growth.sqlite3");
+    let index = Index::open(&path).await.unwrap();
+    let day_ms: i64 = 86_400_000;
+    let t0 = Utc::now() - chrono::Duration::days(60);
+    let size = || {
+        ["", "-wal"]
+            .iter()
+            .map(|s| std::fs::metadata(format!("{}{s}", path.display())).map_or(0, |m| m.len()))
+            .sum::<u64>() as f64
+            / 1e6
+    };
+    let mut at30 = 0.0;
+    for day in 0..60i64 {
+        let mut tx = index.pool().begin().await.unwrap();
+        for m in 0..1440i64 {
+            let at = t0.timestamp_millis() + day * day_ms + m * 60_000;
+            let id = format!("{day:03}-{m:04}");
+            sqlx::query(
+                "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status, \
+                 start_queued, end_queued) VALUES (?1, 'motion', 'motion', 1.5, ?2, ?3, 'ended', 1, 1)",
+            )
+            .bind(&id)
+            .bind(at)
+            .bind(at + 20_000)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO clips (id, event_id, path, status, start_at, end_at, duration_ms, \
+                 frame_count, bytes, width, height, thumbnail, upload_state, created_at) \
+                 VALUES (?1, ?1, 'clips/2026/01/01/' || ?1 || '.mp4', 'complete', ?2, ?3, 20000, \
+                 300, 2500000, 1280, 720, 'clips/2026/01/01/' || ?1 || '.jpg', 'uploaded', ?2)",
+            )
+            .bind(&id)
+            .bind(at)
+            .bind(at + 20_000)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            for f in 0..10i64 {
+                sqlx::query(
+                    "INSERT INTO fragments (clip_id, first_frame, frames, start_at, end_at, state, \
+                     fragment_number, persisted_at) VALUES (?1, ?2, 30, ?3, ?4, 'persisted', \
+                     '91343852333181432392682062622220590765191907586', ?4)",
+                )
+                .bind(&id)
+                .bind(f * 30)
+                .bind(at + f * 2000)
+                .bind(at + f * 2000 + 1967)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+        }
+        // Retention: clips over 30 days old are deleted.
+        let now = t0 + chrono::Duration::days(day + 1);
+        sqlx::query("UPDATE clips SET status = 'deleted' WHERE start_at < ?1")
+            .bind((now - chrono::Duration::days(30)).timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        index.prune(now).await.unwrap();
+        if day == 29 {
+            at30 = size();
+        }
+    }
+    (at30, size())
 }

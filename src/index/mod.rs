@@ -14,8 +14,11 @@ use crate::events::EventInfo;
 
 mod fragments;
 mod outbox;
+mod prune;
+
 pub use fragments::{upload_state, FragmentRow, NewFragment};
 pub use outbox::{ClipFacts, NewMessage, OutboxRow};
+pub use prune::{Pruned, KEEP_DELETED, KEEP_STREAMED};
 
 /// File name of the index inside `storage.data_dir`.
 pub const INDEX_FILE: &str = "index.sqlite3";

@@ -445,3 +445,108 @@ async fn the_command_line_reads_without_migrating_or_writing() {
         Some("on")
     );
 }
+
+#[tokio::test]
+async fn pruning_keeps_what_exists_and_drops_what_is_long_gone() {
+    let (_dir, index) = temp_index().await;
+    let now = Utc::now();
+    let long_ago = now - KEEP_DELETED - chrono::Duration::days(1);
+    let event = |id: &str, at: DateTime<Utc>| EventInfo {
+        id: id.into(),
+        label: "motion".into(),
+        trigger: TriggerKind::Motion,
+        score: 1.0,
+        started_at: at,
+        ended_at: Some(at),
+        clip_ids: vec![],
+    };
+    // An old event whose clip was deleted, and a recent one whose clip exists.
+    index.upsert_event(&event("old", long_ago)).await.unwrap();
+    index
+        .insert_clip("c-old", "old", "clips/a.mp4", long_ago, long_ago)
+        .await
+        .unwrap();
+    index
+        .set_clip_status("c-old", ClipStatus::Deleted)
+        .await
+        .unwrap();
+    index.upsert_event(&event("new", now)).await.unwrap();
+    index
+        .insert_clip("c-new", "new", "clips/b.mp4", now, now)
+        .await
+        .unwrap();
+    // The old clip's fragment went up; a continuous fragment from long ago, one pending.
+    let fragment = |clip: Option<&'static str>, at: DateTime<Utc>| NewFragment {
+        clip_id: clip,
+        first_frame: 0,
+        frames: 15,
+        start_at: at,
+        end_at: at,
+    };
+    let f1 = index
+        .insert_fragment(&fragment(Some("c-old"), long_ago))
+        .await
+        .unwrap();
+    index
+        .fragment_persisted(f1, Some("1"), long_ago)
+        .await
+        .unwrap();
+    let f2 = index
+        .insert_fragment(&fragment(None, long_ago))
+        .await
+        .unwrap();
+    index
+        .fragment_persisted(f2, Some("2"), long_ago)
+        .await
+        .unwrap();
+    index
+        .insert_fragment(&fragment(None, long_ago))
+        .await
+        .unwrap(); // pending: kept
+                   // A clip uploaded long ago: its fragment rows are no longer needed; the clip stays.
+    index
+        .insert_clip("c-up", "new", "clips/c.mp4", long_ago, long_ago)
+        .await
+        .unwrap();
+    let f3 = index
+        .insert_fragment(&fragment(Some("c-up"), long_ago))
+        .await
+        .unwrap();
+    index
+        .fragment_persisted(f3, Some("3"), long_ago)
+        .await
+        .unwrap();
+    index
+        .set_upload_state("c-up", upload_state::UPLOADED)
+        .await
+        .unwrap();
+    // The open clip's fragment just went up: kept while its upload goes on.
+    let f4 = index
+        .insert_fragment(&fragment(Some("c-new"), now))
+        .await
+        .unwrap();
+    index.fragment_persisted(f4, Some("4"), now).await.unwrap();
+
+    let pruned = index.prune(now).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            fragments: 3,
+            clips: 1,
+            events: 1
+        }
+    );
+    assert!(
+        index.clip("c-old").await.is_err(),
+        "the deleted clip's row is gone"
+    );
+    assert!(index.clip("c-new").await.is_ok());
+    assert!(index.clip("c-up").await.is_ok(), "an uploaded clip stays");
+    assert_eq!(index.clip_fragments("c-new").await.unwrap().len(), 1);
+    assert_eq!(
+        index.upload_backlog().await.unwrap(),
+        1,
+        "pending fragments stay"
+    );
+    assert_eq!(index.prune(now).await.unwrap(), Pruned::default());
+}

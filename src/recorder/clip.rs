@@ -77,6 +77,8 @@ struct AudioInput {
     /// When the last frame was pushed (or the track opened).
     last_push: Instant,
     last_pts: Option<Duration>,
+    /// Capture time of the last frame written.
+    last_at: Option<DateTime<Utc>>,
     frames: u64,
     ended: bool,
 }
@@ -162,6 +164,7 @@ impl ClipWriter {
                     format: format.clone(),
                     last_push: Instant::now(),
                     last_pts: None,
+                    last_at: None,
                     frames: 0,
                     ended: false,
                 })
@@ -237,10 +240,19 @@ impl ClipWriter {
             .push_buffer(buffer)
             .map_err(|e| ClipError::Pipeline(format!("push audio: {e:?}")))?;
         audio.last_pts = Some(pts);
+        audio.last_at = Some(frame.captured_at);
         audio.last_push = now;
         audio.frames += 1;
         self.bytes += frame.data.len() as u64;
         Ok(true)
+    }
+
+    /// Whether the sound track still waits for frames up to `until` (sound arrives a
+    /// little after the picture it goes with).
+    pub fn audio_short_of(&self, until: DateTime<Utc>) -> bool {
+        self.audio
+            .as_ref()
+            .is_some_and(|a| !a.ended && a.last_at.is_none_or(|t| t < until))
     }
 
     /// Whether sound stopped arriving (`AUDIO_IDLE`) while the clip goes on.

@@ -21,6 +21,9 @@ use crate::media::{AudioFrame, EncodedFrame};
 /// picture's start may begin a little before it.
 pub(super) const SOUND_MARGIN: chrono::TimeDelta = chrono::TimeDelta::milliseconds(100);
 
+/// How long a clip whose picture is complete waits for the rest of its sound.
+const CLOSING_WAIT: Duration = Duration::from_millis(500);
+
 /// How often ended events still owed their `end` message are looked for.
 const OWED_CHECK: Duration = Duration::from_secs(10);
 
@@ -37,7 +40,7 @@ pub(super) struct OpenClip {
     pub event_id: String,
     /// Pipeline generation of the frames in it; a new generation starts a new file.
     pub generation: Option<u32>,
-    writer: ClipWriter,
+    pub(super) writer: ClipWriter,
     /// Relative path of the final file.
     rel: String,
     thumbnail: Option<String>,
@@ -46,6 +49,9 @@ pub(super) struct OpenClip {
     /// The follower missed some sound: it gets nothing more of this clip live (it sees
     /// the clip end short and reads the rest, with its sound, from the file).
     feed_cut: bool,
+    /// The picture is complete (past `until`); the clip waits, at most `CLOSING_WAIT`,
+    /// for the sound up to `until`, which arrives a little later.
+    pub closing: Option<Instant>,
 }
 
 impl OpenClip {
@@ -213,6 +219,7 @@ impl Recorder {
             until,
             frames_lost: 0,
             feed_cut: false,
+            closing: None,
         });
     }
 
@@ -277,9 +284,13 @@ impl Recorder {
     pub(super) async fn housekeeping(&mut self) {
         let now = self.now();
         let grace = chrono::Duration::from_std(END_GRACE).unwrap_or_default();
+        let mono = self.deps.clocks.monotonic();
         let mut i = 0;
         while i < self.open.len() {
-            if self.open[i].until.is_some_and(|u| now > u + grace) {
+            let closed = self.open[i]
+                .closing
+                .is_some_and(|t| mono.duration_since(t) >= CLOSING_WAIT);
+            if closed || self.open[i].until.is_some_and(|u| now > u + grace) {
                 let clip = self.open.remove(i);
                 self.finish(clip);
             } else {

@@ -154,6 +154,19 @@ pub async fn run_once(index: &Index, data_dir: &Path, limits: Limits) -> usize {
     if deleted > 0 {
         info!(deleted, "retention deleted old clips");
     }
+    // Rows of what no longer exists go too, so the index stays bounded.
+    match index.prune(Utc::now()).await {
+        Ok(p) if p != Default::default() => {
+            info!(
+                fragments = p.fragments,
+                clips = p.clips,
+                events = p.events,
+                "index pruned"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "retention: cannot prune the index"),
+    }
     deleted
 }
 

@@ -258,9 +258,17 @@ impl Recorder {
             }
         }
         let (mut done, mut split, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let mono = self.deps.clocks.monotonic();
         for (i, clip) in self.open.iter_mut().enumerate() {
-            if clip.until.is_some_and(|u| frame.captured_at > u) {
-                done.push(i);
+            if clip.closing.is_some() {
+                continue; // the picture is complete; the sound is catching up
+            }
+            if let Some(u) = clip.until.filter(|u| frame.captured_at > *u) {
+                if clip.writer.audio_short_of(u) {
+                    clip.closing = Some(mono);
+                } else {
+                    done.push(i);
+                }
             } else if clip.generation.is_some_and(|g| g != frame.generation) {
                 info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
                 split.push(i);
@@ -296,8 +304,19 @@ impl Recorder {
 
     fn on_audio(&mut self, frame: AudioFrame) {
         let now = self.deps.clocks.monotonic();
-        for clip in &mut self.open {
-            clip.write_audio(&frame, self.deps.feed.as_ref(), now);
+        let mut done = Vec::new();
+        for (i, clip) in self.open.iter_mut().enumerate() {
+            let past = clip.until.is_some_and(|u| frame.captured_at > u);
+            if !(clip.closing.is_some() && past) {
+                clip.write_audio(&frame, self.deps.feed.as_ref(), now);
+            }
+            if clip.closing.is_some() && (past || !clip.writer.takes_audio()) {
+                done.push(i); // the sound caught up with the picture's end
+            }
+        }
+        for i in done.into_iter().rev() {
+            let clip = self.open.remove(i);
+            self.finish(clip);
         }
         self.sound.push(frame);
     }
