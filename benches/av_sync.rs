@@ -233,7 +233,7 @@ fn clip_marks(path: &Path) -> (Vec<f64>, Vec<f64>) {
             .build(),
     );
     let heard = Arc::clone(&beeps);
-    let mut quiet = 0usize;
+    let mut onsets = sync_probe::Onsets::default();
     a.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -245,15 +245,8 @@ fn clip_marks(path: &Path) -> (Vec<f64>, Vec<f64>) {
                     .unwrap_or(48_000) as f64;
                 let t0 = b.pts().map_or(0.0, |t| t.nseconds() as f64 / 1e9);
                 let m = b.map_readable().map_err(|_| gst::FlowError::Error)?;
-                for (i, x) in m.chunks_exact(2).enumerate() {
-                    if i16::from_le_bytes([x[0], x[1]]).unsigned_abs() > 8000 {
-                        if quiet > 4800 {
-                            heard.lock().unwrap().push(t0 + i as f64 / rate);
-                        }
-                        quiet = 0;
-                    } else {
-                        quiet += 1;
-                    }
+                for i in onsets.scan(m.as_slice()) {
+                    heard.lock().unwrap().push(t0 + i as f64 / rate);
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::Daemon;
-use crate::support::{http_get, small_camera, Rig};
+use crate::support::{decodes_silently, http_get, small_camera, Rig};
 
 /// Motion off so only our commands make events.
 const RECORDING: &str =
@@ -52,22 +52,6 @@ fn streams(path: &Path) -> Vec<(String, f64, f64)> {
             )
         })
         .collect()
-}
-
-/// Decodes every stream; whatever ffmpeg says at `-v error` is a defect.
-fn decodes_silently(path: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg is installed by make test");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "ffmpeg on {}: {said}",
-        path.display()
-    );
 }
 
 fn clip(d: &Daemon, id: &str) -> Value {

@@ -164,6 +164,23 @@ pub fn appsrc_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSrc, gst_app
     (pipeline, appsrc, out)
 }
 
+/// Decodes every stream of `path` with ffmpeg; whatever it says at `-v error` fails the
+/// test.
+pub fn decodes_silently(path: &Path) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed by make test");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "ffmpeg on {}: {said}",
+        path.display()
+    );
+}
+
 /// Frames ffprobe decodes from `path`; any decoder message fails the test.
 pub fn ffprobe_frames(path: &Path) -> u64 {
     let out = std::process::Command::new("ffprobe")

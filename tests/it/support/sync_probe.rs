@@ -35,6 +35,31 @@ pub fn wall(reports: &[(f64, i64)], rtp: i64, clock: f64) -> Option<f64> {
     Some(ntp + (rtp - at) as f64 / clock)
 }
 
+/// Finds beeps' onsets in S16LE mono sound: the first loud sample after 100 ms (at
+/// 48 kHz) of quiet. Keeps its count of quiet samples across buffers.
+#[derive(Debug, Default)]
+pub struct Onsets {
+    quiet: usize,
+}
+
+impl Onsets {
+    /// Indexes (in samples) within `pcm` where a beep starts.
+    pub fn scan(&mut self, pcm: &[u8]) -> Vec<usize> {
+        let mut found = Vec::new();
+        for (i, s) in pcm.chunks_exact(2).enumerate() {
+            if i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 8000 {
+                if self.quiet > 4800 {
+                    found.push(i);
+                }
+                self.quiet = 0;
+            } else {
+                self.quiet += 1;
+            }
+        }
+        found
+    }
+}
+
 fn ntp_seconds(ntp: u64) -> f64 {
     (ntp >> 32) as f64 + (ntp & 0xFFFF_FFFF) as f64 / 4_294_967_296.0
 }
@@ -181,7 +206,7 @@ async fn beeps(track: Arc<TrackRemote>, marks: Arc<Mutex<Marks>>, clock: Arc<Mut
          ! appsink name=out sync=false",
     );
     let seen = Arc::clone(&marks);
-    let mut quiet = 0usize; // samples since the last loud one
+    let mut onsets = Onsets::default();
     out.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -192,16 +217,8 @@ async fn beeps(track: Arc<TrackRemote>, marks: Arc<Mutex<Marks>>, clock: Arc<Mut
                 let start =
                     (b.pts().map_or(0, |t| t.nseconds()) as f64 / 1e9 * 48_000.0).round() as i64;
                 if let Ok(m) = b.map_readable() {
-                    for (i, s) in m.as_slice().chunks_exact(2).enumerate() {
-                        let v = i16::from_le_bytes([s[0], s[1]]).unsigned_abs();
-                        if v > 8000 {
-                            if quiet > 4800 {
-                                seen.lock().unwrap().beeps.push(start + i as i64);
-                            }
-                            quiet = 0;
-                        } else {
-                            quiet += 1;
-                        }
+                    for i in onsets.scan(m.as_slice()) {
+                        seen.lock().unwrap().beeps.push(start + i as i64);
                     }
                 }
                 Ok(gst::FlowSuccess::Ok)
