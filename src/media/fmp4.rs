@@ -73,9 +73,7 @@ impl AudioTrack {
 
     /// Where the first sample starts, from the start of the clip's timeline.
     pub fn start(&self) -> Duration {
-        self.samples
-            .first()
-            .map_or(Duration::ZERO, |s| ticks(s.dts, self.timescale))
+        first_start(&self.samples, self.timescale)
     }
 }
 
@@ -84,6 +82,12 @@ fn ticks(n: u64, timescale: u32) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_nanos((u128::from(n) * 1_000_000_000 / u128::from(timescale)) as u64)
+}
+
+fn first_start(samples: &[SampleRef], timescale: u32) -> Duration {
+    samples
+        .first()
+        .map_or(Duration::ZERO, |s| ticks(s.dts, timescale))
 }
 
 fn span(samples: &[SampleRef], timescale: u32) -> Duration {
@@ -104,9 +108,7 @@ impl Scan {
 
     /// Where the first video sample starts, from the start of the clip's timeline.
     pub fn start(&self) -> Duration {
-        self.samples
-            .first()
-            .map_or(Duration::ZERO, |s| ticks(s.dts, self.timescale))
+        first_start(&self.samples, self.timescale)
     }
 
     pub fn keyframes(&self) -> usize {
