@@ -7,16 +7,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgecam::capture::{self, template, AudioOutputs, PipelineSpec, TaskConfig};
-use edgecam::events::{MotionSettings, TrackerSettings};
 use edgecam::index::{ClipStatus, Index, INDEX_FILE};
 use edgecam::media::fmp4;
 use edgecam::metrics::AudioCounters;
-use edgecam::recorder::{self, RecorderConfig, RecorderDeps};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::Daemon;
-use crate::support::{decodes_silently, http_get, small_camera, Rig};
+use crate::support::{decodes_silently, http_get, small_camera, spawn_recorder, Rig};
 
 /// Motion off so only our commands make events.
 const RECORDING: &str =
@@ -179,29 +177,16 @@ async fn a_microphone_that_stops_mid_clip_leaves_the_picture_recording() {
         stall_timeout: Duration::from_secs(30),
     };
     let (_state, audio_task) = capture::spawn_audio(mic, task_cfg, sound.clone(), unplug.clone());
-    let cfg = RecorderConfig {
-        tracker: TrackerSettings {
-            pre_roll: Duration::from_millis(500),
-            post_roll: Duration::ZERO,
-            min_gap: Duration::ZERO,
-            ..TrackerSettings::default()
-        },
-        motion: MotionSettings::default(),
-        detect: false,
-        pre_roll_max_bytes: 64 << 20,
-    };
-    let deps = RecorderDeps {
-        frames: rig.frames.clone(),
-        analysis: rig.analysis.clone(),
-        snapshot: tokio::sync::watch::channel(None).1,
-        index: index.clone(),
-        data_dir: dir.path().to_owned(),
-        clocks: edgecam::clock::system(),
-        events: None,
-        feed: None,
-        audio: Some(sound.aac.clone()),
-    };
-    let (handle, task) = recorder::spawn(cfg, deps, stop.clone()).await;
+    let rolls = (Duration::from_millis(500), Duration::ZERO);
+    let (handle, task) = spawn_recorder(
+        &rig,
+        &index,
+        dir.path(),
+        &stop,
+        rolls,
+        Some(sound.aac.clone()),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     handle
         .execute(

@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use edgecam::capture::template;
 use edgecam::commands::Record;
-use edgecam::events::{MotionSettings, TrackerSettings, TriggerKind};
+use edgecam::events::{MotionSettings, TriggerKind};
 use edgecam::index::{ClipStats, ClipStatus, Index, INDEX_FILE};
 use edgecam::media::fmp4;
-use edgecam::recorder::{self, retention, RecorderCommand, RecorderConfig, RecorderDeps};
+use edgecam::recorder::{self, retention, RecorderCommand};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -138,29 +138,11 @@ async fn start_recorder(
     data: &Path,
     stop: &CancellationToken,
 ) -> (recorder::RecorderHandle, tokio::task::JoinHandle<()>) {
-    let cfg = RecorderConfig {
-        tracker: TrackerSettings {
-            pre_roll: Duration::from_secs_f64(PRE_ROLL),
-            post_roll: Duration::from_secs_f64(POST_ROLL),
-            min_gap: Duration::ZERO,
-            ..TrackerSettings::default()
-        },
-        motion: MotionSettings::default(),
-        detect: false,
-        pre_roll_max_bytes: 64 << 20,
-    };
-    let deps = RecorderDeps {
-        frames: rig.frames.clone(),
-        analysis: rig.analysis.clone(),
-        snapshot: tokio::sync::watch::channel(None).1,
-        index: index.clone(),
-        data_dir: data.to_owned(),
-        clocks: edgecam::clock::system(),
-        events: None,
-        feed: None,
-        audio: None,
-    };
-    recorder::spawn(cfg, deps, stop.clone()).await
+    let rolls = (
+        Duration::from_secs_f64(PRE_ROLL),
+        Duration::from_secs_f64(POST_ROLL),
+    );
+    support::spawn_recorder(rig, index, data, stop, rolls, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -301,3 +301,42 @@ pub async fn poll_until(limit: Duration, f: impl Fn() -> bool) -> bool {
     }
     f()
 }
+
+/// A recorder on `rig`'s frames with motion detection off, writing under `data`, with
+/// the sound of `audio` when given.
+pub async fn spawn_recorder(
+    rig: &Rig,
+    index: &edgecam::index::Index,
+    data: &Path,
+    stop: &tokio_util::sync::CancellationToken,
+    (pre_roll, post_roll): (Duration, Duration),
+    audio: Option<edgecam::media::AudioBus>,
+) -> (
+    edgecam::recorder::RecorderHandle,
+    tokio::task::JoinHandle<()>,
+) {
+    use edgecam::events::{MotionSettings, TrackerSettings};
+    let cfg = edgecam::recorder::RecorderConfig {
+        tracker: TrackerSettings {
+            pre_roll,
+            post_roll,
+            min_gap: Duration::ZERO,
+            ..TrackerSettings::default()
+        },
+        motion: MotionSettings::default(),
+        detect: false,
+        pre_roll_max_bytes: 64 << 20,
+    };
+    let deps = edgecam::recorder::RecorderDeps {
+        frames: rig.frames.clone(),
+        analysis: rig.analysis.clone(),
+        snapshot: tokio::sync::watch::channel(None).1,
+        index: index.clone(),
+        data_dir: data.to_owned(),
+        clocks: edgecam::clock::system(),
+        events: None,
+        feed: None,
+        audio,
+    };
+    edgecam::recorder::spawn(cfg, deps, stop.clone()).await
+}
