@@ -70,6 +70,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> (LanSignaling, JoinHandle<()>) {
     let (router, mut commands) = mpsc::channel(ROUTER_QUEUE);
+    let to_master = master.clone();
     let task = tokio::spawn(async move {
         let mut sockets: HashMap<String, (u64, mpsc::Sender<String>)> = HashMap::new();
         loop {
@@ -81,8 +82,13 @@ pub fn spawn(
                 Some(cmd) = commands.recv() => match cmd {
                     RouterCmd::Register { client, conn, tx } => { sockets.insert(client, (conn, tx)); }
                     RouterCmd::Unregister { client, conn } => {
+                        // Only the client's current socket speaks for it: a reloaded page's
+                        // old socket closing late must not end the new session.
                         if sockets.get(&client).is_some_and(|(c, _)| *c == conn) {
                             sockets.remove(&client);
+                            if to_master.try_send(Inbound::Left { from: client.clone() }).is_err() {
+                                debug!(client = %client, "live master busy; the connect timeout frees the viewer");
+                            }
                         }
                     }
                 },

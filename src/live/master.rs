@@ -27,6 +27,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const INBOUND_QUEUE: usize = 256;
 const EVENT_QUEUE: usize = 256;
 const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How long shutdown waits for peer connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Reaches the master.
 #[derive(Debug, Clone)]
@@ -100,10 +102,15 @@ impl Master {
                 _ = reap.tick() => self.reap(Instant::now()).await,
             }
         }
-        for (_, e) in self.sessions.drain() {
-            e.session.close().await;
-        }
+        let closing: Vec<_> = self
+            .sessions
+            .drain()
+            .map(|(_, e)| e.session.close())
+            .collect();
         self.viewers.send_replace(0);
+        // Let the viewers hear DTLS close_notify, but never hold shutdown up for long.
+        let all = futures_util::future::join_all(closing);
+        let _ = tokio::time::timeout(CLOSE_WAIT, all).await;
     }
 
     fn publish_count(&self) {
@@ -128,6 +135,13 @@ impl Master {
                     }
                 }
             },
+            Inbound::Left { from } => {
+                self.early.remove(&from);
+                if self.sessions.get(&from).is_some_and(|e| !e.connected) {
+                    info!(client = %from, "viewer left before connecting");
+                    self.remove(&from);
+                }
+            }
             // Service messages are the transport's business.
             Inbound::GoAway | Inbound::ReconnectIceServer | Inbound::Status { .. } => {}
         }
@@ -136,7 +150,10 @@ impl Master {
     async fn on_offer(&mut self, from: String, sdp: String) {
         if let Some(old) = self.sessions.remove(&from) {
             info!(client = %from, "repeat offer replaces the viewer's session");
-            old.session.close().await;
+            old.session.close();
+        }
+        if self.sessions.len() >= self.max_viewers {
+            self.take_over_stalled(&from);
         }
         if self.sessions.len() >= self.max_viewers {
             warn!(client = %from, max_viewers = self.max_viewers, "viewer refused: the viewer limit is reached");
@@ -227,7 +244,7 @@ impl Master {
             SessionEvent::State(state) => {
                 info!(client = %client, ?state, "viewer connection state");
                 match state {
-                    State::Failed | State::Closed => self.remove(&client).await,
+                    State::Failed | State::Closed => self.remove(&client),
                     State::Disconnected => {
                         if let Some(e) = self.sessions.get_mut(&client) {
                             e.disconnected_since.get_or_insert(Instant::now());
@@ -254,16 +271,30 @@ impl Master {
                 }
             }
             SessionEvent::FirstFrame(_) => {}
-            SessionEvent::Goodbye => {
-                info!(client = %client, "viewer closed its control channel");
-                self.remove(&client).await;
+            SessionEvent::Goodbye(how) => {
+                info!(client = %client, how = how.as_str(), "viewer said goodbye");
+                self.remove(&client);
             }
         }
     }
 
-    async fn remove(&mut self, client: &str) {
+    /// The camera is full: a viewer whose connection has gone quiet (ICE disconnected,
+    /// a phone that left the Wi-Fi) gives its place to the new one.
+    fn take_over_stalled(&mut self, newcomer: &str) {
+        let stalled = self
+            .sessions
+            .iter()
+            .filter_map(|(k, e)| e.disconnected_since.map(|t| (t, k.clone())))
+            .min();
+        if let Some((_, client)) = stalled {
+            info!(client = %client, newcomer, "a new viewer takes the place of a stalled one");
+            self.remove(&client);
+        }
+    }
+
+    fn remove(&mut self, client: &str) {
         if let Some(e) = self.sessions.remove(client) {
-            e.session.close().await;
+            e.session.close();
             info!(client, viewers = self.sessions.len(), "viewer left");
             self.publish_count();
         }
@@ -284,7 +315,7 @@ impl Master {
             .map(|(k, _)| k.clone())
             .collect();
         for client in stale {
-            self.remove(&client).await;
+            self.remove(&client);
         }
         self.early.retain(|_, q| {
             q.retain(|(t, _)| now.duration_since(*t) < EARLY_CANDIDATE_TTL);

@@ -49,6 +49,11 @@ pub enum Inbound {
         from: String,
         candidate: Candidate,
     },
+    /// LAN: the viewer's signaling socket closed. A viewer that leaves before its peer
+    /// connection is up is gone (a page closed or reloaded mid-connect).
+    Left {
+        from: String,
+    },
     /// KVS: the connection will close; reconnect.
     GoAway,
     /// KVS: fetch fresh ICE servers.

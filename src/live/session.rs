@@ -2,10 +2,12 @@
 //! subscription (so a slow viewer only loses its own frames), PLI handling and the
 //! `control` data channel. All webrtc-rs use stays in `live/`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use webrtc::api::API;
@@ -17,6 +19,7 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::goodbye::Goodbye as RtcpGoodbye;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
@@ -44,9 +47,31 @@ pub enum SessionEvent {
     State(RTCPeerConnectionState),
     /// The first keyframe went out, this long after the offer arrived.
     FirstFrame(Duration),
-    /// The viewer closed its `control` channel: it is leaving (webrtc-rs reports a
-    /// remote close only as a later ICE disconnect).
-    Goodbye,
+    /// The viewer said it is leaving, in one of the ways the protocols allow (webrtc-rs
+    /// itself reports a remote close only as a later ICE disconnect).
+    Goodbye(Goodbye),
+}
+
+/// How a viewer said goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goodbye {
+    /// It closed its `control` data channel.
+    ControlClosed,
+    /// Its last data channel closed: a peer connection closed with SCTP ABORT or
+    /// SHUTDOWN, or DTLS close_notify under it, ends every channel at once.
+    ChannelsClosed,
+    /// It sent an RTCP BYE (RFC 3550 §6.6).
+    RtcpBye,
+}
+
+impl Goodbye {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goodbye::ControlClosed => "closed its control channel",
+            Goodbye::ChannelsClosed => "closed its data channels",
+            Goodbye::RtcpBye => "sent RTCP BYE",
+        }
+    }
 }
 
 /// Events tagged with the session's serial, so a replaced session's are ignored.
@@ -106,7 +131,8 @@ impl Session {
             let audio_sender = pc
                 .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal + Send + Sync>)
                 .await?;
-            tokio::spawn(drain_rtcp(audio_sender, stop.clone()));
+            let bye = (events.clone(), serial);
+            tokio::spawn(drain_rtcp(audio_sender, bye, stop.clone()));
             tokio::spawn(pump_audio(
                 audio,
                 bus.clone(),
@@ -115,7 +141,8 @@ impl Session {
             ));
         }
         wire_callbacks(&pc, serial, events.clone(), connected_tx, deps.clone());
-        tokio::spawn(read_rtcp(sender, deps.clone(), stop.clone()));
+        let bye = (events.clone(), serial);
+        tokio::spawn(read_rtcp(sender, deps.clone(), bye, stop.clone()));
         tokio::spawn(pump(
             track,
             deps,
@@ -177,12 +204,16 @@ impl Session {
         })
     }
 
-    /// Stops the pump and closes the peer connection.
-    pub async fn close(self) {
+    /// Stops the pumps at once and closes the peer connection in the background: the
+    /// close of a webrtc-rs peer connection can take a second or two (it waits on its
+    /// transports), and the master must not wait on it.
+    pub fn close(self) -> JoinHandle<()> {
         self.stop.cancel();
-        if let Err(e) = self.pc.close().await {
-            debug!(client = %self.client_id, error = %e, "closing peer connection");
-        }
+        tokio::spawn(async move {
+            if let Err(e) = self.pc.close().await {
+                debug!(client = %self.client_id, error = %e, "closing peer connection");
+            }
+        })
     }
 }
 
@@ -223,19 +254,33 @@ fn wire_callbacks(
             let _ = ev.send((serial, SessionEvent::State(state))).await;
         })
     }));
+    // Channels of this viewer still open: the `control` channel closing, or the last of
+    // any channels, is a goodbye.
+    let open = Arc::new(AtomicUsize::new(0));
     pc.on_data_channel(Box::new(move |dc: Arc<RTCDataChannel>| {
         let deps = deps.clone();
         let ev = events_for_close.clone();
+        let open = Arc::clone(&open);
         Box::pin(async move {
-            if dc.label() != "control" {
-                return;
-            }
+            let control = dc.label() == "control";
+            open.fetch_add(1, Ordering::SeqCst);
             dc.on_close(Box::new(move || {
                 let ev = ev.clone();
+                let last = open.fetch_sub(1, Ordering::SeqCst) == 1;
                 Box::pin(async move {
-                    let _ = ev.send((serial, SessionEvent::Goodbye)).await;
+                    let how = if control {
+                        Goodbye::ControlClosed
+                    } else {
+                        Goodbye::ChannelsClosed
+                    };
+                    if control || last {
+                        let _ = ev.send((serial, SessionEvent::Goodbye(how))).await;
+                    }
                 })
             }));
+            if !control {
+                return;
+            }
             let weak: Weak<RTCDataChannel> = Arc::downgrade(&dc);
             dc.on_message(Box::new(move |msg: DataChannelMessage| {
                 let (weak, deps) = (weak.clone(), deps.clone());
@@ -265,8 +310,27 @@ async fn control_reply(deps: &LiveDeps, data: &[u8]) -> String {
     serde_json::to_string(&reply).unwrap_or_default()
 }
 
-/// Turns the viewer's PLI/FIR into (rate-limited) keyframe requests.
-async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, stop: CancellationToken) {
+/// Where a sender's RTCP reader reports an RTCP BYE.
+type ByeTo = (EventSender, u64);
+
+/// Whether RTCP packets hold a BYE. A BYE reaches a sender when it is part of a compound
+/// packet whose report blocks name the sender's SSRC, which is how RFC 3550 §6.1 says to
+/// send it.
+fn says_bye(packets: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>]) -> bool {
+    packets
+        .iter()
+        .any(|p| p.as_any().downcast_ref::<RtcpGoodbye>().is_some())
+}
+
+async fn report_bye((events, serial): &ByeTo) {
+    let _ = events
+        .send((*serial, SessionEvent::Goodbye(Goodbye::RtcpBye)))
+        .await;
+}
+
+/// Turns the viewer's PLI/FIR into (rate-limited) keyframe requests, and its BYE into a
+/// goodbye.
+async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, bye: ByeTo, stop: CancellationToken) {
     let mut last: Option<Instant> = None;
     loop {
         let packets = tokio::select! {
@@ -276,6 +340,10 @@ async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, stop: Cancellation
                 Err(_) => return,
             },
         };
+        if says_bye(&packets) {
+            report_bye(&bye).await;
+            return;
+        }
         let wants_key = packets.iter().any(|p| {
             p.as_any().downcast_ref::<PictureLossIndication>().is_some()
                 || p.as_any().downcast_ref::<FullIntraRequest>().is_some()
@@ -292,12 +360,19 @@ fn offers_audio(sdp: &str) -> bool {
     sdp.lines().any(|l| l.starts_with("m=audio "))
 }
 
-/// Reads a sender's RTCP so its interceptors (reports, NACK) see it; nothing to act on.
-async fn drain_rtcp(sender: Arc<RTCRtpSender>, stop: CancellationToken) {
+/// Reads a sender's RTCP so its interceptors (reports, NACK) see it; only a BYE matters.
+async fn drain_rtcp(sender: Arc<RTCRtpSender>, bye: ByeTo, stop: CancellationToken) {
     loop {
-        tokio::select! {
+        let packets = tokio::select! {
             _ = stop.cancelled() => return,
-            r = sender.read_rtcp() => if r.is_err() { return },
+            r = sender.read_rtcp() => match r {
+                Ok((packets, _)) => packets,
+                Err(_) => return,
+            },
+        };
+        if says_bye(&packets) {
+            report_bye(&bye).await;
+            return;
         }
     }
 }

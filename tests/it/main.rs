@@ -22,3 +22,4 @@ mod mkv;
 mod mqtt;
 mod putmedia_fake;
 mod recorder;
+mod viewer_places;

@@ -3,7 +3,7 @@
 //! GStreamer, timing the first decoded frame.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,11 +47,26 @@ pub struct Seen {
     pub audio_quiet: u64,
 }
 
+/// How a viewer connects.
+#[derive(Default)]
+pub struct Opts {
+    /// Ask for sound (an audio transceiver in the offer).
+    pub audio: bool,
+    /// Leave out the `control` data channel (and so SCTP), as a plain media player does.
+    pub no_control: bool,
+    /// Name the data channel this instead of `control` (an app's own channel).
+    pub channel: Option<&'static str>,
+    /// Send both tracks to a lip-sync probe instead of the decoders.
+    pub probe: Option<Probe>,
+}
+
 pub struct Viewer {
     pub pc: Arc<RTCPeerConnection>,
     pub seen: watch::Receiver<Seen>,
     decoded: Arc<AtomicU64>,
-    control: Arc<webrtc::data_channel::RTCDataChannel>,
+    control: Option<Arc<webrtc::data_channel::RTCDataChannel>>,
+    /// The SSRC of the camera's video track, once it arrived.
+    video_ssrc: Arc<AtomicU32>,
     _decoder: gst::Pipeline,
     _audio_decoder: Option<gst::Pipeline>,
     /// The signaling socket's writer and reader; closing the viewer closes the socket,
@@ -166,6 +181,11 @@ impl Viewer {
         Self::connect_opts(&url, true).await
     }
 
+    /// The daemon's `/signaling` URL for `client_id`.
+    pub fn lan_url(addr: SocketAddr, client_id: &str) -> String {
+        format!("ws://{addr}/signaling?clientId={client_id}")
+    }
+
     /// Connects through any signaling WebSocket that speaks the LAN viewer messages
     /// (the daemon's `/signaling`, or the fake KVS service's viewer side).
     pub async fn connect_url(url: &str) -> Viewer {
@@ -177,7 +197,12 @@ impl Viewer {
     pub async fn connect_probed(addr: SocketAddr, client_id: &str) -> (Viewer, Probe) {
         let url = format!("ws://{addr}/signaling?clientId={client_id}");
         let probe = Probe::default();
-        let v = Self::connect_probe(&url, true, Some(probe.clone())).await;
+        let opts = Opts {
+            audio: true,
+            probe: Some(probe.clone()),
+            ..Opts::default()
+        };
+        let v = Self::connect_with(&url, opts).await;
         (v, probe)
     }
 
@@ -187,10 +212,20 @@ impl Viewer {
     }
 
     async fn connect_opts(url: &str, audio: bool) -> Viewer {
-        Self::connect_probe(url, audio, None).await
+        let opts = Opts {
+            audio,
+            ..Opts::default()
+        };
+        Self::connect_with(url, opts).await
     }
 
-    async fn connect_probe(url: &str, audio: bool, probe: Option<Probe>) -> Viewer {
+    pub async fn connect_with(url: &str, opts: Opts) -> Viewer {
+        let Opts {
+            audio,
+            no_control,
+            channel,
+            probe,
+        } = opts;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
         let pc = Arc::new(
@@ -218,7 +253,14 @@ impl Viewer {
             .await
             .unwrap();
         }
-        let control = pc.create_data_channel("control", None).await.unwrap();
+        let control = if no_control {
+            None
+        } else {
+            let label = channel.unwrap_or("control");
+            Some(pc.create_data_channel(label, None).await.unwrap())
+        };
+        let video_ssrc = Arc::new(AtomicU32::new(0));
+        let ssrc_of_video = Arc::clone(&video_ssrc);
         let (seen_tx, seen) = watch::channel(Seen::default());
         let started = Instant::now();
         let decoded = Arc::new(AtomicU64::new(0));
@@ -233,6 +275,9 @@ impl Viewer {
         let audio_src = Mutex::new(audio_src);
         pc.on_track(Box::new(move |track, receiver, _| {
             let mime = track.codec().capability.mime_type;
+            if mime == MIME_TYPE_H264 {
+                ssrc_of_video.store(track.ssrc(), Ordering::Relaxed);
+            }
             if let Some(probe) = &probe {
                 probe.on_track(track, receiver, mime == MIME_TYPE_OPUS);
             } else if mime == MIME_TYPE_H264 {
@@ -246,12 +291,14 @@ impl Viewer {
             }
             Box::pin(async {})
         }));
-        let replies = seen_tx.clone();
-        control.on_message(Box::new(move |msg| {
-            let v: Value = serde_json::from_slice(&msg.data).unwrap_or(Value::Null);
-            replies.send_modify(|s| s.control.push(v));
-            Box::pin(async {})
-        }));
+        if let Some(control) = &control {
+            let replies = seen_tx.clone();
+            control.on_message(Box::new(move |msg| {
+                let v: Value = serde_json::from_slice(&msg.data).unwrap_or(Value::Null);
+                replies.send_modify(|s| s.control.push(v));
+                Box::pin(async {})
+            }));
+        }
 
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -318,6 +365,7 @@ impl Viewer {
             seen,
             decoded,
             control,
+            video_ssrc,
             _decoder: pipeline,
             _audio_decoder: audio_pipeline,
             signaling: vec![writer, reader],
@@ -336,7 +384,42 @@ impl Viewer {
 
     /// Sends a command on the `control` data channel.
     pub async fn command(&self, body: &str) {
-        self.control.send_text(body.to_owned()).await.unwrap();
+        let control = self.control.as_ref().expect("viewer has a control channel");
+        control.send_text(body.to_owned()).await.unwrap();
+    }
+
+    /// Says goodbye as RFC 3550 §6.6 has it: a compound RTCP packet, a receiver report
+    /// about the camera's video followed by a BYE.
+    pub async fn say_bye(&self) {
+        use webrtc::rtcp::goodbye::Goodbye;
+        use webrtc::rtcp::receiver_report::ReceiverReport;
+        use webrtc::rtcp::reception_report::ReceptionReport;
+        const OURS: u32 = 0x5EE_0B1E;
+        let theirs = self.video_ssrc.load(Ordering::Relaxed);
+        assert_ne!(theirs, 0, "say_bye before the video track arrived");
+        let rr = ReceiverReport {
+            ssrc: OURS,
+            reports: vec![ReceptionReport {
+                ssrc: theirs,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let bye = Goodbye {
+            sources: vec![OURS],
+            reason: "leaving".into(),
+        };
+        self.pc
+            .write_rtcp(&[Box::new(rr), Box::new(bye)])
+            .await
+            .unwrap();
+    }
+
+    /// Closes only the signaling socket, leaving the peer connection as it is.
+    pub fn close_signaling(&self) {
+        for t in &self.signaling {
+            t.abort();
+        }
     }
 
     pub async fn close(self) {
