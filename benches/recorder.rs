@@ -94,6 +94,7 @@ fn main() {
             events: None,
             feed: None,
             audio: None,
+            disk_full: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -112,6 +112,7 @@ fn start(
 }
 
 /// What a task captures.
+#[derive(Clone)]
 enum Branch {
     Video(Outputs),
     Audio(AudioOutputs),
@@ -202,10 +203,13 @@ impl Task {
 
     /// Runs one pipeline instance: `Ok` when cancelled, `Err` when it must be rebuilt.
     async fn run_once(&mut self, generation: u32) -> Result<(), CaptureError> {
-        let running = self.branch.build(&self.spec, generation, self.cfg.fps)?;
+        // Building and starting a pipeline opens devices and sockets and waits on state
+        // changes (a busy camera can take seconds): keep that off the async workers.
+        let (branch, spec, fps) = (self.branch.clone(), self.spec.clone(), self.cfg.fps);
+        let running = off_runtime(move || branch.build(&spec, generation, fps)).await?;
         let bus = running.bus().ok_or(CaptureError::StateChange)?;
         let mut messages = bus.stream();
-        running.play()?;
+        let running = off_runtime(move || running.play().map(|()| running)).await?;
         let started = Instant::now();
         let mut stall_check = tokio::time::interval(STALL_CHECK);
         let outcome = loop {
@@ -279,4 +283,13 @@ impl Task {
             _ => Ok(()),
         }
     }
+}
+
+/// Runs blocking GStreamer work on the blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CaptureError> + Send + 'static,
+) -> Result<T, CaptureError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| CaptureError::StateChange)?
 }

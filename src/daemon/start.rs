@@ -91,6 +91,8 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     let audio = audio_spec
         .as_ref()
         .map(|_| AudioOutputs::new(metrics.audio.clone()));
+    // A clip that cannot be written wakes retention at once.
+    let disk_full = Arc::new(tokio::sync::Notify::new());
     let recorder_deps = RecorderDeps {
         frames: outputs.frames.clone(),
         analysis: outputs.analysis.clone(),
@@ -101,6 +103,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         events,
         feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
         audio: audio.as_ref().map(|a| a.aac.clone()),
+        disk_full: Some(Arc::clone(&disk_full)),
     };
     // Subscribed now, run last: it sees capture's first keyframe and stops first.
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
@@ -113,7 +116,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     let (index2, dir2) = (index.clone(), data_dir.clone());
     let limits = retention_limits(config);
     parts.start("retention", |stop| {
-        let task = retention::spawn(index2, dir2, limits, retention::INTERVAL, stop);
+        let task = retention::spawn(index2, dir2, limits, retention::INTERVAL, disk_full, stop);
         ((), vec![task])
     });
     let task_cfg = TaskConfig {

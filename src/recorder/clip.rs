@@ -32,6 +32,12 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// long (a microphone unplugged) is ended in the clip, so the picture goes on being
 /// written.
 pub const AUDIO_IDLE: Duration = Duration::from_secs(1);
+/// Most bytes of picture waiting in a clip's queue beyond its pre-roll. The queue fills
+/// only when the disk stalls; past this, frames are dropped (and counted on the clip)
+/// rather than memory growing until the camera runs out.
+pub const QUEUE_HEADROOM: u64 = 32 * 1024 * 1024;
+/// The same for sound (minutes of AAC).
+const AUDIO_QUEUE_LIMIT: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
@@ -56,6 +62,10 @@ pub enum ClipError {
 /// An open clip being written.
 pub struct ClipWriter {
     pipeline: gst::Pipeline,
+    /// The pipeline's bus, where a write error (a full disk) shows up.
+    bus: gst::Bus,
+    /// The error that stopped the muxer or the file, once seen.
+    failed: Option<String>,
     src: gst_app::AppSrc,
     part: PathBuf,
     sync: Option<Arc<File>>,
@@ -68,6 +78,12 @@ pub struct ClipWriter {
     bytes: u64,
     size: (u32, u32),
     audio: Option<AudioInput>,
+    /// Most bytes queued for the muxer (`QUEUE_HEADROOM` plus the pre-roll).
+    queue_limit: u64,
+    /// Frames dropped because the queue was full.
+    lost: u64,
+    /// A frame was dropped: the next one written must be a keyframe.
+    resync: bool,
 }
 
 /// The clip's sound track while it is open.
@@ -175,8 +191,13 @@ impl ClipWriter {
             .set_state(gst::State::Playing)
             .map_err(|e| ClipError::Pipeline(format!("cannot start: {e}")))?;
         let sync = File::open(&part).ok().map(Arc::new);
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| ClipError::Pipeline("no bus".into()))?;
         Ok(Self {
             pipeline,
+            bus,
+            failed: None,
             src,
             part,
             sync,
@@ -189,12 +210,31 @@ impl ClipWriter {
             bytes: 0,
             size: (0, 0),
             audio,
+            queue_limit: QUEUE_HEADROOM,
+            lost: 0,
+            resync: false,
         })
     }
 
     /// Whether the clip has a sound track still taking frames.
     pub fn takes_audio(&self) -> bool {
         self.audio.as_ref().is_some_and(|a| !a.ended)
+    }
+
+    /// Lets the queue hold `bytes` of pre-roll on top of `QUEUE_HEADROOM`: the pre-roll
+    /// is queued at once when the clip opens.
+    pub fn allow_backlog(&mut self, bytes: u64) {
+        self.queue_limit = QUEUE_HEADROOM + bytes;
+    }
+
+    /// Bytes of picture waiting for the muxer.
+    pub fn queued_bytes(&self) -> u64 {
+        self.src.current_level_bytes()
+    }
+
+    /// Frames dropped because the disk did not keep up.
+    pub fn frames_lost(&self) -> u64 {
+        self.lost
     }
 
     /// Audio frames written so far.
@@ -206,6 +246,7 @@ impl ClipWriter {
     /// are skipped; a frame of another format ends the clip's sound (the next clip takes
     /// it up). Returns whether the frame was written.
     pub fn push_audio(&mut self, frame: &AudioFrame, now: Instant) -> Result<bool, ClipError> {
+        self.check()?;
         let Some(first_at) = self.first_at else {
             return Ok(false);
         };
@@ -227,6 +268,9 @@ impl ClipWriter {
         let pts = offset.to_std().unwrap_or(Duration::ZERO);
         if audio.last_pts.is_some_and(|last| pts <= last) {
             return Ok(false);
+        }
+        if audio.src.current_level_bytes() + frame.data.len() as u64 > AUDIO_QUEUE_LIMIT {
+            return Ok(false); // the disk stalls; the picture's queue counts the loss
         }
         let mut buffer = gst::Buffer::from_slice(frame.data.clone());
         if let Some(b) = buffer.get_mut() {
@@ -278,8 +322,25 @@ impl ClipWriter {
         self.frames
     }
 
+    /// Fails once the pipeline reported an error: `appsrc` goes on taking frames after
+    /// the file failed (ENOSPC), so without this a full disk would pass unnoticed.
+    fn check(&mut self) -> Result<(), ClipError> {
+        if self.failed.is_none() {
+            if let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error]) {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    self.failed = Some(format!("{}: {}", e.error(), e.debug().unwrap_or_default()));
+                }
+            }
+        }
+        match &self.failed {
+            Some(why) => Err(ClipError::Pipeline(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Appends a frame. Frames before the first keyframe are skipped (undecodable).
     pub fn push(&mut self, frame: &EncodedFrame) -> Result<(), ClipError> {
+        self.check()?;
         if self.first_pts.is_none() {
             if !frame.keyframe {
                 return Ok(());
@@ -296,6 +357,9 @@ impl ClipWriter {
         let pts = frame.pts.saturating_sub(self.first_pts.unwrap_or_default());
         if self.frames > 0 && pts <= self.last_pts {
             return Ok(()); // a duplicate or out-of-order frame would stall the muxer
+        }
+        if self.queue_full(frame) {
+            return Ok(());
         }
         let mut buffer = gst::Buffer::from_slice(frame.data.clone());
         if let Some(b) = buffer.get_mut() {
@@ -316,6 +380,23 @@ impl ClipWriter {
         Ok(())
     }
 
+    /// Whether `frame` is dropped because the disk is not keeping up: past the queue's
+    /// limit, and after that until the next keyframe (a picture needs its references).
+    fn queue_full(&mut self, frame: &EncodedFrame) -> bool {
+        let full = self.queued_bytes() + frame.data.len() as u64 > self.queue_limit;
+        if full && !self.resync {
+            tracing::warn!(clip = %self.part.display(), queued_bytes = self.queued_bytes(),
+                "the disk is not keeping up with the clip; dropping frames until it does");
+        }
+        if full || (self.resync && !frame.keyframe) {
+            self.resync = true;
+            self.lost += 1;
+            return true;
+        }
+        self.resync = false;
+        false
+    }
+
     /// A handle to flush the file to disk, when `SYNC_INTERVAL` has passed since the last.
     pub fn due_sync(&mut self, now: Instant) -> Option<Arc<File>> {
         if now.duration_since(self.last_sync) < SYNC_INTERVAL {
@@ -331,13 +412,13 @@ impl ClipWriter {
     /// Ends the stream, waits for the muxer, syncs and renames to the final name. Blocks:
     /// call from a blocking thread.
     pub fn finish(mut self) -> Result<(PathBuf, ClipStats), ClipError> {
+        if let Err(e) = self.check() {
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return Err(e);
+        }
         self.end_audio();
         let _ = self.src.end_of_stream();
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| ClipError::Pipeline("no bus".into()))?;
-        let msg = bus.timed_pop_filtered(
+        let msg = self.bus.timed_pop_filtered(
             gst::ClockTime::from_nseconds(FINISH_TIMEOUT.as_nanos() as u64),
             &[gst::MessageType::Eos, gst::MessageType::Error],
         );
@@ -385,7 +466,7 @@ impl ClipWriter {
             bytes,
             width: self.size.0,
             height: self.size.1,
-            frames_lost: 0,
+            frames_lost: self.lost,
         };
         Ok((done, stats))
     }

@@ -132,19 +132,29 @@ impl Recorder {
                     .format_since(t - chrono::Duration::from_std(AUDIO_IDLE).unwrap_or_default())
             })
             .cloned();
-        let mut writer = match ClipWriter::create(&path, sound.as_ref()) {
+        // Creating the file and starting the muxer touch the disk: off the runtime.
+        let created = {
+            let (path, sound) = (path.clone(), sound.clone());
+            tokio::task::spawn_blocking(move || ClipWriter::create(&path, sound.as_ref())).await
+        };
+        let created = created
+            .map_err(|e| format!("clip writer: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let mut writer = match created {
             Ok(w) => w,
-            Err(e) => {
+            Err(why) => {
                 let again = Reopen {
                     event_id: event_id.to_owned(),
                     tracker_id,
                     until,
                 };
-                self.clip_failed(again, &e.to_string());
+                self.clip_failed(again, &why);
                 return;
             }
         };
         let generation = self.preroll.since(from).last().map(|f| f.generation);
+        let backlog = self.preroll.since(from).map(|f| f.data.len() as u64).sum();
+        writer.allow_backlog(backlog);
         let mut written = Vec::new();
         for f in self
             .preroll
@@ -227,6 +237,9 @@ impl Recorder {
     /// the retry (with backoff, logged once per run of failures).
     pub(super) fn clip_failed(&mut self, again: Reopen, why: &str) {
         let event_id = again.event_id.clone();
+        if let Some(disk_full) = &self.deps.disk_full {
+            disk_full.notify_one();
+        }
         let (delay, first) =
             self.retry
                 .failed(again, self.deps.clocks.monotonic(), fastrand::f64());
@@ -330,7 +343,7 @@ async fn finish_clip(index: &Index, data_dir: &Path, clip: OpenClip, now: DateTi
     let result = tokio::task::spawn_blocking(move || writer.finish()).await;
     match result {
         Ok(Ok((_, mut stats))) => {
-            stats.frames_lost = frames_lost;
+            stats.frames_lost += frames_lost;
             info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
             if let Err(e) = index
                 .finish_clip(

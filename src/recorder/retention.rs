@@ -8,9 +8,11 @@
 //! clip being recorded is never a candidate.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -179,12 +181,13 @@ fn disk_low(data_dir: &Path, limits: Limits) -> bool {
 }
 
 /// Applies the policy every `interval`, and at once when the disk runs low (checked
-/// every `DISK_CHECK`), until cancelled.
+/// every `DISK_CHECK`) or a clip could not be written (`disk_full`), until cancelled.
 pub fn spawn(
     index: Index,
     data_dir: PathBuf,
     limits: Limits,
     interval: Duration,
+    disk_full: Arc<Notify>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -194,6 +197,10 @@ pub fn spawn(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => { run_once(&index, &data_dir, limits).await; }
+                _ = disk_full.notified() => {
+                    info!("a clip could not be written; running retention now");
+                    run_once(&index, &data_dir, limits).await;
+                }
                 _ = disk.tick() => {
                     if disk_low(&data_dir, limits) {
                         run_once(&index, &data_dir, limits).await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -71,6 +71,8 @@ pub struct RecorderDeps {
     pub feed: Option<ClipFeed>,
     /// The camera's sound as AAC, when audio is on: every clip gets a sound track.
     pub audio: Option<AudioBus>,
+    /// Told when a clip cannot be written (a full disk?), so retention runs at once.
+    pub disk_full: Option<Arc<Notify>>,
 }
 
 /// Starts the recorder (`prepare`, then `Recorder::run` in a task of its own).

@@ -11,17 +11,18 @@ use crate::support::mosquitto::{client_leaf, try_connect, Broker, Observer};
 use crate::support::pki::Pki;
 use serde_json::Value;
 
-const THING: &str = "cam1";
-const EVENTS: &str = "edgecam/cam1/events";
+pub(crate) const THING: &str = "cam1";
+pub(crate) const EVENTS: &str = "edgecam/cam1/events";
 
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
-    pki: Pki,
-    broker: Broker,
-    observer: Observer,
+    pub pki: Pki,
+    pub broker: Broker,
+    pub observer: Observer,
 }
 
-async fn setup() -> Setup {
+/// A broker with mutual TLS and an observer subscribed to the camera's topics.
+pub(crate) async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let broker = Broker::start(dir.path(), &pki);
@@ -53,6 +54,14 @@ fn record(d: &Daemon, seconds: f64, label: &str) {
         r#"{{"command":"record","duration_s":{seconds},"label":"{label}"}}"#
     ));
     assert_eq!(status, 200, "{reply}");
+}
+
+/// The ids of the events whose `t` message (`start`, `end`) arrived.
+pub(crate) fn event_ids(msgs: &[support::mosquitto::Seen], t: &str) -> BTreeSet<String> {
+    of_type(msgs, t)
+        .iter()
+        .filter_map(|v| v["event_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
@@ -482,12 +491,7 @@ async fn three_hundred_events(restart: bool) {
             sent.insert(id.to_owned());
         }
     }
-    let ids = |msgs: &[support::mosquitto::Seen], t: &str| -> BTreeSet<String> {
-        of_type(msgs, t)
-            .iter()
-            .filter_map(|v| v["event_id"].as_str().map(str::to_owned))
-            .collect()
-    };
+    let ids = event_ids;
     let msgs = s
         .observer
         .wait(EVENTS, Duration::from_secs(60), |m| {

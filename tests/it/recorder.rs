@@ -517,3 +517,125 @@ async fn a_clip_that_cannot_be_written_is_retried_with_backoff_and_recording_res
     let _ = timeout(Duration::from_secs(5), task).await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_bounds_the_clip_queue_and_writing_resumes_at_a_keyframe() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // One GOP of real frames, repeated: a stream as long as the test needs.
+    let camera = small_camera("test-pattern", KEYFRAME_S);
+    let rig = Rig::start(template::load(&camera).unwrap(), &camera);
+    let mut sub = rig.frames.subscribe("test", 256);
+    let mut gop = Vec::new();
+    loop {
+        let f = timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if f.keyframe && !gop.is_empty() {
+            break;
+        }
+        if f.keyframe || !gop.is_empty() {
+            gop.push(f);
+        }
+    }
+    rig.stop().await;
+    let t0 = Utc::now();
+    let frame = |i: usize| {
+        let mut f = gop[i % gop.len()].clone();
+        let step = Duration::from_secs_f64(FRAME_S);
+        f.pts = step * i as u32;
+        f.captured_at = t0 + chrono::Duration::from_std(step * i as u32).unwrap();
+        f
+    };
+
+    // The clip's file is a pipe nobody reads: the disk has stalled.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stalled.mp4");
+    let part = recorder::clip::part_path(&path);
+    let made = std::process::Command::new("mkfifo").arg(&part).status();
+    assert!(made.unwrap().success());
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&part)
+        .unwrap();
+    let mut writer = recorder::ClipWriter::create(&path, None).unwrap();
+    let biggest = gop.iter().map(|f| f.data.len() as u64).max().unwrap();
+    let mut i = 0;
+    while writer.frames_lost() == 0 {
+        writer.push(&frame(i)).unwrap();
+        i += 1;
+        assert!(i < 1_000_000, "the queue never filled");
+    }
+    for _ in 0..(3 * gop.len()) {
+        writer.push(&frame(i)).unwrap();
+        i += 1;
+    }
+    let queued = writer.queued_bytes();
+    eprintln!(
+        "queue stopped at {queued} bytes after {i} frames, {} lost",
+        writer.frames_lost()
+    );
+    assert!(queued <= recorder::clip::QUEUE_HEADROOM + biggest);
+
+    // The disk comes back: everything queued is written, then new frames from the next
+    // keyframe on, and the file decodes without an error.
+    let drained = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    while writer.queued_bytes() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost = writer.frames_lost();
+    // Writing picks up at the next keyframe (the frames before it need the lost ones).
+    let to_keyframe = (gop.len() - i % gop.len()) % gop.len();
+    for _ in 0..(2 * gop.len()) {
+        writer.push(&frame(i)).unwrap();
+        i += 1;
+    }
+    assert_eq!(
+        writer.frames_lost() - lost,
+        to_keyframe as u64,
+        "nothing lost from the keyframe after the disk came back"
+    );
+    let written = writer.frames();
+    // The muxer ends the file; then `finish` opens the pipe to sync it, which waits for
+    // a writer: give it one (a pipe cannot be synced, so that step fails, as it may).
+    let finishing = tokio::task::spawn_blocking(move || writer.finish());
+    let bytes = drained.join().unwrap();
+    let mut unblocked = None;
+    for _ in 0..500 {
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&part);
+        if let Ok(w) = w {
+            unblocked = Some(w);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = finishing.await;
+    drop(unblocked);
+    let copy = dir.path().join("copy.mp4");
+    std::fs::write(&copy, &bytes).unwrap();
+    let scan = fmp4::scan(&copy).unwrap();
+    assert_eq!(
+        scan.samples.len() as u64,
+        written,
+        "every frame written is in the file"
+    );
+    support::decodes_silently(&copy);
+}

@@ -38,6 +38,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// A command the daemon runs under (e.g. `unshare … sh -c`), or empty.
+    wrapper: Vec<String>,
 }
 
 impl Daemon {
@@ -57,7 +59,16 @@ impl Daemon {
 
     /// Starts with extra environment variables and the test config rewritten by `edit`.
     pub fn start_env(env: &[(&str, &str)], edit: impl FnOnce(String) -> String) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), Vec::new(), env, edit)
+    }
+
+    /// Starts in `dir`, under `wrapper` (a command that ends by running its arguments).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        wrapper: Vec<String>,
+        env: &[(&str, &str)],
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let port = free_port();
         let text = edit(daemon_config(dir.path(), port));
         let config = write_file(dir.path(), "edgecam.toml", &text);
@@ -66,11 +77,12 @@ impl Daemon {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut d = Self {
-            child: spawn(&config, &env),
+            child: spawn(&config, &env, &wrapper),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             config,
             dir,
             env,
+            wrapper,
         };
         d.wait_healthy();
         d
@@ -79,7 +91,7 @@ impl Daemon {
     /// Starts the daemon again on the same config and data (after a kill).
     pub fn restart(&mut self) {
         let _ = self.child.wait();
-        self.child = spawn(&self.config, &self.env);
+        self.child = spawn(&self.config, &self.env, &self.wrapper);
         self.wait_healthy();
     }
 
@@ -121,9 +133,17 @@ impl Daemon {
     }
 }
 
-fn spawn(config: &Path, env: &[(String, String)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_edgecam"))
-        .args(["run", "--config", config.to_str().unwrap()])
+fn spawn(config: &Path, env: &[(String, String)], wrapper: &[String]) -> Child {
+    let bin = env!("CARGO_BIN_EXE_edgecam");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(["run", "--config", config.to_str().unwrap()])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "RUST_LOG",

@@ -12,6 +12,7 @@ pub mod pki;
 pub mod putmedia_fake;
 pub mod rtsp;
 pub mod sigv4;
+pub mod small_disk;
 pub mod sync_probe;
 pub mod viewer;
 
@@ -337,6 +338,7 @@ pub async fn spawn_recorder(
         events: None,
         feed: None,
         audio,
+        disk_full: None,
     };
     edgecam::recorder::spawn(cfg, deps, stop.clone()).await
 }
