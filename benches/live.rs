@@ -101,9 +101,9 @@ async fn main() {
     let (connects, cycles, window) = if quick {
         (10, 40, Duration::from_secs(3))
     } else {
-        (50, 500, Duration::from_secs(10))
+        (50, 1000, Duration::from_secs(10))
     };
-    // A cycle takes about 2 s (the viewer's close waits on webrtc-rs); allow fewer.
+    // `EDGECAM_BENCH_CYCLES` runs fewer (or more) connect/disconnect cycles.
     let cycles: usize = std::env::var("EDGECAM_BENCH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -181,12 +181,16 @@ async fn main() {
     let start = Instant::now();
     let mut after10 = 0.0;
     let mut fds10 = 0;
-    // webrtc-rs takes ~2 s to close a viewer's peer connection; the daemon frees the
-    // session as soon as the control channel closes, so let closes overlap (a few at once).
+    let mut playing = 0;
+    // The viewer's own close (webrtc-rs) can take a while; the daemon frees the session
+    // as soon as the viewer says goodbye, so let closes overlap (a few at once).
     let mut closing = std::collections::VecDeque::new();
     for i in 0..cycles {
         let mut v = Viewer::connect_with_audio(d.addr, &format!("c{}", i % 20)).await;
-        v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
+        let seen = v.wait(Duration::from_secs(10), |s| s.decoded > 0).await;
+        if seen.decoded > 0 {
+            playing += 1;
+        }
         closing.push_back(tokio::spawn(v.close()));
         if closing.len() > 4 {
             if let Some(c) = closing.pop_front() {
@@ -215,5 +219,9 @@ async fn main() {
         after_all - after10,
         open_fds(pid),
         start.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>9} of {cycles}",
+        "connects answered and playing", playing
     );
 }

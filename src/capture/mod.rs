@@ -4,6 +4,7 @@
 mod assemble;
 pub mod audio;
 mod pipeline;
+pub mod scene;
 mod task;
 pub mod template;
 

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::audio::AudioOutputs;
 use super::pipeline::{Outputs, Running};
+use super::scene::{self, Scene};
 use super::template::PipelineSpec;
 use super::{Backoff, CaptureError, Heartbeat};
 
@@ -212,6 +213,8 @@ impl Task {
         let running = off_runtime(move || running.play().map(|()| running)).await?;
         let started = Instant::now();
         let mut stall_check = tokio::time::interval(STALL_CHECK);
+        let mut scene = Scene::find(running.pipeline());
+        let mut scene_tick = tokio::time::interval(scene::TICK);
         let outcome = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break Ok(()),
@@ -231,6 +234,11 @@ impl Task {
                     }
                     None => break Err(CaptureError::StateChange),
                 },
+                _ = scene_tick.tick(), if scene.is_some() => {
+                    if let Some(scene) = scene.as_mut() {
+                        scene.update(started.elapsed());
+                    }
+                }
                 _ = stall_check.tick() => {
                     let now = Instant::now();
                     let since = self.branch.heartbeat().last().map_or(started, |t| t.max(started));

@@ -137,7 +137,16 @@ pub fn variables(c: &Camera) -> Vec<(&'static str, String)> {
         ("analysis_width", c.analysis_width.to_string()),
         ("analysis_height", c.analysis_height.to_string()),
         ("analysis_fps", c.analysis_fps.to_string()),
+        // The test scene is drawn at a quarter size and scaled up, so its ball (a fixed
+        // 20 px radius in videotestsrc) is as big a part of the picture at any size.
+        ("scene_width", scene_side(c.width, 64).to_string()),
+        ("scene_height", scene_side(c.height, 48).to_string()),
     ]
+}
+
+/// A quarter of `side`, even, and at least `min`.
+fn scene_side(side: u32, min: u32) -> u32 {
+    ((side / 4) & !1).max(min)
 }
 
 /// Drops `#` comment lines and fills `${var}`; an unknown name is returned as the error.

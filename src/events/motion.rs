@@ -1,6 +1,12 @@
-//! Motion detection on small grayscale frames: a running-average background, a per-pixel
-//! threshold, optional masked rectangles, and a minimum changed area. Pure: frame in,
-//! score and bounding box out.
+//! Motion detection on small grayscale frames. Pure: frame in, score and box out.
+//!
+//! A running-average background; each frame is first matched to it in brightness and
+//! contrast (one gain and offset for the whole picture), so a light turned on, the IR-cut
+//! switch at dusk or a slow drift does not count. A pixel changed when it differs from
+//! the matched background by more than `threshold`; a 4×4 cell moves when half its pixels
+//! changed, so scattered sensor noise does not count either. The score is the share of
+//! the unmasked picture in moving cells. More than 60 % of the cells moving at once is a
+//! change of light, not motion: the background starts again from that frame.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,13 +57,23 @@ pub struct MotionResult {
     pub bbox: Option<PixelBox>,
     /// `score >= min_area_percent`.
     pub motion: bool,
+    /// The whole picture changed at once (light, not motion); the background restarted.
+    pub lighting: bool,
 }
 
 const NO_MOTION: MotionResult = MotionResult {
     score: 0.0,
     bbox: None,
     motion: false,
+    lighting: false,
 };
+
+/// Side of a cell, in analysis pixels.
+const CELL: usize = 4;
+/// Share of the cells that, moving at once, means the light changed.
+const LIGHTING_SHARE: f32 = 0.6;
+/// Below this mean deviation the scene is too flat to estimate its contrast: gain 1.
+const FLAT: f32 = 2.0;
 
 /// Background model and settings; feed it every analysis frame in order.
 #[derive(Debug, Clone)]
@@ -67,8 +83,17 @@ pub struct MotionDetector {
     background: Vec<u16>,
     /// True for masked pixels.
     masked: Vec<bool>,
+    /// Per cell: changed and considered pixels of the current frame.
+    cells: Vec<(u16, u16)>,
     width: u32,
     height: u32,
+}
+
+/// One gain and offset that match a frame to the background in brightness and contrast.
+#[derive(Debug, Clone, Copy)]
+struct Match {
+    gain: f32,
+    offset: f32,
 }
 
 impl MotionDetector {
@@ -77,6 +102,7 @@ impl MotionDetector {
             settings,
             background: Vec::new(),
             masked: Vec::new(),
+            cells: Vec::new(),
             width: 0,
             height: 0,
         }
@@ -93,18 +119,98 @@ impl MotionDetector {
             self.reset(data, width, height, stride);
             return NO_MOTION;
         }
-        let threshold = u16::from(self.settings.threshold) << 8;
+        let Some(m) = self.matching(data, w, h, s) else {
+            return NO_MOTION; // everything is masked
+        };
+        self.mark_changes(data, w, h, s, m);
+        let cols = w.div_ceil(CELL);
+        let (mut moving_px, mut considered, mut moving, mut cells) = (0u32, 0u32, 0u32, 0u32);
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for (i, &(changed, n)) in self.cells.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            cells += 1;
+            considered += u32::from(n);
+            if changed * 2 >= n && changed > 0 {
+                moving += 1;
+                moving_px += u32::from(n);
+                let (cx, cy) = (i % cols * CELL, i / cols * CELL);
+                x0 = x0.min(cx);
+                y0 = y0.min(cy);
+                x1 = x1.max((cx + CELL).min(w));
+                y1 = y1.max((cy + CELL).min(h));
+            }
+        }
+        if moving as f32 > LIGHTING_SHARE * cells as f32 {
+            self.reset(data, width, height, stride);
+            return MotionResult {
+                lighting: true,
+                ..NO_MOTION
+            };
+        }
+        let score = moving_px as f32 * 100.0 / considered.max(1) as f32;
+        MotionResult {
+            score,
+            bbox: (moving > 0).then(|| PixelBox {
+                x: x0 as u32,
+                y: y0 as u32,
+                width: (x1 - x0) as u32,
+                height: (y1 - y0) as u32,
+            }),
+            motion: moving > 0 && score >= self.settings.min_area_percent,
+            lighting: false,
+        }
+    }
+
+    /// The gain and offset that best match the frame's unmasked pixels to the background
+    /// (means and mean absolute deviations); `None` when everything is masked.
+    fn matching(&self, data: &[u8], w: usize, h: usize, s: usize) -> Option<Match> {
+        let (mut sum_f, mut sum_b, mut n) = (0f64, 0f64, 0u32);
+        let pixels = || (0..h).flat_map(move |y| (0..w).map(move |x| (y * w + x, data[y * s + x])));
+        for (i, px) in pixels().filter(|(i, _)| !self.masked[*i]) {
+            sum_f += f64::from(px);
+            sum_b += f64::from(self.background[i]) / 256.0;
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        let (mean_f, mean_b) = (sum_f / f64::from(n), sum_b / f64::from(n));
+        let (mut dev_f, mut dev_b) = (0f64, 0f64);
+        for (i, px) in pixels().filter(|(i, _)| !self.masked[*i]) {
+            dev_f += (f64::from(px) - mean_f).abs();
+            dev_b += (f64::from(self.background[i]) / 256.0 - mean_b).abs();
+        }
+        let (dev_f, dev_b) = (dev_f / f64::from(n), dev_b / f64::from(n));
+        let gain = if dev_b as f32 > FLAT && dev_f as f32 > FLAT {
+            (dev_f / dev_b).clamp(0.25, 4.0)
+        } else {
+            1.0
+        };
+        Some(Match {
+            gain: gain as f32,
+            offset: (mean_f - gain * mean_b) as f32,
+        })
+    }
+
+    /// Counts changed pixels per cell against the matched background, and moves the
+    /// background towards the frame by 1/2^shift of the difference.
+    fn mark_changes(&mut self, data: &[u8], w: usize, h: usize, s: usize, m: Match) {
+        let threshold = f32::from(self.settings.threshold);
         let shift = self.settings.adaptation_shift.min(15);
-        let (mut changed, mut considered) = (0u32, 0u32);
-        let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+        let cols = w.div_ceil(CELL);
+        self.cells.clear();
+        self.cells.resize(cols * h.div_ceil(CELL), (0, 0));
         for y in 0..h {
             let row = &data[y * s..y * s + w];
             for (x, &px) in row.iter().enumerate() {
                 let i = y * w + x;
-                let value = u16::from(px) << 8;
                 let bg = &mut self.background[i];
+                let expected = m.gain * (f32::from(*bg) / 256.0) + m.offset;
+                let changed = (f32::from(px) - expected).abs() > threshold;
+                let value = u16::from(px) << 8;
                 let diff = value.abs_diff(*bg);
-                // Move the background towards the pixel by diff / 2^shift (at least one step).
                 let step = (diff >> shift).max(u16::from(diff > 0));
                 if value > *bg {
                     *bg += step;
@@ -114,30 +220,10 @@ impl MotionDetector {
                 if self.masked[i] {
                     continue;
                 }
-                considered += 1;
-                if diff > threshold {
-                    changed += 1;
-                    let (xu, yu) = (x as u32, y as u32);
-                    x0 = x0.min(xu);
-                    y0 = y0.min(yu);
-                    x1 = x1.max(xu);
-                    y1 = y1.max(yu);
-                }
+                let cell = &mut self.cells[(y / CELL) * cols + x / CELL];
+                cell.0 += u16::from(changed);
+                cell.1 += 1;
             }
-        }
-        if considered == 0 {
-            return NO_MOTION;
-        }
-        let score = changed as f32 * 100.0 / considered as f32;
-        MotionResult {
-            score,
-            bbox: (changed > 0).then(|| PixelBox {
-                x: x0,
-                y: y0,
-                width: x1 - x0 + 1,
-                height: y1 - y0 + 1,
-            }),
-            motion: changed > 0 && score >= self.settings.min_area_percent,
         }
     }
 
@@ -162,113 +248,5 @@ impl MotionDetector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const W: u32 = 160;
-    const H: u32 = 90;
-
-    /// A gray frame with a white 12×12 square at (x, y).
-    fn frame(square: Option<(u32, u32)>, noise_seed: Option<u64>) -> Vec<u8> {
-        let mut rng = noise_seed.map(fastrand::Rng::with_seed);
-        let mut data = vec![100u8; (W * H) as usize];
-        for (i, px) in data.iter_mut().enumerate() {
-            let (x, y) = (i as u32 % W, i as u32 / W);
-            if let Some((sx, sy)) = square {
-                if (sx..sx + 12).contains(&x) && (sy..sy + 12).contains(&y) {
-                    *px = 250;
-                }
-            }
-            if let Some(rng) = rng.as_mut() {
-                *px = px.saturating_add_signed(rng.i8(-8..=8));
-            }
-        }
-        data
-    }
-
-    fn run(
-        detector: &mut MotionDetector,
-        frames: impl IntoIterator<Item = Vec<u8>>,
-    ) -> Vec<MotionResult> {
-        frames
-            .into_iter()
-            .map(|f| detector.process(&f, W, H, W))
-            .collect()
-    }
-
-    #[test]
-    fn moving_square_is_motion_with_its_box() {
-        let mut d = MotionDetector::new(MotionSettings::default());
-        let results = run(&mut d, (0..6).map(|i| frame(Some((10 + i * 20, 40)), None)));
-        assert!(
-            !results[0].motion,
-            "the first frame only seeds the background"
-        );
-        for r in &results[1..] {
-            assert!(r.motion, "{r:?}");
-        }
-        // Frame 1: the square left (10..22) and arrived at (30..42): both differ.
-        let b = results[1].bbox.unwrap();
-        assert_eq!((b.x, b.y, b.width, b.height), (10, 40, 32, 12));
-        assert!((results[1].score - 2.0 * 144.0 * 100.0 / (W * H) as f32).abs() < 0.01);
-    }
-
-    #[test]
-    fn static_and_noisy_scenes_are_not_motion() {
-        let mut d = MotionDetector::new(MotionSettings::default());
-        let still = run(&mut d, (0..20).map(|_| frame(Some((50, 50)), None)));
-        assert!(still.iter().all(|r| !r.motion && r.score == 0.0));
-        let mut d = MotionDetector::new(MotionSettings::default());
-        let noisy = run(&mut d, (0..20).map(|i| frame(None, Some(i))));
-        assert!(
-            noisy.iter().all(|r| !r.motion),
-            "sensor noise below threshold"
-        );
-    }
-
-    #[test]
-    fn masked_area_is_ignored() {
-        let settings = MotionSettings {
-            masks: vec![[0.0, 0.0, 0.5, 1.0]], // left half
-            ..MotionSettings::default()
-        };
-        let mut d = MotionDetector::new(settings);
-        let left = run(&mut d, (0..5).map(|i| frame(Some((5 + i * 10, 30)), None)));
-        assert!(left.iter().all(|r| !r.motion), "{left:?}");
-        let right = run(&mut d, (0..5).map(|i| frame(Some((90 + i * 10, 30)), None)));
-        assert!(right[1..].iter().all(|r| r.motion));
-    }
-
-    #[test]
-    fn small_change_below_min_area_is_not_motion() {
-        let settings = MotionSettings {
-            min_area_percent: 5.0,
-            ..MotionSettings::default()
-        };
-        let mut d = MotionDetector::new(settings);
-        let r = run(&mut d, [frame(None, None), frame(Some((10, 10)), None)]);
-        assert!(r[1].score > 0.0 && !r[1].motion);
-    }
-
-    #[test]
-    fn background_absorbs_a_lighting_change() {
-        let mut d = MotionDetector::new(MotionSettings::default());
-        d.process(&vec![100u8; (W * H) as usize], W, H, W);
-        let bright = vec![160u8; (W * H) as usize];
-        let results: Vec<_> = (0..60).map(|_| d.process(&bright, W, H, W)).collect();
-        assert!(results[0].motion, "a sudden change is motion at first");
-        assert!(!results[59].motion, "after adapting it is not");
-    }
-
-    #[test]
-    fn malformed_frames_are_ignored() {
-        let mut d = MotionDetector::new(MotionSettings::default());
-        assert_eq!(d.process(&[1, 2, 3], W, H, W), NO_MOTION);
-        assert_eq!(d.process(&[], 0, 0, 0), NO_MOTION);
-        assert_eq!(
-            d.process(&[0; 100], 10, 10, 5),
-            NO_MOTION,
-            "stride below width"
-        );
-    }
-}
+#[path = "motion_tests.rs"]
+mod tests;

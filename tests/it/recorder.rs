@@ -299,7 +299,9 @@ async fn the_test_pattern_ball_is_motion_and_a_still_scene_is_not() {
         "the moving ball triggers: {moving}/{scored}"
     );
     // The same pipeline with a still picture.
-    let still = ball.replacen("pattern=ball", "pattern=colors", 1);
+    let still =
+        ball.replacen("pattern=ball", "pattern=colors", 1)
+            .replacen("name=scene", "name=still", 1);
     assert_ne!(still, ball);
     let (moving, _) = motion_frames(still).await;
     assert_eq!(moving, 0, "a still scene never triggers");
