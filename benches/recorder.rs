@@ -95,6 +95,7 @@ fn main() {
             feed: None,
             audio: None,
             disk_full: None,
+            motion: Default::default(),
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::media::{AudioCodec, FrameBus};
 
@@ -77,6 +78,15 @@ pub struct MqttMetrics {
     pub connected: Gauge,
 }
 
+/// Motion detector metrics. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct MotionMetrics {
+    /// The share of the picture moving in the last analysis frame, percent.
+    pub score: Gauge<f64, AtomicU64>,
+    /// Events that motion started.
+    pub events: Counter,
+}
+
 /// KVS upload metrics. Clones share the same values.
 #[derive(Debug, Clone)]
 pub struct UploadMetrics {
@@ -121,6 +131,7 @@ pub struct Metrics {
     pub live: LiveMetrics,
     pub mqtt: MqttMetrics,
     pub upload: UploadMetrics,
+    pub motion: MotionMetrics,
 }
 
 impl Metrics {
@@ -235,6 +246,17 @@ impl Metrics {
             "Fragments whose sound track had no frame (the microphone was quiet or gone) and went up with silence",
             upload.silent.clone(),
         );
+        let motion = MotionMetrics::default();
+        registry.register(
+            "edgecam_motion_score",
+            "Percentage of the picture moving in the last analysis frame (motion when at least motion.min_area_percent)",
+            motion.score.clone(),
+        );
+        registry.register(
+            "edgecam_motion_events",
+            "Events started by motion",
+            motion.events.clone(),
+        );
         Self {
             registry,
             capture,
@@ -242,6 +264,7 @@ impl Metrics {
             live,
             mqtt,
             upload,
+            motion,
         }
     }
 

@@ -10,7 +10,9 @@ mod reply;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use reply::{AudioReport, CommandError, Outcome, PlaybackUrl, Reply, StatusReport};
+pub use reply::{
+    AudioReport, CommandError, MotionReport, Outcome, PlaybackUrl, Reply, StatusReport,
+};
 
 /// Longest timed recording a command may ask for.
 pub const MAX_RECORD_S: f64 = 3600.0;

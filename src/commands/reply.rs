@@ -52,6 +52,18 @@ pub struct StatusReport {
     pub open_clips: usize,
     pub frames_lost: u64,
     pub audio: AudioReport,
+    pub motion: MotionReport,
+}
+
+/// What the motion detector sees now, against what it needs: `score` is the percentage
+/// of the picture moving in the last analysis frame, motion when it reaches
+/// `min_area_percent`; `threshold` is the brightness change a pixel needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MotionReport {
+    pub moving: bool,
+    pub score: f32,
+    pub min_area_percent: f32,
+    pub threshold: u8,
 }
 
 /// Whether sound is captured: `enabled` (the config and pipeline file give an audio

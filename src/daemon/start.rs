@@ -104,6 +104,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
         audio: audio.as_ref().map(|a| a.aac.clone()),
         disk_full: Some(Arc::clone(&disk_full)),
+        motion: metrics.motion.clone(),
     };
     // Subscribed now, run last: it sees capture's first keyframe and stops first.
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
@@ -191,6 +192,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         lan,
         viewers,
         max_viewers: config.live.max_viewers,
+        masks: config.motion.masks.clone(),
     };
     parts.start("web", |stop| {
         let task = tokio::spawn(async move {

@@ -45,6 +45,7 @@ pub fn settings(
         home_assistant: m.home_assistant,
         outbox_max: m.outbox_max,
         tls: crate::tls::client_config("mqtt", &m.ca, &m.cert, &m.key, m.alpn)?,
+        motion_min_area_percent: config.motion.min_area_percent,
     }))
 }
 

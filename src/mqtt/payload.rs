@@ -114,6 +114,9 @@ pub struct StateFacts {
     pub detect: bool,
     /// Motion is being detected now (not the same as recording: post-roll is not motion).
     pub motion: bool,
+    /// The detector's score and what it needs (percent of the picture moving).
+    pub motion_score: f32,
+    pub motion_min_area_percent: f32,
     pub viewers: usize,
     pub storage_bytes: u64,
     pub upload_backlog: u64,
@@ -129,6 +132,8 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "event_id": s.event_id,
         "detect": s.detect,
         "motion": s.motion,
+        "motion_score": s.motion_score,
+        "motion_min_area_percent": s.motion_min_area_percent,
         "viewers": s.viewers,
         "storage_bytes": s.storage_bytes,
         "upload_backlog": s.upload_backlog,

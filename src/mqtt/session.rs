@@ -54,6 +54,8 @@ pub struct MqttSettings {
     pub home_assistant: bool,
     pub outbox_max: u64,
     pub tls: Arc<rustls::ClientConfig>,
+    /// `motion.min_area_percent`, reported beside the detector's score.
+    pub motion_min_area_percent: f32,
 }
 
 /// What the session reads and drives.
@@ -318,6 +320,8 @@ impl<'a> Connection<'a> {
             event_id: status.event_id,
             detect: status.detect,
             motion: status.motion,
+            motion_score: status.motion_score,
+            motion_min_area_percent: self.s.motion_min_area_percent,
             viewers: *self.deps.viewers.borrow(),
             storage_bytes: self.storage.0,
             upload_backlog,

@@ -24,6 +24,9 @@ pub struct RecorderStatus {
     /// The detector sees motion now (it saw some within `MOTION_HOLD`): what a motion
     /// sensor shows, unlike `recording`, which lasts through the post-roll.
     pub motion: bool,
+    /// The detector's score (percentage of the picture moving, one decimal), updated at
+    /// most once a second.
+    pub motion_score: f32,
 }
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;

@@ -7,6 +7,7 @@ pub mod clip;
 mod clips;
 pub mod feed;
 mod handle;
+mod motion;
 pub mod preroll;
 pub mod publish;
 pub mod recovery;

@@ -14,11 +14,12 @@ use tracing::{error, info, warn};
 use super::clips::OpenClip;
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
+use super::motion::round_score;
 use super::publish::{self, EventMessages};
 use super::retry::{ClipRetry, Reopen};
 use super::{AudioRing, PreRoll};
 use crate::clock::SharedClocks;
-use crate::commands::{CommandError, Outcome, Record, StatusReport};
+use crate::commands::{CommandError, MotionReport, Outcome, Record, StatusReport};
 use crate::events::{
     Action, EventInfo, EventKind, IdSource, Input, MotionDetector, MotionSettings, Tracker,
     TrackerSettings, Trigger, TriggerKind, UlidIds,
@@ -28,6 +29,7 @@ use crate::media::{
     AnalysisBus, AnalysisFrame, AudioBus, AudioFrame, EncodedFrame, FrameBus, Snapshot,
     Subscription,
 };
+use crate::metrics::MotionMetrics;
 
 /// Frames the recorder may fall behind by before it loses one: 4 s at 30 fps.
 pub const RECORDER_QUEUE: usize = 120;
@@ -73,6 +75,8 @@ pub struct RecorderDeps {
     pub audio: Option<AudioBus>,
     /// Told when a clip cannot be written (a full disk?), so retention runs at once.
     pub disk_full: Option<Arc<Notify>>,
+    /// The detector's score and the events motion started.
+    pub motion: MotionMetrics,
 }
 
 /// Starts the recorder (`prepare`, then `Recorder::run` in a task of its own).
@@ -123,6 +127,9 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         retry: ClipRetry::default(),
         last_motion: None,
         moving: false,
+        score: 0.0,
+        published_score: 0.0,
+        score_published_at: deps.clocks.monotonic(),
         owed_checked: deps.clocks.monotonic(),
         status: status_tx,
         deps,
@@ -138,22 +145,26 @@ pub struct Recorder {
     pub(super) sound: AudioRing,
     analysis: Subscription<AnalysisFrame>,
     pub(super) preroll: PreRoll,
-    tracker: Tracker<UlidIds>,
-    detector: MotionDetector,
+    pub(super) tracker: Tracker<UlidIds>,
+    pub(super) detector: MotionDetector,
     motion: MotionSettings,
-    detect: bool,
+    pub(super) detect: bool,
     pub(super) open: Vec<OpenClip>,
     pub(super) finishing: JoinSet<()>,
     lost_seen: u64,
     /// A clip that could not be written, to be opened again with backoff.
     pub(super) retry: ClipRetry,
     /// When the detector last saw motion.
-    last_motion: Option<DateTime<Utc>>,
+    pub(super) last_motion: Option<DateTime<Utc>>,
     /// What the status says about motion now.
-    moving: bool,
+    pub(super) moving: bool,
+    /// The detector's last score, and the one the status last gave, and when.
+    pub(super) score: f32,
+    pub(super) published_score: f32,
+    pub(super) score_published_at: std::time::Instant,
     /// When ended events were last checked for an `end` message still owed.
     pub(super) owed_checked: std::time::Instant,
-    status: watch::Sender<RecorderStatus>,
+    pub(super) status: watch::Sender<RecorderStatus>,
     pub(super) deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,
 }
@@ -323,27 +334,6 @@ impl Recorder {
         self.sound.push(frame);
     }
 
-    async fn on_analysis(&mut self, a: &AnalysisFrame) {
-        if !self.detect {
-            return;
-        }
-        let r = self.detector.process(&a.data, a.width, a.height, a.stride);
-        if r.motion {
-            self.last_motion = Some(self.now());
-        }
-        self.update_motion();
-        if r.motion {
-            let trigger = Trigger {
-                kind: TriggerKind::Motion,
-                label: "motion".into(),
-                score: r.score,
-                duration: None,
-            };
-            let actions = self.tracker.handle(self.now(), Input::Trigger(trigger));
-            self.apply(actions).await;
-        }
-    }
-
     async fn on_command(
         &mut self,
         source: TriggerKind,
@@ -400,6 +390,12 @@ impl Recorder {
                 frames_lost: self.lost_seen,
                 // The dispatcher knows about audio capture.
                 audio: Default::default(),
+                motion: MotionReport {
+                    moving: self.moving,
+                    score: round_score(self.score),
+                    min_area_percent: self.motion.min_area_percent,
+                    threshold: self.motion.threshold,
+                },
             })),
         }
     }
@@ -422,29 +418,15 @@ impl Recorder {
     }
 
     /// Whether motion is going on now; the status follows when it changes.
-    pub(super) fn update_motion(&mut self) {
-        let hold = chrono::Duration::from_std(MOTION_HOLD).unwrap_or_default();
-        let now = self.now();
-        let moving = self.detect && self.last_motion.is_some_and(|t| now - t <= hold);
-        if moving != self.moving {
-            self.moving = moving;
-            self.publish_status();
-        }
-    }
-
-    fn publish_status(&self) {
-        self.status.send_replace(RecorderStatus {
-            recording: self.tracker.recording(),
-            event_id: self.tracker.current().map(|e| e.id.clone()),
-            detect: self.detect,
-            motion: self.moving,
-        });
-    }
-
-    async fn apply(&mut self, actions: Vec<Action>) {
+    pub(super) async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::EventStarted(e) => self.record_event(EventKind::Start, &e).await,
+                Action::EventStarted(e) => {
+                    if e.trigger == TriggerKind::Motion {
+                        self.deps.motion.events.inc();
+                    }
+                    self.record_event(EventKind::Start, &e).await
+                }
                 Action::EventUpdated(e) => self.record_event(EventKind::Update, &e).await,
                 Action::EventEnded(e) => {
                     info!(event_id = %e.id, label = %e.label, clips = e.clip_ids.len(), "event ended");

@@ -39,6 +39,8 @@ pub struct WebState {
     /// Viewers connected (0 when live view is off) and the limit.
     pub viewers: watch::Receiver<usize>,
     pub max_viewers: usize,
+    /// `motion.masks`, drawn over the video on the viewer page.
+    pub masks: Vec<[f32; 4]>,
 }
 
 /// The viewer page: plain HTML and JavaScript, no build step.
@@ -137,11 +139,21 @@ async fn viewer_page() -> impl IntoResponse {
     )
 }
 
+/// `GET /api/live`: viewers, and what the motion detector sees (for the page's indicator).
 async fn live_status(State(s): State<WebState>) -> impl IntoResponse {
     let viewers = *s.viewers.borrow();
-    axum::Json(
-        serde_json::json!({ "viewers": viewers, "max_viewers": s.max_viewers, "lan_signaling": s.lan.is_some() }),
-    )
+    let status = s.commands.status().borrow().clone();
+    axum::Json(serde_json::json!({
+        "viewers": viewers,
+        "max_viewers": s.max_viewers,
+        "lan_signaling": s.lan.is_some(),
+        "motion": {
+            "detect": status.detect,
+            "moving": status.motion,
+            "score": status.motion_score,
+            "masks": s.masks,
+        },
+    }))
 }
 
 async fn signaling(

@@ -87,3 +87,50 @@ async fn viewer_page_has_the_camera_sound_behind_a_button() {
     assert_eq!(after["muted"], false, "{after}");
     assert_eq!(after["label"], "Sound on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_shows_motion_and_the_masks() {
+    // Motion on (the test pattern's ball moves for its first 10 s), one mask.
+    let d = Daemon::start_with(
+        "[live]\nice_addresses = [\"127.0.0.1\"]\n\
+         [motion]\nmasks = [[0.0, 0.0, 0.25, 0.5]]\n",
+    );
+    let mut browser = Browser::launch().await;
+    browser.goto(&format!("http://{}/", d.addr)).await;
+    let probe = "(() => { const m = document.querySelectorAll('#stage .mask'); \
+                 return { motion: document.getElementById('motion').textContent, \
+                 outlined: document.getElementById('stage').classList.contains('moving'), \
+                 masks: m.length, width: m.length ? m[0].style.width : '', height: m.length ? m[0].style.height : '' }; })()";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let s = browser.eval(probe).await;
+        if s["motion"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("moving")
+            && s["masks"] == 1
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no motion shown within 20 s: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("viewer page: {state}");
+    assert_eq!(
+        state["outlined"], true,
+        "the video is outlined while motion goes on"
+    );
+    assert_eq!(state["width"], "25%");
+    assert_eq!(state["height"], "50%");
+    let score: f64 = state["motion"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("moving ")
+        .trim_end_matches(" %")
+        .parse()
+        .unwrap();
+    assert!(score > 0.5, "the score is shown: {state}");
+}

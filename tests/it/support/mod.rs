@@ -339,6 +339,7 @@ pub async fn spawn_recorder(
         feed: None,
         audio,
         disk_full: None,
+        motion: Default::default(),
     };
     edgecam::recorder::spawn(cfg, deps, stop.clone()).await
 }
