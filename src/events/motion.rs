@@ -207,7 +207,8 @@ impl MotionDetector {
             for (x, &px) in row.iter().enumerate() {
                 let i = y * w + x;
                 let bg = &mut self.background[i];
-                let expected = m.gain * (f32::from(*bg) / 256.0) + m.offset;
+                // Clamped like the sensor: a window that brightens past white is white.
+                let expected = (m.gain * (f32::from(*bg) / 256.0) + m.offset).clamp(0.0, 255.0);
                 let changed = (f32::from(px) - expected).abs() > threshold;
                 let value = u16::from(px) << 8;
                 let diff = value.abs_diff(*bg);
