@@ -53,6 +53,29 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// What the open file descriptors are, by kind (socket, pipe, a file…), most first.
+fn fd_kinds(pid: u32) -> String {
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let target = std::fs::read_link(e.path()).map_or("?".into(), |t| t.display().to_string());
+        let kind = target
+            .split_once(":[")
+            .map_or(target.clone(), |(k, _)| k.to_owned());
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let mut v: Vec<_> = kinds.into_iter().collect();
+    v.sort_by_key(|k| std::cmp::Reverse(k.1));
+    v.iter()
+        .take(4)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn cpu_s(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name "(...)": utime is 14th, stime 15th of the whole line.
@@ -132,6 +155,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_cpu = cpu_ms_per_s(pid, window).await;
     let rss0 = rss_mb(pid);
+    let fds0 = fd_kinds(pid);
     let mut viewers = vec![Viewer::connect_with_audio(d.addr, "r0").await];
     viewers[0]
         .wait(Duration::from_secs(10), |s| s.decoded > 0)
@@ -208,6 +232,8 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_all = rss_mb(pid);
+    println!("{:<52} {:>9}", "daemon fds, no viewer", fds0);
+    println!("{:<52} {:>9}", "daemon fds after the cycles", fd_kinds(pid));
     println!(
         "{:<52} {:>9.1} MB, {} fds",
         "daemon RSS after 10 connect/disconnect cycles", after10, fds10

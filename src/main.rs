@@ -170,7 +170,8 @@ async fn trigger(
     };
     let addr = cli::trigger::api_addr(listen);
     let body = cli::trigger::body(duration, label.as_deref());
-    match cli::trigger::post_command(addr, &body).await {
+    let token = Some(config.web.token.as_str()).filter(|t| !t.is_empty());
+    match cli::trigger::post_command(addr, &body, token).await {
         Ok((200, reply)) => {
             println!("{reply}");
             Ok(ExitCode::SUCCESS)

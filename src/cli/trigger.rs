@@ -33,10 +33,12 @@ pub fn body(duration_s: Option<f64>, label: Option<&str>) -> serde_json::Value {
     v
 }
 
-/// POSTs `body` to `/api/commands` and returns (status, reply JSON text).
+/// POSTs `body` to `/api/commands` (with `web.token` as the bearer credential, when the
+/// config has one) and returns (status, reply JSON text).
 pub async fn post_command(
     addr: SocketAddr,
     body: &serde_json::Value,
+    token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -45,10 +47,13 @@ pub async fn post_command(
         })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let request = hyper::Request::post("/api/commands?source=cli")
+    let mut request = hyper::Request::post("/api/commands?source=cli")
         .header(hyper::header::HOST, addr.to_string())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let request = request.body(Full::new(Bytes::from(body.to_string())))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();

@@ -129,15 +129,21 @@ impl Camera {
     }
 }
 
+/// Shortest `web.token` accepted: guessing must be hopeless even without throttling.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// `[web]`: the local HTTP server (health, metrics, API, viewer page).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Web {
     /// Address and port to listen on. Default `127.0.0.1:8080` (this machine only).
     pub listen: String,
-    /// When set, LAN signaling (`/signaling`) requires `?token=` equal to it. Default
-    /// empty (no token: fine while `listen` is on 127.0.0.1).
+    /// The credential every route but `/healthz` needs when set: programs send
+    /// `Authorization: Bearer <token>`, people log in once at `/login`. Required when
+    /// `listen` is not a loopback address. Default empty (no credential, loopback only).
     pub token: String,
+    /// Serve `/metrics` without the credential (for a Prometheus on the LAN). Default false.
+    pub metrics_public: bool,
 }
 
 impl Default for Web {
@@ -145,6 +151,7 @@ impl Default for Web {
         Self {
             listen: "127.0.0.1:8080".into(),
             token: String::new(),
+            metrics_public: false,
         }
     }
 }
@@ -298,6 +305,27 @@ impl Config {
                     self.web.listen
                 ),
             );
+        }
+        if let Some(addr) = self.web.listen_addr() {
+            if !addr.ip().is_loopback() && self.web.token.is_empty() {
+                bad(
+                    "web",
+                    "token",
+                    format!(
+                        "must be set when web.listen ({}) is reachable from the network: \
+                         set a long random token (e.g. the output of `openssl rand -hex 24`), \
+                         or listen on 127.0.0.1",
+                        self.web.listen
+                    ),
+                );
+            }
+            if !self.web.token.is_empty() && self.web.token.len() < MIN_TOKEN_LEN {
+                bad(
+                    "web",
+                    "token",
+                    format!("must be at least {MIN_TOKEN_LEN} characters (`openssl rand -hex 24` makes one)"),
+                );
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(

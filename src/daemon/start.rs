@@ -193,6 +193,10 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         viewers,
         max_viewers: config.live.max_viewers,
         masks: config.motion.masks.clone(),
+        auth: Arc::new(web::auth::Auth::new(
+            &config.web.token,
+            config.web.metrics_public,
+        )),
     };
     parts.start("web", |stop| {
         let task = tokio::spawn(async move {

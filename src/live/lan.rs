@@ -1,6 +1,7 @@
 //! LAN signaling: a WebSocket at `/signaling` on the local HTTP server, speaking the KVS
 //! message shapes, so a phone on the home network can watch without any cloud. One
-//! socket is one viewer; `?token=` must match `web.token` when one is set.
+//! socket is one viewer. The web server's authentication covers it (the viewer page's
+//! session cookie, or a bearer token on the upgrade request).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +40,6 @@ enum RouterCmd {
 /// What the `/signaling` handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct LanSignaling {
-    token: Option<String>,
     master: mpsc::Sender<Inbound>,
     router: mpsc::Sender<RouterCmd>,
     next_conn: Arc<AtomicU64>,
@@ -64,7 +64,6 @@ impl Drop for OpenSocket {
 
 /// Starts the router that delivers the master's answers and candidates to sockets.
 pub fn spawn(
-    token: Option<String>,
     master: mpsc::Sender<Inbound>,
     mut outbound: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
@@ -104,7 +103,6 @@ pub fn spawn(
         }
     });
     let lan = LanSignaling {
-        token: token.filter(|t| !t.is_empty()),
         master,
         router,
         next_conn: Arc::new(AtomicU64::new(1)),
@@ -115,7 +113,6 @@ pub fn spawn(
 
 #[derive(Debug, Deserialize)]
 pub struct SignalingQuery {
-    pub token: Option<String>,
     #[serde(rename = "clientId")]
     client_id: Option<String>,
 }
@@ -128,21 +125,12 @@ fn valid_client_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `GET /signaling?clientId=…&token=…` (WebSocket).
+/// `GET /signaling?clientId=…` (WebSocket).
 pub async fn handler(
     ws: WebSocketUpgrade,
     Query(q): Query<SignalingQuery>,
     State(lan): State<LanSignaling>,
 ) -> Response {
-    if let Some(token) = &lan.token {
-        if q.token.as_deref() != Some(token.as_str()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "signaling needs ?token= matching web.token\n",
-            )
-                .into_response();
-        }
-    }
     let conn = lan.next_conn.fetch_add(1, Ordering::Relaxed);
     let client = q.client_id.unwrap_or_else(|| format!("lan-{conn}"));
     if !valid_client_id(&client) {

@@ -81,12 +81,7 @@ pub async fn start(
             tasks: vec![master_task, kvs::spawn(transport, stop.clone())],
         });
     }
-    let (lan, router_task) = lan::spawn(
-        Some(config.web.token.clone()),
-        master.inbound.clone(),
-        outbound_rx,
-        stop.clone(),
-    );
+    let (lan, router_task) = lan::spawn(master.inbound.clone(), outbound_rx, stop.clone());
     Ok(LiveParts {
         lan: Some(lan),
         viewers: master.viewers.clone(),

@@ -1,7 +1,9 @@
-//! The local HTTP server: health, metrics, the latest snapshot, commands and clips (the
-//! viewer page grows here).
+//! The local HTTP server: health, metrics, the latest snapshot, commands, clips, the
+//! viewer page and LAN signaling, all behind one authentication (`auth`).
 
 mod api;
+pub mod auth;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ pub struct WebState {
     pub max_viewers: usize,
     /// `motion.masks`, drawn over the video on the viewer page.
     pub masks: Vec<[f32; 4]>,
+    /// The credential check in front of every route.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// The viewer page: plain HTML and JavaScript, no build step.
@@ -57,10 +61,17 @@ pub fn router(state: WebState) -> Router {
         .route("/api/clips", get(api::clips))
         .route("/api/clips/{file}", get(api::clip))
         .route("/signaling", get(signaling))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", axum::routing::post(auth::logout))
+        .fallback(not_found)
+        // Over every route and the fallback: a route added later is protected too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::commands::MAX_REQUEST_BYTES,
         ))
-        .fallback(not_found)
         .with_state(state)
 }
 
@@ -70,7 +81,8 @@ pub async fn serve(
     state: WebState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
 }

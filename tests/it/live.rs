@@ -154,14 +154,14 @@ async fn control_channel_runs_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_required_when_set() {
-    let d = daemon(2, Some("s3cret"));
+    let d = daemon(2, Some("s3cret-s3cret-s3cret"));
     let url = format!("ws://{}/signaling", d.addr);
     let err = tokio_tungstenite::connect_async(&url)
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("401"), "{err}");
-    let mut v = Viewer::connect(d.addr, "owner", Some("s3cret")).await;
+    let mut v = Viewer::connect(d.addr, "owner", Some("s3cret-s3cret-s3cret")).await;
     assert!(
         v.wait(Duration::from_secs(10), |s| s.decoded >= 1)
             .await

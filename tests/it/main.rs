@@ -25,3 +25,4 @@ mod mqtt;
 mod putmedia_fake;
 mod recorder;
 mod viewer_places;
+mod web_auth;

@@ -143,6 +143,17 @@ fn spawn(config: &Path, env: &[(String, String)], wrapper: &[String]) -> Child {
         }
         None => Command::new(bin),
     };
+    // The daemon starts with stdin/out/err only, as under systemd: the test process's
+    // own descriptors (GStreamer makes some without close-on-exec) would otherwise be
+    // inherited and counted as the daemon's.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close_range(3, u32::MAX, 0);
+            Ok(())
+        });
+    }
     cmd.args(["run", "--config", config.to_str().unwrap()])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(

@@ -80,7 +80,7 @@ pub fn http_get11(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String,
     )
 }
 
-fn http_request(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+pub fn http_request(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(request.as_bytes())?;

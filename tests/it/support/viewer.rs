@@ -58,6 +58,10 @@ pub struct Opts {
     pub channel: Option<&'static str>,
     /// Send both tracks to a lip-sync probe instead of the decoders.
     pub probe: Option<Probe>,
+    /// `Authorization: Bearer` on the signaling socket's upgrade request.
+    pub token: Option<String>,
+    /// `Cookie` on the signaling socket's upgrade request (a logged-in page).
+    pub cookie: Option<String>,
 }
 
 pub struct Viewer {
@@ -166,13 +170,15 @@ async fn receive(track: Arc<TrackRemote>, src: gst_app::AppSrc) {
 }
 
 impl Viewer {
-    /// Connects to the daemon at `addr` as `client_id` (`token` for `?token=`).
+    /// Connects to the daemon at `addr` as `client_id`, with `token` as the bearer
+    /// credential of the signaling socket.
     pub async fn connect(addr: SocketAddr, client_id: &str, token: Option<&str>) -> Viewer {
-        let mut url = format!("ws://{addr}/signaling?clientId={client_id}");
-        if let Some(t) = token {
-            url.push_str(&format!("&token={t}"));
-        }
-        Self::connect_url(&url).await
+        let url = format!("ws://{addr}/signaling?clientId={client_id}");
+        let opts = Opts {
+            token: token.map(str::to_owned),
+            ..Opts::default()
+        };
+        Self::connect_with(&url, opts).await
     }
 
     /// Like `connect`, asking for sound as well (as a browser does).
@@ -225,6 +231,8 @@ impl Viewer {
             no_control,
             channel,
             probe,
+            token,
+            cookie,
         } = opts;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
@@ -300,7 +308,16 @@ impl Viewer {
             }));
         }
 
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().unwrap();
+        if let Some(t) = token {
+            let bearer = format!("Bearer {t}").parse().unwrap();
+            request.headers_mut().insert("authorization", bearer);
+        }
+        if let Some(c) = cookie {
+            request.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("signaling connects");
         let (mut ws_tx, mut ws_rx) = ws.split();
