@@ -144,6 +144,10 @@ pub struct Web {
     pub token: String,
     /// Serve `/metrics` without the credential (for a Prometheus on the LAN). Default false.
     pub metrics_public: bool,
+    /// Host names the camera answers to besides its addresses, `localhost` and its
+    /// hostname (e.g. `["camera.home.arpa"]`); any other `Host` is refused, which stops
+    /// DNS-rebinding pages. Default none.
+    pub hosts: Vec<String>,
 }
 
 impl Default for Web {
@@ -152,6 +156,7 @@ impl Default for Web {
             listen: "127.0.0.1:8080".into(),
             token: String::new(),
             metrics_public: false,
+            hosts: Vec::new(),
         }
     }
 }

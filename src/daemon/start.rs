@@ -197,6 +197,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             &config.web.token,
             config.web.metrics_public,
         )),
+        hosts: web::origin::Hosts::new(listen_addr(&listener, config), &config.web.hosts),
     };
     parts.start("web", |stop| {
         let task = tokio::spawn(async move {
@@ -230,4 +231,13 @@ fn retention_limits(config: &Config) -> retention::Limits {
         min_free_percent: config.storage.min_free_percent,
         keep_until_uploaded: config.storage.keep_until_uploaded,
     }
+}
+
+/// The address the server listens on (the bound one: port 0 becomes the real port).
+fn listen_addr(listener: &TcpListener, config: &Config) -> std::net::SocketAddr {
+    listener
+        .local_addr()
+        .ok()
+        .or_else(|| config.web.listen_addr())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
 }

@@ -3,6 +3,7 @@
 
 mod api;
 pub mod auth;
+pub mod origin;
 mod throttle;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct WebState {
     pub masks: Vec<[f32; 4]>,
     /// The credential check in front of every route.
     pub auth: Arc<auth::Auth>,
+    /// The host names the camera answers to (DNS-rebinding defence).
+    pub hosts: origin::Hosts,
 }
 
 /// The viewer page: plain HTML and JavaScript, no build step.
@@ -68,6 +71,11 @@ pub fn router(state: WebState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
+        ))
+        // Outermost: other pages' requests are refused before anything else.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::commands::MAX_REQUEST_BYTES,

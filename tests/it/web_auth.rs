@@ -64,7 +64,13 @@ fn routes() -> Vec<(String, String)> {
 fn every_route_needs_the_credential_but_health_and_login() {
     let d = daemon("");
     for (method, path) in routes() {
-        let (status, head, _) = send(d.addr, &method, &path, "", "");
+        // JSON, so that the cross-site defence (415 for other types) is not what answers.
+        let json = if method == "POST" {
+            "Content-Type: application/json\r\n"
+        } else {
+            ""
+        };
+        let (status, head, _) = send(d.addr, &method, &path, json, "");
         let public = path == "/healthz" || path == "/login";
         if public {
             assert_ne!(status, 401, "{method} {path} is public");
@@ -73,7 +79,8 @@ fn every_route_needs_the_credential_but_health_and_login() {
             let head = head.to_lowercase();
             assert!(head.contains("www-authenticate: bearer"), "{head}");
         }
-        let (status, _, _) = send(d.addr, &method, &path, &bearer(TOKEN), "");
+        let with_token = format!("{json}{}", bearer(TOKEN));
+        let (status, _, _) = send(d.addr, &method, &path, &with_token, "");
         assert_ne!(status, 401, "{method} {path} with the token");
     }
     let json = "Content-Type: application/json\r\n";
@@ -181,4 +188,56 @@ fn a_camera_open_to_the_network_without_a_token_does_not_start() {
         said.contains("web.token") && said.contains("127.0.0.1"),
         "{said}"
     );
+}
+
+/// A request with a chosen `Host` line (the helper above always sends the real one).
+fn send_host(addr: SocketAddr, host: &str, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http_request(addr, &request).unwrap().0
+}
+
+#[test]
+fn other_pages_cannot_drive_the_camera() {
+    // No token: a camera on 127.0.0.1, exactly what a rebinding page aims at.
+    let d = Daemon::start();
+    let port = d.addr.port();
+    // DNS rebinding: the attacker's name resolves to the camera; the Host gives it away.
+    assert_eq!(
+        send_host(d.addr, &format!("evil.example:{port}"), "/api/clips"),
+        421
+    );
+    assert_eq!(
+        send_host(d.addr, &format!("localhost:{port}"), "/api/clips"),
+        200
+    );
+    // A form post from another page: not JSON, so refused before it runs.
+    let plain = "Content-Type: text/plain\r\n";
+    let body = r#"{"command":"detect","enabled":false}"#;
+    assert_eq!(send(d.addr, "POST", "/api/commands", plain, body).0, 415);
+    // JSON from a foreign origin (with CORS it would need a preflight we never grant).
+    let foreign = "Content-Type: application/json\r\nOrigin: http://evil.example\r\n";
+    assert_eq!(send(d.addr, "POST", "/api/commands", foreign, body).0, 403);
+    // The camera's own page: same origin, JSON.
+    let own = format!(
+        "Content-Type: application/json\r\nOrigin: http://{}\r\n",
+        d.addr
+    );
+    let (status, _, reply) = send(
+        d.addr,
+        "POST",
+        "/api/commands",
+        &own,
+        r#"{"command":"status"}"#,
+    );
+    assert_eq!(status, 200, "{reply}");
+    // The signaling socket checks Origin too.
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://evil.example\r\n";
+    assert_eq!(
+        send(d.addr, "GET", "/signaling?clientId=x", upgrade, "").0,
+        403
+    );
+    // Detection was never switched off by any of the refused requests.
+    let (_, status) = d.command(r#"{"command":"status"}"#);
+    assert_eq!(status["result"]["detect"], true, "{status}");
 }
