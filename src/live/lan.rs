@@ -47,6 +47,34 @@ pub struct LanSignaling {
     open: Arc<AtomicUsize>,
 }
 
+/// Messages a socket may send in one second (an offer and a few dozen trickled
+/// candidates is the most a real viewer sends); a socket past it is closed.
+pub const MAX_MESSAGES_PER_S: u32 = 50;
+
+/// Counts a socket's messages in one-second windows.
+struct Rate {
+    window: std::time::Instant,
+    count: u32,
+}
+
+impl Rate {
+    fn new(now: std::time::Instant) -> Self {
+        Self {
+            window: now,
+            count: 0,
+        }
+    }
+
+    /// Counts one message; true once the window holds more than `MAX_MESSAGES_PER_S`.
+    fn over(&mut self, now: std::time::Instant) -> bool {
+        if now.duration_since(self.window) >= std::time::Duration::from_secs(1) {
+            *self = Self::new(now);
+        }
+        self.count += 1;
+        self.count > MAX_MESSAGES_PER_S
+    }
+}
+
 /// Initial read buffer of a signaling socket.
 const SOCKET_READ_BUFFER: usize = 8 * 1024;
 /// Most signaling sockets open at once (a few per possible viewer): a client that opens
@@ -153,6 +181,7 @@ pub async fn handler(
     // Signaling is a few small messages: small buffers keep an idle socket cheap
     // (tungstenite's defaults are 128 KiB each way).
     ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(SOCKET_READ_BUFFER)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
@@ -173,9 +202,14 @@ async fn run_socket(socket: WebSocket, lan: LanSignaling, client: String, conn: 
     }
     info!(client = %client, "LAN signaling connected");
     let (mut sink, mut stream) = socket.split();
+    let mut rate = Rate::new(std::time::Instant::now());
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if rate.over(std::time::Instant::now()) => {
+                    warn!(client = %client, "signaling socket closed: more than {MAX_MESSAGES_PER_S} messages a second");
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => match message::parse_viewer(&text, &client) {
                     Ok(inbound) => {
                         if lan.master.send(inbound).await.is_err() {

@@ -8,18 +8,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 use webrtc::api::API;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState as State;
 
-use super::message::{Candidate, Inbound, Outbound};
+use super::early::EarlyCandidates;
+use super::message::{Inbound, Outbound};
 use super::session::{Session, SessionEvent};
 use super::LiveDeps;
 
-/// Candidates that arrive before their offer are kept this long.
-pub const EARLY_CANDIDATE_TTL: Duration = Duration::from_secs(20);
-const EARLY_CANDIDATES_PER_CLIENT: usize = 64;
+pub use super::early::EARLY_CANDIDATE_TTL;
 /// A disconnected session that has not come back after this long is freed.
 pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
 /// A session that never connects (the viewer vanished after its offer) is freed after this.
@@ -51,7 +50,7 @@ struct Master {
     deps: LiveDeps,
     outbound: mpsc::Sender<Outbound>,
     sessions: HashMap<String, Entry>,
-    early: HashMap<String, Vec<(Instant, Candidate)>>,
+    early: EarlyCandidates,
     serial: u64,
     events_tx: mpsc::Sender<(u64, SessionEvent)>,
     viewers: watch::Sender<usize>,
@@ -77,7 +76,7 @@ pub fn spawn(
         deps,
         outbound,
         sessions: HashMap::new(),
-        early: HashMap::new(),
+        early: EarlyCandidates::default(),
         serial: 0,
         events_tx,
         viewers: viewers_tx,
@@ -129,14 +128,13 @@ impl Master {
                     }
                 }
                 None => {
-                    let queue = self.early.entry(from).or_default();
-                    if queue.len() < EARLY_CANDIDATES_PER_CLIENT {
-                        queue.push((Instant::now(), candidate));
+                    if !self.early.push(from.clone(), candidate, Instant::now()) {
+                        debug!(client = %from, "early ICE candidate dropped: too many waiting");
                     }
                 }
             },
             Inbound::Left { from } => {
-                self.early.remove(&from);
+                self.early.take(&from);
                 if self.sessions.get(&from).is_some_and(|e| !e.connected) {
                     info!(client = %from, "viewer left before connecting");
                     self.remove(&from);
@@ -203,7 +201,7 @@ impl Master {
                 sdp: answer,
             })
             .await;
-        for (_, c) in self.early.remove(&from).unwrap_or_default() {
+        for c in self.early.take(&from) {
             if let Err(e) = session.add_candidate(c).await {
                 warn!(client = %from, error = %e, "ignoring a bad early ICE candidate");
             }
@@ -317,9 +315,6 @@ impl Master {
         for client in stale {
             self.remove(&client);
         }
-        self.early.retain(|_, q| {
-            q.retain(|(t, _)| now.duration_since(*t) < EARLY_CANDIDATE_TTL);
-            !q.is_empty()
-        });
+        self.early.expire(now);
     }
 }

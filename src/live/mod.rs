@@ -3,6 +3,7 @@
 //! speak the same messages (`message`) to the same master over two channels: `Inbound`
 //! into the master, `Outbound` out of it. All webrtc-rs use is inside this module.
 
+mod early;
 pub mod kvs;
 pub mod lan;
 pub mod master;

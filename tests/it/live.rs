@@ -284,3 +284,37 @@ async fn a_viewer_that_asks_for_sound_hears_the_camera_beside_the_picture() {
     assert!(seen.decoded >= 10 && seen.audio_decoded == 0, "{seen:?}");
     mute.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_floods_is_closed_and_viewers_keep_watching() {
+    let d = daemon(2, None);
+    let mut v = Viewer::connect(d.addr, "watcher", None).await;
+    v.wait(Duration::from_secs(10), |s| s.decoded >= 1).await;
+    let url = format!("ws://{}/signaling?clientId=flood", d.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Candidates for made-up offers, as fast as the socket takes them.
+    let candidate = edgecam::live::message::from_viewer(
+        "ICE_CANDIDATE",
+        &json!({"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host", "sdpMid": "0"}),
+    );
+    let mut sent = 0;
+    for _ in 0..5000 {
+        if ws.send(Message::text(candidate.clone())).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    // The daemon closes the socket after the first second's allowance.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the flooding socket was closed ({sent} sent)"
+    );
+    let before = v.decoded();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(v.decoded() > before, "the viewer keeps watching");
+    assert_eq!(http_get(d.addr, "/healthz").unwrap().0, 200);
+}
