@@ -332,14 +332,7 @@ async fn report_bye((events, serial): &ByeTo) {
 /// goodbye.
 async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, bye: ByeTo, stop: CancellationToken) {
     let mut last: Option<Instant> = None;
-    loop {
-        let packets = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = sender.read_rtcp() => match r {
-                Ok((packets, _)) => packets,
-                Err(_) => return,
-            },
-        };
+    while let Some(packets) = next_rtcp(&sender, &stop).await {
         if says_bye(&packets) {
             report_bye(&bye).await;
             return;
@@ -355,6 +348,17 @@ async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, bye: ByeTo, stop: 
     }
 }
 
+/// The sender's next RTCP packets; `None` once stopped or closed.
+async fn next_rtcp(
+    sender: &RTCRtpSender,
+    stop: &CancellationToken,
+) -> Option<Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        r = sender.read_rtcp() => r.ok().map(|(packets, _)| packets),
+    }
+}
+
 /// Whether an SDP offer has an audio section.
 fn offers_audio(sdp: &str) -> bool {
     sdp.lines().any(|l| l.starts_with("m=audio "))
@@ -362,14 +366,7 @@ fn offers_audio(sdp: &str) -> bool {
 
 /// Reads a sender's RTCP so its interceptors (reports, NACK) see it; only a BYE matters.
 async fn drain_rtcp(sender: Arc<RTCRtpSender>, bye: ByeTo, stop: CancellationToken) {
-    loop {
-        let packets = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = sender.read_rtcp() => match r {
-                Ok((packets, _)) => packets,
-                Err(_) => return,
-            },
-        };
+    while let Some(packets) = next_rtcp(&sender, &stop).await {
         if says_bye(&packets) {
             report_bye(&bye).await;
             return;

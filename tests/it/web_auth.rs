@@ -36,6 +36,19 @@ fn send(
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `POST /api/commands` `status` with `headers` (which give the Content-Type); its
+/// status code and reply.
+fn status_command(addr: SocketAddr, headers: &str) -> (u16, String) {
+    let (status, _, reply) = send(
+        addr,
+        "POST",
+        "/api/commands",
+        headers,
+        r#"{"command":"status"}"#,
+    );
+    (status, reply)
+}
+
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }
@@ -85,13 +98,7 @@ fn every_route_needs_the_credential_but_health_and_login() {
     }
     let json = "Content-Type: application/json\r\n";
     let headers = format!("{}{json}", bearer(TOKEN));
-    let (status, _, reply) = send(
-        d.addr,
-        "POST",
-        "/api/commands",
-        &headers,
-        r#"{"command":"status"}"#,
-    );
+    let (status, reply) = status_command(d.addr, &headers);
     assert_eq!(status, 200, "{reply}");
     // A browser is sent to the login page.
     let (status, _, page) = send(d.addr, "GET", "/", "Accept: text/html\r\n", "");
@@ -222,13 +229,7 @@ fn other_pages_cannot_drive_the_camera() {
         "Content-Type: application/json\r\nOrigin: http://{}\r\n",
         d.addr
     );
-    let (status, _, reply) = send(
-        d.addr,
-        "POST",
-        "/api/commands",
-        &own,
-        r#"{"command":"status"}"#,
-    );
+    let (status, reply) = status_command(d.addr, &own);
     assert_eq!(status, 200, "{reply}");
     // The signaling socket checks Origin too.
     let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\

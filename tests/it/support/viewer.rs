@@ -395,6 +395,18 @@ impl Viewer {
         self.seen.borrow().clone()
     }
 
+    /// Waits for the first decoded picture; fails the test, naming `what`, when the
+    /// viewer was refused or got no video within 10 s.
+    pub async fn expect_playing(&mut self, what: &str) {
+        let seen = self
+            .wait(Duration::from_secs(10), |s| {
+                s.decoded >= 1 || s.refused.is_some()
+            })
+            .await;
+        assert!(seen.refused.is_none(), "{what} refused: {:?}", seen.refused);
+        assert!(seen.decoded >= 1, "{what} got no video");
+    }
+
     pub fn decoded(&self) -> u64 {
         self.decoded.load(Ordering::Relaxed)
     }
