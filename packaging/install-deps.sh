@@ -22,6 +22,7 @@ runtime=(
 )
 testing=(
   python3-venv
+  openssl
   procps
   ffmpeg
   chromium

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edgecam::config::{self, Config};
-use edgecam::{capture, daemon, EXIT_CONFIG};
+use edgecam::{capture, daemon, tls, web, EXIT_CONFIG};
 
 /// Config used when --config is not given and this file exists.
 const SYSTEM_CONFIG: &str = "/etc/edgecam/edgecam.toml";
@@ -104,7 +104,7 @@ enum ClipsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => version(),
+        Command::Version => version(&cli.config.clone().unwrap_or_else(default_config)),
         Command::CheckConfig { ref path } => {
             let path = path
                 .clone()
@@ -165,13 +165,9 @@ async fn trigger(
     duration: Option<f64>,
     label: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let Some(listen) = config.web.listen_addr() else {
-        anyhow::bail!("web.listen is not an address");
-    };
-    let addr = cli::trigger::api_addr(listen);
+    let api = cli::trigger::Api::from_config(&config)?;
     let body = cli::trigger::body(duration, label.as_deref());
-    let token = Some(config.web.token.as_str()).filter(|t| !t.is_empty());
-    match cli::trigger::post_command(addr, &body, token).await {
+    match api.post_command(&body).await {
         Ok((200, reply)) => {
             println!("{reply}");
             Ok(ExitCode::SUCCESS)
@@ -213,11 +209,25 @@ fn default_config() -> PathBuf {
     }
 }
 
-fn version() -> ExitCode {
+fn version(config: &Path) -> ExitCode {
     println!("edgecam {}", env!("CARGO_PKG_VERSION"));
     match gstreamer::init() {
         Ok(()) => println!("{}", gstreamer::version_string()),
         Err(e) => println!("GStreamer unavailable: {e}"),
+    }
+    // The HTTPS certificate's fingerprint, to compare with what a browser shows.
+    let Ok(config) = config::load(config) else {
+        return ExitCode::SUCCESS;
+    };
+    if let Some(path) = web::https::certificate_path(&config.web, &config.storage.data_dir) {
+        match web::https::read_certificate(&path) {
+            Ok(cert) => println!(
+                "HTTPS certificate {}\n  SHA-256 fingerprint {}",
+                path.display(),
+                tls::fingerprint(&cert)
+            ),
+            Err(e) => println!("HTTPS certificate: {e}"),
+        }
     }
     ExitCode::SUCCESS
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics: the counters parts increment, and collectors that read the frame
-//! bus at scrape time (so the bus itself knows nothing of Prometheus).
+//! bus and the async runtime at scrape time (so the bus itself knows nothing of
+//! Prometheus).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -87,6 +88,17 @@ pub struct MotionMetrics {
     pub events: Counter,
 }
 
+/// Local HTTP server metrics. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct WebMetrics {
+    /// Connections open now.
+    pub connections: Gauge,
+    /// Idle or slow connections closed to make room for a newcomer.
+    pub evicted: Counter,
+    /// Connections refused because every one open was in the middle of a request.
+    pub refused: Counter,
+}
+
 /// KVS upload metrics. Clones share the same values.
 #[derive(Debug, Clone)]
 pub struct UploadMetrics {
@@ -132,6 +144,7 @@ pub struct Metrics {
     pub mqtt: MqttMetrics,
     pub upload: UploadMetrics,
     pub motion: MotionMetrics,
+    pub web: WebMetrics,
 }
 
 impl Metrics {
@@ -257,6 +270,23 @@ impl Metrics {
             "Events started by motion",
             motion.events.clone(),
         );
+        let web = WebMetrics::default();
+        registry.register(
+            "edgecam_http_connections",
+            "Local HTTP connections open",
+            web.connections.clone(),
+        );
+        registry.register(
+            "edgecam_http_connections_evicted",
+            "Idle or slow local HTTP connections closed to make room (web.max_connections)",
+            web.evicted.clone(),
+        );
+        registry.register(
+            "edgecam_http_connections_refused",
+            "Local HTTP connections refused because all open ones were busy",
+            web.refused.clone(),
+        );
+        registry.register_collector(Box::new(RuntimeCollector));
         Self {
             registry,
             capture,
@@ -265,6 +295,7 @@ impl Metrics {
             mqtt,
             upload,
             motion,
+            web,
         }
     }
 
@@ -303,6 +334,27 @@ impl Collector for BusCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(stats.subscribers as i64).encode(subscribers)?;
+        Ok(())
+    }
+}
+
+/// Reads the async runtime's live task count on each scrape: a leak of tasks (per viewer,
+/// per request) shows as a count that only grows.
+#[derive(Debug)]
+struct RuntimeCollector;
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let tasks = encoder.encode_descriptor(
+            "edgecam_tasks",
+            "Async tasks alive in the daemon",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(runtime.metrics().num_alive_tasks() as i64).encode(tasks)?;
         Ok(())
     }
 }

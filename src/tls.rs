@@ -1,6 +1,8 @@
-//! Mutual TLS clients from PEM files: the server checked against a CA file, the camera
-//! presenting its certificate and key (AWS IoT's MQTT and credentials provider both use
-//! it). Errors name the config section and key to fix.
+//! TLS from PEM files. Mutual TLS clients: the server checked against a CA file, the
+//! camera presenting its certificate and key (AWS IoT's MQTT and credentials provider
+//! both use it). The local HTTPS server's configuration, certificate fingerprints, and
+//! a client pinned to one certificate (for `edgecam` commands). Errors name the config
+//! section and key to fix.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,10 +23,11 @@ pub enum TlsError {
         error: String,
     },
     #[error(
-        "{section}.key: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+        "{section}.{key}: {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
     )]
     KeyReadable {
         section: &'static str,
+        key: &'static str,
         path: String,
         mode: u32,
     },
@@ -46,14 +49,19 @@ fn read_err(
     }
 }
 
-/// Refuses a private key that group or others may read.
-pub fn check_key_mode(section: &'static str, path: &Path) -> Result<(), TlsError> {
+/// Refuses a private key (config key `section.key`) that group or others may read.
+pub fn check_key_mode(
+    section: &'static str,
+    key: &'static str,
+    path: &Path,
+) -> Result<(), TlsError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| read_err(section, "key", path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| read_err(section, key, path, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(TlsError::KeyReadable {
             section,
+            key,
             path: path.display().to_string(),
             mode,
         });
@@ -62,7 +70,7 @@ pub fn check_key_mode(section: &'static str, path: &Path) -> Result<(), TlsError
 }
 
 /// Every certificate in a PEM file (at least one).
-fn certs(
+pub fn certs(
     section: &'static str,
     key: &'static str,
     path: &Path,
@@ -85,7 +93,7 @@ pub fn client_config(
     key: &Path,
     alpn: bool,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    check_key_mode(section, key)?;
+    check_key_mode(section, "key", key)?;
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(section, "ca", ca)? {
         roots.add(c)?;
@@ -102,6 +110,109 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// The server TLS configuration (HTTP/1.1) for a certificate chain and its key.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The server configuration from PEM files named by config keys `section.cert_key` and
+/// `section.key_key`; also the end-entity certificate, for its fingerprint.
+pub fn server_files(
+    section: &'static str,
+    (cert_key, cert): (&'static str, &Path),
+    (key_key, key): (&'static str, &Path),
+) -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>), TlsError> {
+    check_key_mode(section, key_key, key)?;
+    let chain = certs(section, cert_key, cert)?;
+    let leaf = chain[0].clone();
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(section, key_key, key, e))?;
+    Ok((server_config(chain, key_der)?, leaf))
+}
+
+/// A certificate's SHA-256 fingerprint as browsers show it: `AB:CD:…` (32 bytes).
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(der);
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+/// A client that trusts exactly one server certificate (the camera's own, read from
+/// its file), whatever names it carries: how `edgecam` commands reach the local HTTPS
+/// server, whose self-signed certificate no CA vouches for.
+pub fn pinned_client_config(
+    cert: CertificateDer<'static>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let algorithms = provider.signature_verification_algorithms;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { cert, algorithms }))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+#[derive(Debug)]
+struct Pinned {
+    cert: CertificateDer<'static>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,10 +224,10 @@ mod tests {
         let key = dir.path().join("camera.key");
         std::fs::write(&key, "x").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check_key_mode("mqtt", &key).unwrap_err().to_string();
+        let err = check_key_mode("mqtt", "key", &key).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(check_key_mode("mqtt", &key).is_ok());
+        assert!(check_key_mode("mqtt", "key", &key).is_ok());
     }
 
     #[test]

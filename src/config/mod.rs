@@ -10,8 +10,8 @@ mod load;
 mod mqtt;
 mod recording;
 mod upload;
+mod web;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ pub use load::{load, parse, ConfigError, Problem};
 pub use mqtt::Mqtt;
 pub use recording::{Events, Motion, Storage};
 pub use upload::Upload;
+pub use web::{TlsMode, Web, MIN_TOKEN_LEN};
 
 /// A KVS resource name (channel, stream): up to 256 of letters, digits, `_`, `.`, `-`;
 /// empty means "use the default".
@@ -126,45 +127,6 @@ impl Camera {
     /// Keyframe interval in frames, as encoders want it (at least 1).
     pub fn keyframe_interval_frames(&self) -> u32 {
         ((self.keyframe_interval_s * f64::from(self.fps)).round() as u32).max(1)
-    }
-}
-
-/// Shortest `web.token` accepted: guessing must be hopeless even without throttling.
-pub const MIN_TOKEN_LEN: usize = 16;
-
-/// `[web]`: the local HTTP server (health, metrics, API, viewer page).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Web {
-    /// Address and port to listen on. Default `127.0.0.1:8080` (this machine only).
-    pub listen: String,
-    /// The credential every route but `/healthz` needs when set: programs send
-    /// `Authorization: Bearer <token>`, people log in once at `/login`. Required when
-    /// `listen` is not a loopback address. Default empty (no credential, loopback only).
-    pub token: String,
-    /// Serve `/metrics` without the credential (for a Prometheus on the LAN). Default false.
-    pub metrics_public: bool,
-    /// Host names the camera answers to besides its addresses, `localhost` and its
-    /// hostname (e.g. `["camera.home.arpa"]`); any other `Host` is refused, which stops
-    /// DNS-rebinding pages. Default none.
-    pub hosts: Vec<String>,
-}
-
-impl Default for Web {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            token: String::new(),
-            metrics_public: false,
-            hosts: Vec::new(),
-        }
-    }
-}
-
-impl Web {
-    /// The parsed listen address; `validate()` guarantees it parses.
-    pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen.parse().ok()
     }
 }
 
@@ -301,37 +263,7 @@ impl Config {
                 "uploading needs a stream: set upload.stream_name or aws.thing_name".into(),
             );
         }
-        if self.web.listen_addr().is_none() {
-            bad(
-                "web",
-                "listen",
-                format!(
-                    "must be an address and port such as \"127.0.0.1:8080\", got {:?}",
-                    self.web.listen
-                ),
-            );
-        }
-        if let Some(addr) = self.web.listen_addr() {
-            if !addr.ip().is_loopback() && self.web.token.is_empty() {
-                bad(
-                    "web",
-                    "token",
-                    format!(
-                        "must be set when web.listen ({}) is reachable from the network: \
-                         set a long random token (e.g. the output of `openssl rand -hex 24`), \
-                         or listen on 127.0.0.1",
-                        self.web.listen
-                    ),
-                );
-            }
-            if !self.web.token.is_empty() && self.web.token.len() < MIN_TOKEN_LEN {
-                bad(
-                    "web",
-                    "token",
-                    format!("must be at least {MIN_TOKEN_LEN} characters (`openssl rand -hex 24` makes one)"),
-                );
-            }
-        }
+        self.web.validate(&mut bad);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log",

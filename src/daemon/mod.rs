@@ -18,6 +18,7 @@ use crate::index::{Index, IndexError, INDEX_FILE};
 use crate::live;
 use crate::mqtt;
 use crate::recorder::recovery;
+use crate::web;
 use start::{Opened, Running};
 
 /// How long parts get to finish after the shutdown signal before edgecam exits anyway.
@@ -46,6 +47,8 @@ pub enum DaemonError {
     Live(#[from] live::LiveError),
     #[error(transparent)]
     Mqtt(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Https(#[from] web::https::HttpsError),
     #[error("upload: {0}")]
     Upload(#[source] crate::aws::AwsError),
     #[error("cannot install signal handlers: {0}")]
@@ -58,7 +61,7 @@ impl DaemonError {
     /// True when the configuration (or pipeline file) must be fixed: exit code 78.
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Capture(e) if !e.is_retryable())
-            || matches!(self, Self::Mqtt(_))
+            || matches!(self, Self::Mqtt(_) | Self::Https(_))
             || matches!(self, Self::Live(live::LiveError::Aws(_)))
             || matches!(self, Self::Upload(_))
     }
@@ -143,6 +146,15 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
             addr: config.web.listen.clone(),
             source,
         })?;
+    let hosts = web::origin::Hosts::new(start::listen_addr(&listener, config), &config.web.hosts);
+    let https = web::https::set_up(&config.web, &data_dir, &hosts.certificate_names())?;
+    if let Some(h) = &https {
+        info!(
+            fingerprint = %h.fingerprint,
+            certificate = %h.cert_path.display(),
+            "HTTPS on: check that the browser shows this SHA-256 fingerprint"
+        );
+    }
     let index = Index::open(&data_dir.join(INDEX_FILE)).await?;
     if let Err(e) = recovery::recover(&index, &data_dir).await {
         error!(error = %e, "recovery of torn clips failed; continuing");
@@ -152,6 +164,8 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
         audio,
         mqtt,
         listener,
+        hosts,
+        https,
         index,
         data_dir,
     })

@@ -36,6 +36,10 @@ pub struct Opened {
     pub audio: Option<PipelineSpec>,
     pub mqtt: Option<MqttSettings>,
     pub listener: TcpListener,
+    /// The names the server answers to (`web::origin`).
+    pub hosts: web::origin::Hosts,
+    /// HTTPS, when `web.tls` is on.
+    pub https: Option<web::https::Https>,
     pub index: Index,
     pub data_dir: PathBuf,
 }
@@ -54,6 +58,8 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         audio: audio_spec,
         mqtt: mqtt_settings,
         listener,
+        hosts,
+        https,
         index,
         data_dir,
     } = o;
@@ -196,12 +202,18 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         auth: Arc::new(web::auth::Auth::new(
             &config.web.token,
             config.web.metrics_public,
+            https.is_some(),
         )),
-        hosts: web::origin::Hosts::new(listen_addr(&listener, config), &config.web.hosts),
+        hosts,
+    };
+    let tls = https.map(|h| h.config);
+    let limits = web::Limits {
+        max_connections: config.web.max_connections,
+        header_timeout: web::HEADER_TIMEOUT,
     };
     parts.start("web", |stop| {
         let task = tokio::spawn(async move {
-            if let Err(e) = web::serve(listener, web_state, stop).await {
+            if let Err(e) = web::serve(listener, web_state, tls, limits, stop).await {
                 error!(error = %e, "local HTTP server failed");
             }
         });
@@ -234,7 +246,7 @@ fn retention_limits(config: &Config) -> retention::Limits {
 }
 
 /// The address the server listens on (the bound one: port 0 becomes the real port).
-fn listen_addr(listener: &TcpListener, config: &Config) -> std::net::SocketAddr {
+pub(super) fn listen_addr(listener: &TcpListener, config: &Config) -> std::net::SocketAddr {
     listener
         .local_addr()
         .ok()

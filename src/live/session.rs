@@ -94,6 +94,8 @@ pub enum SessionError {
 
 impl Session {
     /// Creates the peer connection for `offer` and returns the session and its answer.
+    /// A refused offer leaves nothing behind: unreadable SDP is refused before any peer
+    /// connection exists, and one that fails later is closed with its tasks.
     pub async fn answer(
         api: &API,
         config: RTCConfiguration,
@@ -104,7 +106,34 @@ impl Session {
         events: EventSender,
     ) -> Result<(Self, String), SessionError> {
         let offered_at = Instant::now();
-        let pc = Arc::new(api.new_peer_connection(config).await?);
+        let description = RTCSessionDescription::offer(offer)?;
+        let session = Self {
+            serial,
+            client_id: client_id.to_owned(),
+            pc: Arc::new(api.new_peer_connection(config).await?),
+            stop: CancellationToken::new(),
+        };
+        match session
+            .negotiate(description, deps, events, offered_at)
+            .await
+        {
+            Ok(sdp) => Ok((session, sdp)),
+            Err(e) => {
+                drop(session.close());
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds the tracks, starts their tasks and answers `offer`.
+    async fn negotiate(
+        &self,
+        offer: RTCSessionDescription,
+        deps: LiveDeps,
+        events: EventSender,
+        offered_at: Instant,
+    ) -> Result<String, SessionError> {
+        let (pc, serial, stop) = (&self.pc, self.serial, &self.stop);
         let track = Arc::new(TrackLocalStaticSample::new(
             RTCRtpCodecCapability {
                 mime_type: webrtc::api::media_engine::MIME_TYPE_H264.to_owned(),
@@ -117,12 +146,11 @@ impl Session {
         let sender = pc
             .add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>)
             .await?;
-        let stop = CancellationToken::new();
         let (connected_tx, connected) = watch::channel(false);
         // Sound goes to viewers whose offer asks for it, in the same stream as the
         // picture, so their player keeps the two in sync (RTCP sender reports map both
         // to one clock).
-        if let (Some(bus), true) = (&deps.audio, offers_audio(&offer)) {
+        if let (Some(bus), true) = (&deps.audio, offers_audio(&offer.sdp)) {
             let audio = Arc::new(TrackLocalStaticSample::new(
                 super::opus(),
                 "audio".to_owned(),
@@ -140,7 +168,7 @@ impl Session {
                 stop.clone(),
             ));
         }
-        wire_callbacks(&pc, serial, events.clone(), connected_tx, deps.clone());
+        wire_callbacks(pc, serial, events.clone(), connected_tx, deps.clone());
         let bye = (events.clone(), serial);
         tokio::spawn(read_rtcp(sender, deps.clone(), bye, stop.clone()));
         tokio::spawn(pump(
@@ -153,8 +181,7 @@ impl Session {
             stop.clone(),
         ));
 
-        pc.set_remote_description(RTCSessionDescription::offer(offer)?)
-            .await?;
+        pc.set_remote_description(offer).await?;
         let answer = pc.create_answer(None).await?;
         pc.set_local_description(answer).await?;
         let sdp = pc
@@ -162,15 +189,7 @@ impl Session {
             .await
             .ok_or(SessionError::NoAnswer)?
             .sdp;
-        Ok((
-            Self {
-                serial,
-                client_id: client_id.to_owned(),
-                pc,
-                stop,
-            },
-            sdp,
-        ))
+        Ok(sdp)
     }
 
     pub async fn add_candidate(&self, c: Candidate) -> Result<(), SessionError> {

@@ -38,6 +38,8 @@ pub struct Auth {
     /// `None`: no credential configured (only allowed on loopback).
     token: Option<String>,
     metrics_public: bool,
+    /// Cookies carry `Secure` (the server speaks HTTPS).
+    secure: bool,
     state: Mutex<AuthState>,
 }
 
@@ -56,10 +58,11 @@ enum Presented {
 }
 
 impl Auth {
-    pub fn new(token: &str, metrics_public: bool) -> Self {
+    pub fn new(token: &str, metrics_public: bool, secure: bool) -> Self {
         Self {
             token: (!token.is_empty()).then(|| token.to_owned()),
             metrics_public,
+            secure,
             state: Mutex::new(AuthState::default()),
         }
     }
@@ -67,6 +70,15 @@ impl Auth {
     /// Whether requests need a credential at all.
     pub fn enabled(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// Extra cookie attributes: `Secure` over HTTPS, so the cookie never goes out in clear.
+    fn cookie_flags(&self) -> &'static str {
+        if self.secure {
+            "; Secure"
+        } else {
+            ""
+        }
     }
 
     fn public(&self, path: &str) -> bool {
@@ -286,8 +298,9 @@ pub async fn login(State(s): State<WebState>, req: Request) -> Response {
         Some(id) => {
             tracing::info!(client = %peer.ip(), "logged in");
             let cookie = format!(
-                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                SESSION_TTL.as_secs()
+                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                SESSION_TTL.as_secs(),
+                auth.cookie_flags()
             );
             redirect_home(Some(cookie))
         }
@@ -303,7 +316,10 @@ pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
     if let Some(id) = session_cookie(&headers) {
         s.auth.end_session(&id);
     }
-    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        s.auth.cookie_flags()
+    );
     let mut r = redirect_home(Some(clear));
     if let Some(v) = r.headers_mut().get_mut(header::LOCATION) {
         *v = HeaderValue::from_static("/login");
@@ -338,7 +354,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_are_bounded() {
-        let auth = Auth::new("0123456789abcdef", false);
+        let auth = Auth::new("0123456789abcdef", false, false);
         let t0 = Instant::now();
         let id = auth.new_session(t0).unwrap();
         assert_eq!(id.len(), 64);
@@ -353,10 +369,10 @@ mod tests {
 
     #[test]
     fn only_health_and_login_are_public_unless_metrics_are_opened() {
-        let closed = Auth::new("0123456789abcdef", false);
+        let closed = Auth::new("0123456789abcdef", false, false);
         assert!(closed.public("/healthz") && closed.public("/login"));
         assert!(!closed.public("/metrics") && !closed.public("/"));
-        assert!(Auth::new("0123456789abcdef", true).public("/metrics"));
-        assert!(!Auth::new("", false).enabled());
+        assert!(Auth::new("0123456789abcdef", true, false).public("/metrics"));
+        assert!(!Auth::new("", false, false).enabled());
     }
 }

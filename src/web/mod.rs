@@ -3,8 +3,12 @@
 
 mod api;
 pub mod auth;
+pub mod https;
 pub mod origin;
+mod serve;
 mod throttle;
+
+pub use serve::{Limits, HEADER_TIMEOUT};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,16 +87,17 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `cancel` fires, then finishes in-flight requests.
+/// Serves until `cancel` fires, then finishes in-flight requests; HTTPS when `tls` is
+/// given.
 pub async fn serve(
     listener: TcpListener,
     state: WebState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let metrics = state.metrics.web.clone();
+    serve::run(listener, router(state), tls, limits, metrics, cancel).await
 }
 
 /// The health verdict for a frame age (pure, so it is testable without a clock).

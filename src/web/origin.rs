@@ -40,6 +40,23 @@ impl Hosts {
         Self { listen, names }
     }
 
+    /// What a self-signed certificate should name: the host names, the listen address
+    /// (unless it is a wildcard) and loopback.
+    pub fn certificate_names(&self) -> Vec<String> {
+        let mut names = self.names.clone();
+        let ip = self.listen.ip();
+        if !ip.is_unspecified() {
+            names.push(ip.to_string());
+        }
+        for loopback in ["127.0.0.1", "::1"] {
+            if !names.iter().any(|n| n == loopback) {
+                names.push(loopback.into());
+            }
+        }
+        names.dedup();
+        names
+    }
+
     /// Whether a `Host` header (`name[:port]`) names this camera.
     pub fn allows(&self, host: &str) -> bool {
         let (name, port) = split_host(host);

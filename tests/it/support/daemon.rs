@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, http_get, repo, write_file};
+use super::{free_port, repo, write_file};
 
 /// A config for a small, quick test-pattern daemon under `dir`.
 pub fn daemon_config(dir: &Path, port: u16) -> String {
@@ -40,6 +40,9 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// A command the daemon runs under (e.g. `unshare … sh -c`), or empty.
     wrapper: Vec<String>,
+    /// Over HTTPS: the certificate file clients trust (the daemon's own self-signed one,
+    /// or a CA).
+    pub https_root: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -69,6 +72,28 @@ impl Daemon {
         env: &[(&str, &str)],
         edit: impl FnOnce(String) -> String,
     ) -> Self {
+        Self::launch(dir, wrapper, env, edit, |_| None)
+    }
+
+    /// Starts a daemon serving HTTPS (the config `edit` sets `web.tls`); clients trust
+    /// `root` or, when `None`, the self-signed certificate the daemon makes.
+    pub fn start_https(root: Option<PathBuf>, edit: impl FnOnce(String) -> String) -> Self {
+        Self::launch(
+            tempfile::tempdir().unwrap(),
+            Vec::new(),
+            &[],
+            edit,
+            |data| Some(root.unwrap_or_else(|| data.join("tls/cert.pem"))),
+        )
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        wrapper: Vec<String>,
+        env: &[(&str, &str)],
+        edit: impl FnOnce(String) -> String,
+        https_root: impl FnOnce(&Path) -> Option<PathBuf>,
+    ) -> Self {
         let port = free_port();
         let text = edit(daemon_config(dir.path(), port));
         let config = write_file(dir.path(), "edgecam.toml", &text);
@@ -76,6 +101,7 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let https_root = https_root(&dir.path().join("data"));
         let mut d = Self {
             child: spawn(&config, &env, &wrapper),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -83,6 +109,7 @@ impl Daemon {
             dir,
             env,
             wrapper,
+            https_root,
         };
         d.wait_healthy();
         d
@@ -99,11 +126,28 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
+    /// A request over HTTP, or HTTPS (to `localhost`) when the daemon serves it.
+    pub fn request(&self, request: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+        match &self.https_root {
+            None => super::http_request(self.addr, request),
+            Some(root) => super::https_request(self.addr, root, "localhost", request),
+        }
+    }
+
+    /// `GET path` (HTTP/1.0, `Host: localhost`).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+        let port = self.addr.port();
+        self.request(&format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n"
+        ))
+    }
+
     /// Polls until `/healthz` says 200.
     pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok((200, _, _)) = http_get(self.addr, "/healthz") {
+            let ready = self.https_root.as_ref().is_none_or(|root| root.exists());
+            if ready && matches!(self.get("/healthz"), Ok((200, _, _))) {
                 return;
             }
             assert!(
