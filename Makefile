@@ -33,6 +33,7 @@ bench: deps
 	cargo bench --locked --bench upload
 	cargo bench --locked --bench av_sync
 	cargo bench --locked --bench motion
+	cargo bench --locked --bench talk
 
 ## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
 deb: build

@@ -59,6 +59,8 @@ impl Commands {
             Command::Detect { enabled } => RecorderCommand::Detect { enabled },
             Command::Snapshot => RecorderCommand::Snapshot,
             Command::Status => RecorderCommand::Status,
+            // The data channel runs it itself (`live`): it needs the viewer's identity.
+            Command::Talk { .. } => return Err(CommandError::TalkViewerOnly),
         };
         let mut outcome = self.recorder.execute(source, to_recorder).await?;
         if let Outcome::Status(report) = &mut outcome {

@@ -17,6 +17,7 @@ pub mod media;
 pub mod metrics;
 pub mod mqtt;
 pub mod recorder;
+pub mod speaker;
 pub mod tls;
 pub mod upload;
 pub mod web;

@@ -253,6 +253,12 @@ fn check_config(path: &Path) -> ExitCode {
             }
             Ok((spec, audio.is_some()))
         });
+    if let Some(speaker) = edgecam::speaker::SpeakerConfig::from_config(&config.audio) {
+        if let Err(e) = speaker.playback.check() {
+            eprintln!("edgecam: {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    }
     match checked {
         Ok((spec, audio)) => {
             let sound = if audio {

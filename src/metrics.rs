@@ -88,6 +88,21 @@ pub struct MotionMetrics {
     pub events: Counter,
 }
 
+/// Talk-back metrics. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct TalkMetrics {
+    /// 1 while a viewer talks through the speaker.
+    pub talking: Gauge,
+    /// Talks granted.
+    pub talks: Counter,
+    /// Talk requests refused because someone else was talking.
+    pub refused: Counter,
+    /// Audio packets played.
+    pub packets: Counter,
+    /// Audio packets dropped (not the talker's, or the queue was full).
+    pub dropped: Counter,
+}
+
 /// Local HTTP server metrics. Clones share the same values.
 #[derive(Debug, Clone, Default)]
 pub struct WebMetrics {
@@ -145,6 +160,7 @@ pub struct Metrics {
     pub upload: UploadMetrics,
     pub motion: MotionMetrics,
     pub web: WebMetrics,
+    pub talk: TalkMetrics,
 }
 
 impl Metrics {
@@ -287,6 +303,36 @@ impl Metrics {
             web.refused.clone(),
         );
         registry.register_collector(Box::new(RuntimeCollector));
+        let talk = TalkMetrics::default();
+        for (name, help, metric) in [
+            (
+                "edgecam_talks",
+                "Talks granted (a viewer speaking through the speaker)",
+                &talk.talks,
+            ),
+            (
+                "edgecam_talk_refused",
+                "Talk requests refused because someone else was talking",
+                &talk.refused,
+            ),
+            (
+                "edgecam_talk_packets",
+                "Viewer audio packets played on the speaker",
+                &talk.packets,
+            ),
+            (
+                "edgecam_talk_packets_dropped",
+                "Viewer audio packets dropped (not the talker's, or the speaker fell behind)",
+                &talk.dropped,
+            ),
+        ] {
+            registry.register(name, help, metric.clone());
+        }
+        registry.register(
+            "edgecam_talking",
+            "1 while a viewer talks through the speaker",
+            talk.talking.clone(),
+        );
         Self {
             registry,
             capture,
@@ -296,6 +342,7 @@ impl Metrics {
             upload,
             motion,
             web,
+            talk,
         }
     }
 

@@ -37,6 +37,8 @@ pub enum Command {
         event_id: Option<String>,
         expires_s: u32,
     },
+    /// Take (`start`) or give up (`stop`) the speaker: live viewers only (data channel).
+    Talk { start: bool, name: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,7 @@ impl Command {
             Self::Snapshot => "snapshot",
             Self::Status => "status",
             Self::Playback { .. } => "playback",
+            Self::Talk { .. } => "talk",
         }
     }
 }
@@ -76,7 +79,9 @@ pub struct BadRequest {
     pub message: String,
 }
 
-const KNOWN: &str = "record, detect, snapshot, status, playback";
+const KNOWN: &str = "record, detect, snapshot, status, playback, talk";
+/// Longest name a talker may give.
+const MAX_NAME_LEN: usize = 40;
 
 /// Parses a request body. `command` may also come from the transport (an MQTT topic
 /// `…/cmd/<name>`), in which case the body need not name it.
@@ -167,6 +172,32 @@ fn build(name: &str, obj: Map<String, Value>) -> Result<Command, String> {
                 expires_s,
             })
         }
+        "talk" => {
+            let a: TalkArgs = args(name, obj)?;
+            let start = match a.action.as_str() {
+                "start" => true,
+                "stop" => false,
+                other => {
+                    return Err(format!(
+                        "talk: action must be \"start\" or \"stop\", got {other:?}"
+                    ))
+                }
+            };
+            if let Some(n) = &a.name {
+                if n.is_empty()
+                    || n.chars().count() > MAX_NAME_LEN
+                    || n.chars().any(char::is_control)
+                {
+                    return Err(format!(
+                        "talk: name must be 1 to {MAX_NAME_LEN} printable characters"
+                    ));
+                }
+            }
+            Ok(Command::Talk {
+                start,
+                name: a.name,
+            })
+        }
         other => Err(format!("unknown command {other:?}; one of: {KNOWN}")),
     }
 }
@@ -178,6 +209,14 @@ fn args<T: serde::de::DeserializeOwned>(name: &str, obj: Map<String, Value>) -> 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TalkArgs {
+    action: String,
+    #[serde(default)]
+    name: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +289,27 @@ mod tests {
     }
 
     #[test]
+    fn talk_takes_an_action_and_an_optional_name() {
+        assert_eq!(
+            ok(r#"{"command":"talk","action":"start","name":"Dad"}"#).command,
+            Command::Talk {
+                start: true,
+                name: Some("Dad".into())
+            }
+        );
+        assert_eq!(
+            ok(r#"{"command":"talk","action":"stop"}"#).command,
+            Command::Talk {
+                start: false,
+                name: None
+            }
+        );
+        assert!(err(r#"{"command":"talk","action":"shout"}"#).contains("start"));
+        assert!(err(r#"{"command":"talk"}"#).contains("action"));
+        assert!(err(r#"{"command":"talk","action":"start","name":"a\nb"}"#).contains("name"));
+    }
+
+    #[test]
     fn playback_takes_an_event_id_and_an_expiry() {
         assert_eq!(
             ok(r#"{"command":"playback","event_id":"01JCEVENT","id":"p"}"#).command,
@@ -311,7 +371,7 @@ mod tests {
         assert!(err("{}").contains("missing \"command\""));
         assert_eq!(
             err(r#"{"command":"fly"}"#),
-            "unknown command \"fly\"; one of: record, detect, snapshot, status, playback"
+            "unknown command \"fly\"; one of: record, detect, snapshot, status, playback, talk"
         );
         assert!(err(r#"{"command":"record","duration_s":-5}"#)
             .contains("duration_s must be more than 0"));

@@ -39,6 +39,10 @@ pub enum Outcome {
     },
     Status(StatusReport),
     Playback(PlaybackUrl),
+    /// `talk`: whether the asker now holds the speaker.
+    Talk {
+        talking: bool,
+    },
 }
 
 /// The `status` command's answer.
@@ -107,6 +111,12 @@ pub enum CommandError {
     Cloud(String),
     #[error("{0}")]
     Index(String),
+    #[error("talk works only from a live viewer (its data channel), which sends the audio")]
+    TalkViewerOnly,
+    #[error("this camera has no speaker: set [audio] speaker = true")]
+    NoSpeaker,
+    #[error("{0}")]
+    Talk(String),
 }
 
 /// The reply to a request.

@@ -1,11 +1,11 @@
-//! `[audio]`: the camera's microphone.
+//! `[audio]`: the camera's microphone and speaker.
 
 use serde::{Deserialize, Serialize};
 
 use super::in_range;
 
 /// `[audio]`: sound from the camera, encoded once as Opus (live view) and once as AAC-LC
-/// (clips and the cloud).
+/// (clips and the cloud); and the speaker viewers talk through.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audio {
@@ -22,6 +22,22 @@ pub struct Audio {
     pub opus_bitrate_kbps: u32,
     /// AAC-LC bitrate for clips and the cloud in kbit/s, 16–320. Default 64.
     pub aac_bitrate_kbps: u32,
+    /// The camera has a speaker: viewers may talk through it (push-to-talk), one at a
+    /// time. Default false.
+    pub speaker: bool,
+    /// ALSA playback device for the speaker (`aplay -L` lists them). Default `default`.
+    pub speaker_device: String,
+    /// The speaker pipeline's sink end as GStreamer launch text, instead of
+    /// `alsasink device=<speaker_device>` (e.g. `pulsesink`). Default empty.
+    pub speaker_sink: String,
+    /// Speaker volume in percent of the viewer's level, 0–400. Default 100.
+    pub speaker_volume: u32,
+    /// The jitter buffer before the speaker, in ms (20–500): enough for a home
+    /// network's jitter, low enough for a conversation. Default 60.
+    pub talk_latency_ms: u32,
+    /// A talker heard saying nothing for this many seconds loses the floor (2–600).
+    /// Default 15.
+    pub talk_silence_s: u32,
 }
 
 impl Default for Audio {
@@ -33,6 +49,12 @@ impl Default for Audio {
             channels: 1,
             opus_bitrate_kbps: 32,
             aac_bitrate_kbps: 64,
+            speaker: false,
+            speaker_device: "default".into(),
+            speaker_sink: String::new(),
+            speaker_volume: 100,
+            talk_latency_ms: 60,
+            talk_silence_s: 15,
         }
     }
 }
@@ -63,12 +85,27 @@ impl Audio {
             16,
             320,
         );
-        if self.device.is_empty() || self.device.contains(['"', '!', '\n']) {
-            bad(
-                "audio",
-                "device",
-                "must be an ALSA device name such as \"default\" or \"hw:1,0\"".into(),
-            );
+        for (key, device) in [
+            ("device", &self.device),
+            ("speaker_device", &self.speaker_device),
+        ] {
+            if device.is_empty() || device.contains(['"', '!', '\n']) {
+                bad(
+                    "audio",
+                    key,
+                    "must be an ALSA device name such as \"default\" or \"hw:1,0\"".into(),
+                );
+            }
         }
+        in_range(bad, "audio", "speaker_volume", self.speaker_volume, 0, 400);
+        in_range(
+            bad,
+            "audio",
+            "talk_latency_ms",
+            self.talk_latency_ms,
+            20,
+            500,
+        );
+        in_range(bad, "audio", "talk_silence_s", self.talk_silence_s, 2, 600);
     }
 }

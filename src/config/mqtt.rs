@@ -33,6 +33,9 @@ pub struct Mqtt {
     /// Most messages kept for the broker while it is unreachable; beyond it the oldest
     /// `update` and `state` messages are dropped (never `start` or `end`). Default 10000.
     pub outbox_max: u64,
+    /// Publish who talks through the speaker on `<prefix>/talk` (retained), when the
+    /// camera has one (`audio.speaker`). Default true.
+    pub publish_talk: bool,
 }
 
 impl Default for Mqtt {
@@ -50,6 +53,7 @@ impl Default for Mqtt {
             keep_alive_s: 60,
             home_assistant: false,
             outbox_max: 10_000,
+            publish_talk: true,
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum DaemonError {
     Mqtt(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Https(#[from] web::https::HttpsError),
+    #[error(transparent)]
+    Speaker(#[from] crate::speaker::PlaybackError),
     #[error("upload: {0}")]
     Upload(#[source] crate::aws::AwsError),
     #[error("cannot install signal handlers: {0}")]
@@ -61,7 +63,7 @@ impl DaemonError {
     /// True when the configuration (or pipeline file) must be fixed: exit code 78.
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Capture(e) if !e.is_retryable())
-            || matches!(self, Self::Mqtt(_) | Self::Https(_))
+            || matches!(self, Self::Mqtt(_) | Self::Https(_) | Self::Speaker(_))
             || matches!(self, Self::Live(live::LiveError::Aws(_)))
             || matches!(self, Self::Upload(_))
     }
@@ -138,6 +140,9 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
             info!(pipeline = %spec.path.display(), "the pipeline file has no audio part (@audio): no sound")
         }
         None => {}
+    }
+    if let Some(speaker) = crate::speaker::SpeakerConfig::from_config(&config.audio) {
+        speaker.playback.check()?;
     }
     let mqtt = mqtt::settings(config)?;
     let listener = TcpListener::bind(&config.web.listen)

@@ -26,6 +26,7 @@ use crate::media::{AnalysisBus, FrameBus};
 use crate::metrics::Metrics;
 use crate::mqtt::{self, MqttSettings};
 use crate::recorder::{self, retention, ClipFeed, RecorderConfig, RecorderDeps};
+use crate::speaker;
 use crate::upload::{self, Playback, UploadConfig, UploadDeps};
 use crate::web::{self, WebState};
 
@@ -140,12 +141,19 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             ((), vec![task])
         });
     }
+    let speaker = speaker::SpeakerConfig::from_config(&config.audio).map(|cfg| {
+        parts.start("speaker", |stop| {
+            let (handle, task) = speaker::spawn(cfg, metrics.talk.clone(), stop);
+            (handle, vec![task])
+        })
+    });
     let live_deps = live::LiveDeps {
         frames: outputs.frames.clone(),
         capture: capture.clone(),
         commands: commands.clone(),
         metrics: metrics.live.clone(),
         audio: audio.as_ref().map(|a| a.opus.clone()),
+        speaker: speaker.clone(),
     };
     let (lan, viewers) = parts
         .try_start("live", |stop| async move {
@@ -162,6 +170,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             metrics: metrics.mqtt.clone(),
             wake: mqtt_wake,
             audio: audio.as_ref().map(|a| a.heartbeat.clone()),
+            talk: speaker.as_ref().map(speaker::SpeakerHandle::state),
         };
         parts.start("mqtt", |stop| ((), vec![mqtt::spawn(settings, deps, stop)]));
     }
@@ -205,6 +214,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             https.is_some(),
         )),
         hosts,
+        talk: speaker.as_ref().map(speaker::SpeakerHandle::state),
     };
     let tls = https.map(|h| h.config);
     let limits = web::Limits {

@@ -8,7 +8,9 @@ pub mod kvs;
 pub mod lan;
 pub mod master;
 pub mod message;
+mod pump;
 pub mod session;
+mod talk;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -115,6 +117,8 @@ pub struct LiveDeps {
     pub metrics: LiveMetrics,
     /// The Opus frames, when the camera has sound.
     pub audio: Option<AudioBus>,
+    /// The speaker viewers may talk through, when the camera has one.
+    pub speaker: Option<crate::speaker::SpeakerHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,36 +9,30 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::debug;
 use webrtc::api::API;
 use webrtc::data_channel::data_channel_message::DataChannelMessage;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
-use webrtc::media::Sample;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::goodbye::Goodbye as RtcpGoodbye;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_local::TrackLocal;
 
 use super::message::Candidate;
-use super::LiveDeps;
-use crate::commands::{self, Reply};
+use super::pump::{drain_rtcp, pump, pump_audio, read_rtcp};
+use super::{talk, LiveDeps};
+use crate::commands::{self, Command, Reply};
 use crate::events::TriggerKind;
-use crate::media::AudioBus;
+use crate::speaker::SpeakerHandle;
 
 /// Frames a viewer may fall behind by before it skips to the next keyframe.
 pub const VIEWER_QUEUE: usize = 30;
-/// Audio frames a viewer may fall behind by (1 s of 20 ms Opus frames).
-const VIEWER_AUDIO_QUEUE: usize = 50;
-/// At most one keyframe request per viewer per this long (PLI storms).
-const PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a session reports to the master.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +76,8 @@ pub struct Session {
     pub client_id: String,
     pc: Arc<RTCPeerConnection>,
     stop: CancellationToken,
+    /// The speaker, told when this viewer leaves (it may hold the floor).
+    speaker: Option<SpeakerHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +108,7 @@ impl Session {
             client_id: client_id.to_owned(),
             pc: Arc::new(api.new_peer_connection(config).await?),
             stop: CancellationToken::new(),
+            speaker: deps.speaker.clone(),
         };
         match session
             .negotiate(description, deps, events, offered_at)
@@ -150,7 +147,8 @@ impl Session {
         // Sound goes to viewers whose offer asks for it, in the same stream as the
         // picture, so their player keeps the two in sync (RTCP sender reports map both
         // to one clock).
-        if let (Some(bus), true) = (&deps.audio, offers_audio(&offer.sdp)) {
+        let wants_audio = offers_audio(&offer.sdp);
+        if let (Some(bus), true) = (&deps.audio, wants_audio) {
             let audio = Arc::new(TrackLocalStaticSample::new(
                 super::opus(),
                 "audio".to_owned(),
@@ -168,7 +166,23 @@ impl Session {
                 stop.clone(),
             ));
         }
-        wire_callbacks(pc, serial, events.clone(), connected_tx, deps.clone());
+        // The viewer may talk through the speaker: receive its audio. (The microphone's
+        // track above is send-and-receive already; without one, a receive-only one.)
+        if let (Some(speaker), true) = (&deps.speaker, wants_audio) {
+            if deps.audio.is_none() {
+                pc.add_transceiver_from_kind(
+                    RTPCodecType::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        send_encodings: Vec::new(),
+                    }),
+                )
+                .await?;
+            }
+            talk::receive(pc, serial, speaker.clone(), stop.clone());
+        }
+        let who = (serial, self.client_id.clone());
+        wire_callbacks(pc, who, events.clone(), connected_tx, deps.clone());
         let bye = (events.clone(), serial);
         tokio::spawn(read_rtcp(sender, deps.clone(), bye, stop.clone()));
         tokio::spawn(pump(
@@ -228,6 +242,9 @@ impl Session {
     /// transports), and the master must not wait on it.
     pub fn close(self) -> JoinHandle<()> {
         self.stop.cancel();
+        if let Some(speaker) = &self.speaker {
+            speaker.left(self.serial);
+        }
         tokio::spawn(async move {
             if let Err(e) = self.pc.close().await {
                 debug!(client = %self.client_id, error = %e, "closing peer connection");
@@ -240,7 +257,7 @@ impl Session {
 /// which would leak it) and a `Weak` data channel.
 fn wire_callbacks(
     pc: &RTCPeerConnection,
-    serial: u64,
+    (serial, client_id): (u64, String),
     events: EventSender,
     connected: watch::Sender<bool>,
     deps: LiveDeps,
@@ -280,6 +297,7 @@ fn wire_callbacks(
         let deps = deps.clone();
         let ev = events_for_close.clone();
         let open = Arc::clone(&open);
+        let client_id = client_id.clone();
         Box::pin(async move {
             let control = dc.label() == "control";
             open.fetch_add(1, Ordering::SeqCst);
@@ -302,9 +320,9 @@ fn wire_callbacks(
             }
             let weak: Weak<RTCDataChannel> = Arc::downgrade(&dc);
             dc.on_message(Box::new(move |msg: DataChannelMessage| {
-                let (weak, deps) = (weak.clone(), deps.clone());
+                let (weak, deps, client_id) = (weak.clone(), deps.clone(), client_id.clone());
                 Box::pin(async move {
-                    let reply = control_reply(&deps, &msg.data).await;
+                    let reply = control_reply(&deps, (serial, &client_id), &msg.data).await;
                     if let Some(dc) = weak.upgrade() {
                         let _ = dc.send_text(reply).await;
                     }
@@ -315,167 +333,33 @@ fn wire_callbacks(
 }
 
 /// Runs one data-channel command and returns the reply JSON.
-async fn control_reply(deps: &LiveDeps, data: &[u8]) -> String {
+async fn control_reply(deps: &LiveDeps, (serial, client_id): (u64, &str), data: &[u8]) -> String {
     let reply = match commands::parse(data, None) {
         Err(bad) => Reply::bad_request(&bad),
         Ok(req) => {
-            let result = deps
-                .commands
-                .execute(TriggerKind::DataChannel, req.command.clone())
-                .await;
-            Reply::of(&req, &result)
+            if let Command::Talk { start, name } = &req.command {
+                talk::command(
+                    deps.speaker.as_ref(),
+                    serial,
+                    client_id,
+                    &req,
+                    *start,
+                    name.as_deref(),
+                )
+                .await
+            } else {
+                let result = deps
+                    .commands
+                    .execute(TriggerKind::DataChannel, req.command.clone())
+                    .await;
+                Reply::of(&req, &result)
+            }
         }
     };
     serde_json::to_string(&reply).unwrap_or_default()
 }
 
-/// Where a sender's RTCP reader reports an RTCP BYE.
-type ByeTo = (EventSender, u64);
-
-/// Whether RTCP packets hold a BYE. A BYE reaches a sender when it is part of a compound
-/// packet whose report blocks name the sender's SSRC, which is how RFC 3550 §6.1 says to
-/// send it.
-fn says_bye(packets: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>]) -> bool {
-    packets
-        .iter()
-        .any(|p| p.as_any().downcast_ref::<RtcpGoodbye>().is_some())
-}
-
-async fn report_bye((events, serial): &ByeTo) {
-    let _ = events
-        .send((*serial, SessionEvent::Goodbye(Goodbye::RtcpBye)))
-        .await;
-}
-
-/// Turns the viewer's PLI/FIR into (rate-limited) keyframe requests, and its BYE into a
-/// goodbye.
-async fn read_rtcp(sender: Arc<RTCRtpSender>, deps: LiveDeps, bye: ByeTo, stop: CancellationToken) {
-    let mut last: Option<Instant> = None;
-    while let Some(packets) = next_rtcp(&sender, &stop).await {
-        if says_bye(&packets) {
-            report_bye(&bye).await;
-            return;
-        }
-        let wants_key = packets.iter().any(|p| {
-            p.as_any().downcast_ref::<PictureLossIndication>().is_some()
-                || p.as_any().downcast_ref::<FullIntraRequest>().is_some()
-        });
-        if wants_key && last.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
-            last = Some(Instant::now());
-            deps.capture.force_keyframe();
-        }
-    }
-}
-
-/// The sender's next RTCP packets; `None` once stopped or closed.
-async fn next_rtcp(
-    sender: &RTCRtpSender,
-    stop: &CancellationToken,
-) -> Option<Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>> {
-    tokio::select! {
-        _ = stop.cancelled() => None,
-        r = sender.read_rtcp() => r.ok().map(|(packets, _)| packets),
-    }
-}
-
 /// Whether an SDP offer has an audio section.
 fn offers_audio(sdp: &str) -> bool {
     sdp.lines().any(|l| l.starts_with("m=audio "))
-}
-
-/// Reads a sender's RTCP so its interceptors (reports, NACK) see it; only a BYE matters.
-async fn drain_rtcp(sender: Arc<RTCRtpSender>, bye: ByeTo, stop: CancellationToken) {
-    while let Some(packets) = next_rtcp(&sender, &stop).await {
-        if says_bye(&packets) {
-            report_bye(&bye).await;
-            return;
-        }
-    }
-}
-
-/// Feeds this viewer's audio track once DTLS is up. RTP time advances by each frame's
-/// duration; a frame lost to a full queue is simply skipped (Opus conceals it).
-async fn pump_audio(
-    track: Arc<TrackLocalStaticSample>,
-    bus: AudioBus,
-    mut connected: watch::Receiver<bool>,
-    stop: CancellationToken,
-) {
-    tokio::select! {
-        _ = stop.cancelled() => return,
-        r = connected.wait_for(|c| *c) => if r.is_err() { return },
-    }
-    let mut frames = bus.subscribe("viewer-audio", VIEWER_AUDIO_QUEUE);
-    loop {
-        let frame = tokio::select! {
-            _ = stop.cancelled() => return,
-            f = frames.recv() => match f { Some(f) => f, None => return },
-        };
-        let sample = Sample {
-            data: frame.data,
-            duration: frame.duration,
-            ..Default::default()
-        };
-        if let Err(e) = track.write_sample(&sample).await {
-            debug!(error = %e, "writing audio to a viewer failed");
-            return;
-        }
-    }
-}
-
-/// Feeds this viewer's track once DTLS is up: subscribe, ask for a keyframe, send from it.
-async fn pump(
-    track: Arc<TrackLocalStaticSample>,
-    deps: LiveDeps,
-    mut connected: watch::Receiver<bool>,
-    events: EventSender,
-    serial: u64,
-    offered_at: Instant,
-    stop: CancellationToken,
-) {
-    tokio::select! {
-        _ = stop.cancelled() => return,
-        r = connected.wait_for(|c| *c) => if r.is_err() { return },
-    }
-    // A new subscription starts at the next keyframe; ask for one now so the first
-    // frame does not wait for the keyframe interval.
-    let mut frames = deps.frames.subscribe("viewer", VIEWER_QUEUE);
-    deps.capture.force_keyframe();
-    let mut prev_pts: Option<Duration> = None;
-    let mut dropped_seen = 0;
-    let mut first = true;
-    loop {
-        let frame = tokio::select! {
-            _ = stop.cancelled() => return,
-            f = frames.recv() => match f { Some(f) => f, None => return },
-        };
-        let dropped = frames.dropped();
-        if dropped > dropped_seen {
-            deps.metrics
-                .viewer_frames_dropped
-                .inc_by(dropped - dropped_seen);
-            dropped_seen = dropped;
-        }
-        // RTP time advances by each frame's PTS step (the nominal 1/30 s for the first).
-        let duration = prev_pts.map_or(Duration::from_millis(33), |p| frame.pts.saturating_sub(p));
-        prev_pts = Some(frame.pts);
-        let sample = Sample {
-            data: frame.data,
-            duration,
-            ..Default::default()
-        };
-        if let Err(e) = track.write_sample(&sample).await {
-            warn!(error = %e, "writing to a viewer failed");
-            return;
-        }
-        if std::mem::take(&mut first) {
-            let ttff = offered_at.elapsed();
-            deps.metrics.ttff.observe(ttff.as_secs_f64());
-            info!(
-                ttff_ms = ttff.as_millis() as u64,
-                "first keyframe sent to viewer"
-            );
-            let _ = events.send((serial, SessionEvent::FirstFrame(ttff))).await;
-        }
-    }
 }

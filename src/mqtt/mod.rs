@@ -46,6 +46,7 @@ pub fn settings(
         outbox_max: m.outbox_max,
         tls: crate::tls::client_config("mqtt", &m.ca, &m.cert, &m.key, m.alpn)?,
         motion_min_area_percent: config.motion.min_area_percent,
+        publish_talk: m.publish_talk,
     }))
 }
 
@@ -128,4 +129,28 @@ impl EventMessages for EventPublisher {
     fn queued(&self) {
         self.wake.notify_one();
     }
+}
+
+/// The client options for a session: persistent, with a last will on the availability
+/// topic, over TLS.
+fn options(s: &MqttSettings) -> rumqttc::MqttOptions {
+    use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+    let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+    o.set_keep_alive(s.keep_alive);
+    // A persistent session keeps our command subscription (and QoS 1 commands) across
+    // reconnects.
+    o.set_clean_session(false);
+    o.set_last_will(LastWill::new(
+        s.topics.availability(),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    o.set_inflight(100);
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    o.set_request_channel_capacity(session::REQUESTS);
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        std::sync::Arc::clone(&s.tls),
+    )));
+    o
 }

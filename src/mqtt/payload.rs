@@ -33,6 +33,9 @@ impl Topics {
     pub fn snapshot(&self) -> String {
         format!("{}/snapshot", self.prefix)
     }
+    pub fn talk(&self) -> String {
+        format!("{}/talk", self.prefix)
+    }
     /// The subscription for commands.
     pub fn commands(&self) -> String {
         format!("{}/cmd/+", self.prefix)
@@ -138,6 +141,17 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "storage_bytes": s.storage_bytes,
         "upload_backlog": s.upload_backlog,
         "audio": { "enabled": s.audio.enabled, "flowing": s.audio.flowing },
+        "at": ts(at),
+    })
+}
+
+/// `<prefix>/talk` (retained): who talks through the speaker.
+pub fn talk(s: &crate::speaker::TalkState, camera: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "v": VERSION,
+        "camera": camera,
+        "talking": s.talking,
+        "talker": s.talker,
         "at": ts(at),
     })
 }

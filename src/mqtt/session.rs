@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +27,7 @@ use crate::metrics::MqttMetrics;
 /// Outbox messages sent but not yet acknowledged (IoT Core allows 100 in flight).
 const WINDOW: usize = 50;
 /// rumqttc's request queue; more than the window plus a burst of replies.
-const REQUESTS: usize = 512;
+pub(super) const REQUESTS: usize = 512;
 const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// A connection that lasted this long resets the backoff.
@@ -56,6 +53,8 @@ pub struct MqttSettings {
     pub tls: Arc<rustls::ClientConfig>,
     /// `motion.min_area_percent`, reported beside the detector's score.
     pub motion_min_area_percent: f32,
+    /// Publish `<prefix>/talk`.
+    pub publish_talk: bool,
 }
 
 /// What the session reads and drives.
@@ -70,6 +69,8 @@ pub struct MqttDeps {
     pub wake: Arc<Notify>,
     /// The audio pipeline's heartbeat, when audio is on.
     pub audio: Option<Heartbeat>,
+    /// Who talks through the speaker, when the camera has one.
+    pub talk: Option<watch::Receiver<crate::speaker::TalkState>>,
 }
 
 /// Starts the session; it runs until `cancel`.
@@ -117,27 +118,6 @@ async fn run(s: MqttSettings, deps: MqttDeps, cancel: CancellationToken) {
     }
 }
 
-fn options(s: &MqttSettings) -> MqttOptions {
-    let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
-    o.set_keep_alive(s.keep_alive);
-    // A persistent session keeps our command subscription (and QoS 1 commands) across
-    // reconnects.
-    o.set_clean_session(false);
-    o.set_last_will(LastWill::new(
-        s.topics.availability(),
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    ));
-    o.set_inflight(100);
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
-    o.set_request_channel_capacity(REQUESTS);
-    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        Arc::clone(&s.tls),
-    )));
-    o
-}
-
 struct Connection<'a> {
     s: &'a MqttSettings,
     deps: &'a MqttDeps,
@@ -148,6 +128,7 @@ struct Connection<'a> {
     window: Window,
     connected: bool,
     last_state: Option<StateFacts>,
+    last_talk: Option<crate::speaker::TalkState>,
     /// The event whose snapshot was last published for Home Assistant's camera image.
     snapshot_event: Option<String>,
     storage: (u64, Option<Instant>),
@@ -159,7 +140,7 @@ impl<'a> Connection<'a> {
         deps: &'a MqttDeps,
         reply_tx: mpsc::Sender<(String, Vec<u8>)>,
     ) -> Self {
-        let (client, eventloop) = AsyncClient::new(options(s), REQUESTS);
+        let (client, eventloop) = AsyncClient::new(super::options(s), REQUESTS);
         Self {
             s,
             deps,
@@ -169,6 +150,7 @@ impl<'a> Connection<'a> {
             window: Window::new(WINDOW),
             connected: false,
             last_state: None,
+            last_talk: None,
             snapshot_event: None,
             storage: (0, None),
         }
@@ -327,23 +309,44 @@ impl<'a> Connection<'a> {
             upload_backlog,
             audio: audio::report(self.deps.audio.as_ref(), now),
         };
+        self.maybe_talk(force).await;
         if !force && self.last_state.as_ref() == Some(&facts) {
             return;
         }
         let v = payload::state(&facts, &self.s.client_id, chrono::Utc::now());
-        let m = NewMessage {
-            topic: self.s.topics.state(),
-            payload: v.to_string().into_bytes(),
-            retain: true,
-            kind: "state",
-            event_id: None,
+        if queue_state(
+            &self.deps.index,
+            self.s.outbox_max,
+            self.s.topics.state(),
+            &v,
+        )
+        .await
+        {
+            self.last_state = Some(facts);
+            self.top_up().await;
+        }
+    }
+
+    /// Queues the retained talk state when it changed (or always, when `force`).
+    async fn maybe_talk(&mut self, force: bool) {
+        let Some(talk) = self.deps.talk.as_ref().filter(|_| self.s.publish_talk) else {
+            return;
         };
-        match self.deps.index.queue(&m, self.s.outbox_max).await {
-            Ok(()) => {
-                self.last_state = Some(facts);
-                self.top_up().await;
-            }
-            Err(e) => warn!(error = %e, "could not queue the state message"),
+        let now = talk.borrow().clone();
+        if !force && self.last_talk.as_ref() == Some(&now) {
+            return;
+        }
+        let v = payload::talk(&now, &self.s.client_id, chrono::Utc::now());
+        if queue_state(
+            &self.deps.index,
+            self.s.outbox_max,
+            self.s.topics.talk(),
+            &v,
+        )
+        .await
+        {
+            self.last_talk = Some(now);
+            self.top_up().await;
         }
     }
 
@@ -438,6 +441,25 @@ impl<'a> Connection<'a> {
         };
         let _ = tokio::time::timeout(GOODBYE, drive).await;
         info!("MQTT disconnected");
+    }
+}
+
+/// Queues a retained message of the `state` kind (the first dropped when the outbox is
+/// full); false when it could not be written.
+async fn queue_state(index: &Index, max: u64, topic: String, v: &serde_json::Value) -> bool {
+    let m = NewMessage {
+        topic,
+        payload: v.to_string().into_bytes(),
+        retain: true,
+        kind: "state",
+        event_id: None,
+    };
+    match index.queue(&m, max).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, topic = %m.topic, "could not queue a state message");
+            false
+        }
     }
 }
 

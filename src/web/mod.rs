@@ -52,6 +52,8 @@ pub struct WebState {
     pub auth: Arc<auth::Auth>,
     /// The host names the camera answers to (DNS-rebinding defence).
     pub hosts: origin::Hosts,
+    /// Who talks through the speaker, when the camera has one.
+    pub talk: Option<watch::Receiver<crate::speaker::TalkState>>,
 }
 
 /// The viewer page: plain HTML and JavaScript, no build step.
@@ -178,7 +180,18 @@ async fn live_status(State(s): State<WebState>) -> impl IntoResponse {
             "score": status.motion_score,
             "masks": s.masks,
         },
+        "talk": talk_status(s.talk.as_ref()),
     }))
+}
+
+/// `{"speaker","talking","talker"}` for the viewer page's push-to-talk.
+fn talk_status(talk: Option<&watch::Receiver<crate::speaker::TalkState>>) -> serde_json::Value {
+    let state = talk.map(|t| t.borrow().clone()).unwrap_or_default();
+    serde_json::json!({
+        "speaker": talk.is_some(),
+        "talking": state.talking,
+        "talker": state.talker,
+    })
 }
 
 async fn signaling(

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["backoff", "clock", "tls", "events"],
     &["commands", "media", "config"],
     &["metrics", "index", "aws"],
-    &["capture"],
+    &["capture", "speaker"],
     &["recorder"],
     &["upload"],
     &["control"],

@@ -134,3 +134,91 @@ async fn viewer_page_shows_motion_and_the_masks() {
         .unwrap();
     assert!(score > 0.5, "the score is shown: {state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_holds_to_talk_over_https_and_the_camera_plays_it() {
+    use crate::support::tone::{self, Speaker};
+    let speaker = Speaker::listen();
+    let d = Daemon::start_https(None, |text| {
+        let text = text.replace("[web]\n", "[web]\ntls = \"self-signed\"\n");
+        format!(
+            "{text}\n[live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n\
+             [audio]\nspeaker = true\nspeaker_sink = \"{}\"\n",
+            tone::speaker_sink(speaker.port)
+        )
+    });
+    let mut browser = Browser::launch().await;
+    browser
+        .goto(&format!("https://localhost:{}/", d.addr.port()))
+        .await;
+    let probe = "(() => ({ secure: window.isSecureContext, state: document.getElementById('state').textContent, \
+                 button: !document.getElementById('talk').hidden, \
+                 talking: document.getElementById('talk').classList.contains('talking'), \
+                 talk: document.getElementById('talkstate').textContent, \
+                 error: document.getElementById('error').textContent }))()";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let s = browser.eval(probe).await;
+        if s["button"] == true && s["state"] == "connected" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no talk button: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(ready["secure"], true);
+
+    // Hold the button: the fake microphone's beeps come out of the camera's speaker.
+    let pressed = Instant::now();
+    browser
+        .eval("document.getElementById('talk').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true}))")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let talking = loop {
+        let s = browser.eval(probe).await;
+        if s["talking"] == true && speaker.first_loud_after(pressed).is_some() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no sound from the speaker: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        talking["talk"].as_str().unwrap().starts_with("talking"),
+        "{talking}"
+    );
+    let (_, _, live) = crate::support::https_request(
+        d.addr,
+        d.https_root.as_ref().unwrap(),
+        "localhost",
+        &format!(
+            "GET /api/live HTTP/1.0\r\nHost: localhost:{}\r\n\r\n",
+            d.addr.port()
+        ),
+    )
+    .unwrap();
+    let live: serde_json::Value = serde_json::from_slice(&live).unwrap();
+    assert_eq!(live["talk"]["talking"], true, "{live}");
+
+    // Let go: the floor is free again.
+    browser
+        .eval("document.getElementById('talk').dispatchEvent(new PointerEvent('pointerup', {bubbles: true}))")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, _, live) = crate::support::https_request(
+            d.addr,
+            d.https_root.as_ref().unwrap(),
+            "localhost",
+            &format!(
+                "GET /api/live HTTP/1.0\r\nHost: localhost:{}\r\n\r\n",
+                d.addr.port()
+            ),
+        )
+        .unwrap();
+        let live: serde_json::Value = serde_json::from_slice(&live).unwrap();
+        if live["talk"]["talking"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the floor stayed taken: {live}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -25,6 +25,7 @@ mod mkv;
 mod mqtt;
 mod putmedia_fake;
 mod recorder;
+mod talk;
 mod viewer_places;
 mod web_auth;
 mod web_limits;

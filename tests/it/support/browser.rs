@@ -40,6 +40,11 @@ impl Browser {
                 "--allow-loopback-in-peer-connection",
                 "--autoplay-policy=no-user-gesture-required",
                 "--remote-debugging-address=127.0.0.1",
+                // A microphone that plays a beep, allowed without asking (push-to-talk),
+                // and the camera's self-signed HTTPS certificate accepted.
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                "--ignore-certificate-errors",
             ])
             .arg(format!("--remote-debugging-port={port}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))

@@ -14,6 +14,7 @@ pub mod rtsp;
 pub mod sigv4;
 pub mod small_disk;
 pub mod sync_probe;
+pub mod tone;
 pub mod viewer;
 
 use std::io::{Read, Write};

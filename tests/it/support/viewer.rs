@@ -26,6 +26,8 @@ use webrtc::rtp::packetizer::Depacketizer;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::sync_probe::Probe;
@@ -62,6 +64,8 @@ pub struct Opts {
     pub token: Option<String>,
     /// `Cookie` on the signaling socket's upgrade request (a logged-in page).
     pub cookie: Option<String>,
+    /// Offer to send sound (a microphone track) for talking through the camera.
+    pub talk: bool,
 }
 
 pub struct Viewer {
@@ -73,6 +77,11 @@ pub struct Viewer {
     video_ssrc: Arc<AtomicU32>,
     _decoder: gst::Pipeline,
     _audio_decoder: Option<gst::Pipeline>,
+    /// The microphone track, when the viewer offered to talk.
+    pub mic: Option<Arc<TrackLocalStaticSample>>,
+    /// When the next 20 ms packet is due, so that consecutive `speak` calls go on at
+    /// exactly real time (a sender that runs fast piles up in the receiver's buffer).
+    next_packet: Mutex<Option<tokio::time::Instant>>,
     /// The signaling socket's writer and reader; closing the viewer closes the socket,
     /// as a browser tab does.
     signaling: Vec<tokio::task::JoinHandle<()>>,
@@ -233,6 +242,7 @@ impl Viewer {
             probe,
             token,
             cookie,
+            talk,
         } = opts;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let api = edgecam::live::api(&["127.0.0.1".parse().unwrap()]).unwrap();
@@ -250,17 +260,36 @@ impl Viewer {
         )
         .await
         .unwrap();
-        if audio {
-            pc.add_transceiver_from_kind(
-                RTPCodecType::Audio,
+        let mic = if talk {
+            let track = Arc::new(TrackLocalStaticSample::new(
+                edgecam::live::opus(),
+                "mic".to_owned(),
+                "viewer".to_owned(),
+            ));
+            pc.add_transceiver_from_track(
+                Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
                 Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    direction: RTCRtpTransceiverDirection::Sendrecv,
                     send_encodings: vec![],
                 }),
             )
             .await
             .unwrap();
-        }
+            Some(track)
+        } else {
+            if audio {
+                pc.add_transceiver_from_kind(
+                    RTPCodecType::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .unwrap();
+            }
+            None
+        };
         let control = if no_control {
             None
         } else {
@@ -385,6 +414,8 @@ impl Viewer {
             video_ssrc,
             _decoder: pipeline,
             _audio_decoder: audio_pipeline,
+            mic,
+            next_packet: Mutex::new(None),
             signaling: vec![writer, reader],
         }
     }
@@ -409,6 +440,31 @@ impl Viewer {
 
     pub fn decoded(&self) -> u64 {
         self.decoded.load(Ordering::Relaxed)
+    }
+
+    /// Sends Opus packets (20 ms each) on the microphone track at real-time pace;
+    /// returns when each was handed to the transport, in order.
+    pub async fn speak(&self, packets: &[Bytes]) -> Vec<Instant> {
+        let mic = self.mic.as_ref().expect("viewer offered to talk");
+        let frame = Duration::from_millis(20);
+        let now = tokio::time::Instant::now();
+        let due = *self.next_packet.lock().unwrap();
+        // Go on from the last call's schedule unless the viewer paused for a while.
+        let mut at = due.filter(|d| *d + frame * 5 > now).unwrap_or(now);
+        let mut sent = Vec::with_capacity(packets.len());
+        for p in packets {
+            tokio::time::sleep_until(at).await;
+            at += frame;
+            sent.push(Instant::now());
+            let sample = webrtc::media::Sample {
+                data: p.clone(),
+                duration: Duration::from_millis(20),
+                ..Default::default()
+            };
+            let _ = mic.write_sample(&sample).await;
+        }
+        *self.next_packet.lock().unwrap() = Some(at);
+        sent
     }
 
     /// Sends a command on the `control` data channel.
