@@ -164,6 +164,11 @@ pub fn signed_request(
         .map_err(|e| PutMediaError::Sign(e.to_string()))?;
     sign_streamed(&mut req, creds, &target.region, "kinesisvideo", now)
         .map_err(|e| PutMediaError::Sign(e.to_string()))?;
+    // Signed over the full URL, sent in origin form (`POST /putMedia`, the `host` header
+    // naming the server), as RFC 9112 §3.2.1 asks of a request to an origin server:
+    // hyper's connection-level client writes whatever URI it is given, and the absolute
+    // form is meant for proxies.
+    *req.uri_mut() = http::Uri::from_static("/putMedia");
     Ok(req)
 }
 
@@ -321,7 +326,8 @@ mod tests {
         )
         .unwrap();
         let h = req.headers();
-        assert_eq!(req.uri().path(), "/putMedia");
+        assert_eq!(req.uri().to_string(), "/putMedia", "origin form");
+        assert_eq!(h["host"], "s-1234.kinesisvideo.eu-west-1.amazonaws.com");
         assert_eq!(h["x-amz-security-token"], "token");
         assert_eq!(
             h["x-amz-content-sha256"],

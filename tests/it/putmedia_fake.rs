@@ -138,7 +138,15 @@ fn client_tls(pki: &Pki) -> Arc<rustls::ClientConfig> {
 }
 
 /// The PutMedia request head, SigV4-signed with `secret` and `token`.
-fn signed_head(host: &str, stream: &str, secret: &str, token: &str) -> http::Request<()> {
+/// A signed PutMedia head; `absolute` sends the request target as a full URL (the form
+/// meant for proxies) instead of `/putMedia`.
+fn signed_head(
+    host: &str,
+    stream: &str,
+    secret: &str,
+    token: &str,
+    absolute: bool,
+) -> http::Request<()> {
     let url = format!("https://{host}/putMedia");
     let mut req = http::Request::post(&url)
         .header("host", host)
@@ -170,11 +178,23 @@ fn signed_head(host: &str, stream: &str, secret: &str, token: &str) -> http::Req
     instructions.apply_to_request_http1x(&mut req);
     req.headers_mut()
         .insert("transfer-encoding", "chunked".parse().unwrap());
+    if !absolute {
+        *req.uri_mut() = http::Uri::from_static("/putMedia");
+    }
     req
 }
 
 /// Opens a PutMedia request (nothing of the body sent yet).
 async fn open(fake: &FakePutMedia, pki: &Pki, stream: &str, secret: &str, token: &str) -> Client {
+    open_as(fake, pki, (stream, secret, token), false).await
+}
+
+async fn open_as(
+    fake: &FakePutMedia,
+    pki: &Pki,
+    (stream, secret, token): (&str, &str, &str),
+    absolute: bool,
+) -> Client {
     let host = fake.url.trim_start_matches("https://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -192,7 +212,7 @@ async fn open(fake: &FakePutMedia, pki: &Pki, stream: &str, secret: &str, token:
             .await
             .map(|b| (Ok::<_, std::convert::Infallible>(BodyFrame::data(b)), rx))
     });
-    let (parts, ()) = signed_head(&host, stream, secret, token).into_parts();
+    let (parts, ()) = signed_head(&host, stream, secret, token, absolute).into_parts();
     let request = http::Request::from_parts(parts, StreamBody::new(chunks));
     let response = timeout(WAIT, sender.send_request(request))
         .await
@@ -371,8 +391,19 @@ async fn bad_signatures_tokens_and_streams_are_refused_before_the_body() {
         (c.status, c.error_type.as_str()),
         (404, "ResourceNotFoundException")
     );
+    // A full URL as the request target is the proxy form: an origin server refuses it.
+    let c = open_as(&fake, &pki, (STREAM, SECRET_KEY, SESSION_TOKEN), true).await;
+    assert_eq!(
+        (c.status, c.error_type.as_str()),
+        (400, "InvalidArgumentException")
+    );
     assert_eq!(fake.connections(), 0);
-    assert_eq!(fake.errors().len(), 3, "{:?}", fake.errors());
+    assert_eq!(fake.errors().len(), 4, "{:?}", fake.errors());
+    assert!(
+        fake.errors()[3].contains("absolute form"),
+        "{:?}",
+        fake.errors()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

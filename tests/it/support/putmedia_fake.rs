@@ -312,6 +312,15 @@ impl FakePutMedia {
             let why = format!("{} {} is not POST /putMedia", parts.method, parts.uri);
             return Err((404, "UnknownOperationException", why));
         }
+        // An origin server gets the origin form (RFC 9112 §3.2.1); the absolute form
+        // (`POST https://host/putMedia`) is for proxies.
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            let why = format!(
+                "request target {} is in absolute form; send /putMedia",
+                parts.uri
+            );
+            return Err((400, "InvalidArgumentException", why));
+        }
         let h = &parts.headers;
         let stream =
             check_headers(h, &self.region).map_err(|why| (400, "InvalidArgumentException", why))?;
