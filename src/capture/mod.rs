@@ -39,6 +39,8 @@ pub enum CaptureError {
     MissingEncoded { path: PathBuf },
     #[error("{}: the audio part has no appsink named \"opus\" or \"aac\"; end its branches in `appsink name=opus` (Opus, live view) and `appsink name=aac` (raw AAC, clips)", path.display())]
     MissingAudioSinks { path: PathBuf },
+    #[error("{}: audio.record_talk needs the audio part's raw sound to go through `tee name=pcm` (as the shipped files do), where the talk is mixed in", path.display())]
+    NoTalkMix { path: PathBuf },
     #[error("GStreamer could not start: {0}")]
     Init(String),
     #[error("{element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]

@@ -92,11 +92,34 @@ pub fn load_audio(camera: &Camera, audio: &Audio) -> Result<Option<PipelineSpec>
     };
     let mut vars = variables(camera);
     vars.extend(audio_variables(audio));
-    let text = render_with(part, &vars).map_err(|var| CaptureError::UnknownPlaceholder {
+    let mut text = render_with(part, &vars).map_err(|var| CaptureError::UnknownPlaceholder {
         path: path.clone(),
         var,
     })?;
+    if audio.speaker && audio.record_talk {
+        text =
+            mix_talk(&text, audio).ok_or_else(|| CaptureError::NoTalkMix { path: path.clone() })?;
+    }
     Ok(Some(PipelineSpec { path, text }))
+}
+
+/// With `audio.record_talk`, the audio part's raw sound (`tee name=pcm`) goes through a
+/// mixer that also takes what viewers say, from the speaker pipeline; so every encode
+/// after it (AAC for clips and the cloud, Opus for viewers) has both.
+fn mix_talk(text: &str, audio: &Audio) -> Option<String> {
+    let at = text.find("tee name=pcm")?;
+    let caps = format!(
+        "audio/x-raw,rate={},channels={}",
+        audio.sample_rate, audio.channels
+    );
+    Some(format!(
+        "{before}audioconvert ! audiomixer name=talkmix ! {rest}\n\
+         interaudiosrc channel={channel} ! audioconvert ! audioresample ! {caps} \
+         ! queue max-size-time=200000000 leaky=downstream ! talkmix.\n",
+        before = &text[..at],
+        rest = &text[at..],
+        channel = crate::config::TALK_CHANNEL,
+    ))
 }
 
 /// The placeholder values an audio part may use, beside the video ones.

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use super::in_range;
 
+/// The in-process `interaudio` channel on which the speaker pipeline hands what viewers
+/// say to the capture's audio part, with `record_talk`.
+pub const TALK_CHANNEL: &str = "edgecam-talk";
+
 /// `[audio]`: sound from the camera, encoded once as Opus (live view) and once as AAC-LC
 /// (clips and the cloud); and the speaker viewers talk through.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -38,6 +42,10 @@ pub struct Audio {
     /// A talker heard saying nothing for this many seconds loses the floor (2–600).
     /// Default 15.
     pub talk_silence_s: u32,
+    /// Mix what viewers say through the speaker into the recorded sound (clips and the
+    /// cloud). Off by default: privacy. Needs the pipeline file's audio part to name its
+    /// raw sound `tee name=pcm`, as the shipped ones do. Default false.
+    pub record_talk: bool,
 }
 
 impl Default for Audio {
@@ -55,6 +63,7 @@ impl Default for Audio {
             speaker_volume: 100,
             talk_latency_ms: 60,
             talk_silence_s: 15,
+            record_talk: false,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use audio::Audio;
+pub use audio::{Audio, TALK_CHANNEL};
 pub use aws::Aws;
 pub use live::Live;
 pub use load::{load, parse, ConfigError, Problem};

@@ -52,6 +52,8 @@ impl SpeakerConfig {
                 sink,
                 volume: f64::from(audio.speaker_volume) / 100.0,
                 latency_ms: audio.talk_latency_ms,
+                // Mixed only where the microphone's sound is made.
+                record: audio.record_talk && audio.enabled,
             },
             silence: Duration::from_secs(u64::from(audio.talk_silence_s)),
         })

@@ -39,6 +39,9 @@ pub struct PlaybackConfig {
     /// Linear gain, 1.0 = as sent.
     pub volume: f64,
     pub latency_ms: u32,
+    /// Also send the sound to the capture's audio part to be mixed into recordings
+    /// (`audio.record_talk`).
+    pub record: bool,
 }
 
 impl PlaybackConfig {
@@ -52,10 +55,23 @@ impl PlaybackConfig {
              ! rtpopusdepay ! opusdec plc=true \
              ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,layout=interleaved \
              ! volume name=gain volume={volume} \
-             ! {sink}",
+             ! {out}",
             latency = self.latency_ms,
             volume = self.volume,
+            out = self.output(),
+        )
+    }
+
+    /// The sink, and with `record` a branch to the capture's mixer beside it.
+    fn output(&self) -> String {
+        if !self.record {
+            return self.sink.clone();
+        }
+        format!(
+            "tee name=talkout ! queue ! {sink} \
+             talkout. ! queue leaky=downstream ! interaudiosink channel={channel}",
             sink = self.sink,
+            channel = crate::config::TALK_CHANNEL,
         )
     }
 
@@ -188,6 +204,7 @@ mod tests {
             sink: "nosuchsink".into(),
             volume: 1.0,
             latency_ms: 60,
+            record: false,
         };
         let err = bad.check().unwrap_err().to_string();
         assert!(err.contains("audio.speaker_sink"), "{err}");
@@ -196,5 +213,10 @@ mod tests {
             ..bad
         };
         assert!(good.check().is_ok());
+        let recorded = PlaybackConfig {
+            record: true,
+            ..good
+        };
+        assert!(recorded.check().is_ok(), "{}", recorded.launch());
     }
 }

@@ -214,3 +214,82 @@ async fn who_talks_is_published_on_mqtt() {
         .await;
     assert_eq!(off.last().unwrap().json()["talker"], Value::Null);
 }
+
+/// Records a 6 s event while a viewer says 880 Hz for its first 2 s; the 880 Hz power
+/// in the clip's sound while talking and after.
+async fn talk_in_a_clip(record_talk: bool) -> (f64, f64) {
+    let speaker = Speaker::listen();
+    let d = Daemon::start_with(&format!(
+        "[audio]\nspeaker = true\nrecord_talk = {record_talk}\nspeaker_sink = \"{}\"\n\
+         [live]\nice_addresses = [\"127.0.0.1\"]\n[motion]\nenabled = false\n\
+         [events]\npre_roll_s = 0\npost_roll_s = 0\nmin_gap_s = 0\n",
+        tone::speaker_sink(speaker.port)
+    ));
+    let mut v = talker(&d, "phone").await;
+    assert_eq!(
+        talk(&mut v, r#"{"command":"talk","action":"start"}"#).await["ok"],
+        true
+    );
+    let (status, reply) = tokio::task::block_in_place(|| {
+        d.command(r#"{"command":"record","duration_s":6,"label":"talk"}"#)
+    });
+    assert_eq!(status, 200, "{reply}");
+    v.speak(&opus_packets("sine", 880.0, 2.0)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let (_, _, body) = http_get(d.addr, "/api/clips").unwrap();
+        let clips: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        if let Some(c) = clips.iter().find(|c| c["status"] == "complete") {
+            break c["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no clip: {clips:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (_, _, mp4) = http_get(d.addr, &format!("/api/clips/{id}.mp4")).unwrap();
+    let path = d.dir.path().join("talk.mp4");
+    std::fs::write(&path, mp4).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args([
+            "-map", "0:a", "-ac", "1", "-ar", "48000", "-f", "s16le", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcm: Vec<i16> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let rate = tone::RATE as usize;
+    assert!(
+        pcm.len() > 5 * rate,
+        "a 6 s clip has sound: {} samples",
+        pcm.len()
+    );
+    // Talk is in the first 2.5 s (the event started as the viewer began); the last 2 s
+    // are without it.
+    let during = power_at(&pcm[..rate * 5 / 2], 880.0);
+    let after = power_at(&pcm[pcm.len() - 2 * rate..], 880.0);
+    eprintln!("record_talk = {record_talk}: 880 Hz while talking {during:.2e}, after {after:.2e}");
+    (during, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_is_recorded_into_clips_only_when_asked() {
+    let (private, _) = talk_in_a_clip(false).await;
+    let (recorded, after) = talk_in_a_clip(true).await;
+    assert!(
+        recorded > 100.0 * after.max(1e-12),
+        "recorded with record_talk: {recorded:.2e} while talking, {after:.2e} after"
+    );
+    assert!(
+        private < recorded / 100.0,
+        "not recorded by default: {private:.2e}, against {recorded:.2e} when asked"
+    );
+}
