@@ -76,21 +76,10 @@ fn fd_kinds(pid: u32) -> String {
         .join(", ")
 }
 
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name "(...)": utime is 14th, stime 15th of the whole line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
-}
-
 async fn cpu_ms_per_s(pid: u32, window: Duration) -> f64 {
-    let c0 = cpu_s(pid);
+    let c0 = support::cpu_s(pid);
     tokio::time::sleep(window).await;
-    (cpu_s(pid) - c0) * 1000.0 / window.as_secs_f64()
+    (support::cpu_s(pid) - c0) * 1000.0 / window.as_secs_f64()
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {

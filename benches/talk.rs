@@ -26,16 +26,6 @@ fn daemon(speaker: &Speaker, latency_ms: u32) -> Daemon {
     ))
 }
 
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
-}
-
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -115,15 +105,15 @@ async fn main() {
     v.expect_playing("cpu").await;
     let window = Duration::from_secs(if quick { 5 } else { 10 });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let c0 = cpu_s(pid);
+    let c0 = support::cpu_s(pid);
     tokio::time::sleep(window).await;
-    let watching = (cpu_s(pid) - c0) * 1000.0 / window.as_secs_f64();
+    let watching = (support::cpu_s(pid) - c0) * 1000.0 / window.as_secs_f64();
     start_talking(&mut v).await;
     let tone = opus_packets("sine", 880.0, window.as_secs_f64());
-    let c0 = cpu_s(pid);
+    let c0 = support::cpu_s(pid);
     let t0 = Instant::now();
     v.speak(&tone).await;
-    let talking = (cpu_s(pid) - c0) * 1000.0 / t0.elapsed().as_secs_f64();
+    let talking = (support::cpu_s(pid) - c0) * 1000.0 / t0.elapsed().as_secs_f64();
     println!("\n| daemon CPU (ms per s, 320×240 test pattern) | value |");
     println!("| --- | ---: |");
     println!("| one viewer watching | {watching:.1} |");

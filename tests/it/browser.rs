@@ -185,17 +185,7 @@ async fn viewer_page_holds_to_talk_over_https_and_the_camera_plays_it() {
         talking["talk"].as_str().unwrap().starts_with("talking"),
         "{talking}"
     );
-    let (_, _, live) = crate::support::https_request(
-        d.addr,
-        d.https_root.as_ref().unwrap(),
-        "localhost",
-        &format!(
-            "GET /api/live HTTP/1.0\r\nHost: localhost:{}\r\n\r\n",
-            d.addr.port()
-        ),
-    )
-    .unwrap();
-    let live: serde_json::Value = serde_json::from_slice(&live).unwrap();
+    let live = talk_state(&d);
     assert_eq!(live["talk"]["talking"], true, "{live}");
 
     // Let go: the floor is free again.
@@ -204,21 +194,17 @@ async fn viewer_page_holds_to_talk_over_https_and_the_camera_plays_it() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, _, live) = crate::support::https_request(
-            d.addr,
-            d.https_root.as_ref().unwrap(),
-            "localhost",
-            &format!(
-                "GET /api/live HTTP/1.0\r\nHost: localhost:{}\r\n\r\n",
-                d.addr.port()
-            ),
-        )
-        .unwrap();
-        let live: serde_json::Value = serde_json::from_slice(&live).unwrap();
+        let live = talk_state(&d);
         if live["talk"]["talking"] == false {
             break;
         }
         assert!(Instant::now() < deadline, "the floor stayed taken: {live}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `/api/live` of an HTTPS daemon.
+fn talk_state(d: &Daemon) -> serde_json::Value {
+    let (_, _, live) = d.get("/api/live").unwrap();
+    serde_json::from_slice(&live).unwrap()
 }

@@ -15,10 +15,15 @@ fn metric(d: &Daemon, series: &str) -> f64 {
 }
 
 async fn daemon_on(fake: &FakeKvs) -> Daemon {
+    daemon_with(fake, "").await
+}
+
+/// A daemon on the fake KVS, with `more` config appended.
+async fn daemon_with(fake: &FakeKvs, more: &str) -> Daemon {
     let env = fake.daemon_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let extra = format!(
-        "{}[motion]\nenabled = false\n",
+        "{}[motion]\nenabled = false\n{more}",
         fake.daemon_config("front-door")
     );
     let d = tokio::task::block_in_place(|| Daemon::start_env(&env, |t| format!("{t}\n{extra}")));
@@ -196,4 +201,44 @@ async fn go_away_ice_refresh_and_refused_handshakes_are_handled() {
     let before = v.decoded();
     let after = v.wait(Duration::from_secs(3), |s| s.decoded > before).await;
     assert!(after.decoded > before, "the viewer watched throughout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_through_kvs_signaling_talks_through_the_speaker() {
+    use crate::support::tone::{self, loudest_of, opus_packets, Speaker};
+    use crate::support::viewer::Opts;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKvs::start(dir.path()).await;
+    let speaker = Speaker::listen();
+    let more = format!(
+        "[audio]\nspeaker = true\nspeaker_sink = \"{}\"\n",
+        tone::speaker_sink(speaker.port)
+    );
+    let d = daemon_with(&fake, &more).await;
+    let opts = Opts {
+        talk: true,
+        ..Opts::default()
+    };
+    let mut v = Viewer::connect_with(&fake.viewer_url("doorbell-app"), opts).await;
+    v.expect_playing("a KVS viewer").await;
+    v.command(r#"{"command":"talk","action":"start","name":"Dad"}"#)
+        .await;
+    let seen = v
+        .wait(Duration::from_secs(5), |s| !s.control.is_empty())
+        .await;
+    assert_eq!(
+        seen.control[0]["result"]["talking"], true,
+        "{:?}",
+        seen.control
+    );
+    let started = std::time::Instant::now();
+    v.speak(&opus_packets("sine", 660.0, 1.0)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard = speaker.samples_since(started);
+    assert!(
+        tone::rms(&heard) > tone::LOUD,
+        "the speaker played the KVS viewer"
+    );
+    assert_eq!(loudest_of(&heard, &[440.0, 660.0, 880.0]), 660.0);
+    assert_eq!(metric(&d, "edgecam_talks_total"), 1.0);
 }

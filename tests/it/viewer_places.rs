@@ -195,15 +195,6 @@ async fn a_full_camera_gives_a_stalled_viewers_place_to_a_new_one() {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// What the daemon's file descriptors point at (`socket:[…]` kinds kept apart).
 fn fds(pid: u32) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -259,7 +250,7 @@ async fn a_thousand_viewers_come_and_go_and_the_camera_stays_the_same() {
         // Warmed up: allocator arenas, thread pools and caches have their size.
         if i == 49.min(cycles - 1) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            baseline = Some((rss_kb(pid), fds(pid)));
+            baseline = Some((crate::support::rss_kb(pid), fds(pid)));
         }
     }
     for c in closing {
@@ -274,7 +265,7 @@ async fn a_thousand_viewers_come_and_go_and_the_camera_stays_the_same() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss0, fds0) = baseline.unwrap();
-    let (rss1, fds1) = (rss_kb(pid), fds(pid));
+    let (rss1, fds1) = (crate::support::rss_kb(pid), fds(pid));
     eprintln!(
         "{cycles} cycles in {:.0} s: RSS {rss0} kB -> {rss1} kB ({:+} kB), fds {} -> {}",
         start.elapsed().as_secs_f64(),

@@ -196,15 +196,6 @@ async fn send_bad_offers(addr: SocketAddr, count: usize, sockets: usize) {
     futures_util::future::join_all(tasks).await;
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_bad_offers_leave_tasks_and_memory_flat() {
     let d =
@@ -214,12 +205,12 @@ async fn a_thousand_bad_offers_leave_tasks_and_memory_flat() {
     send_bad_offers(d.addr, 60, 6).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tasks_before = metric(d.addr, "edgecam_tasks");
-    let rss_before = rss_kb(pid);
+    let rss_before = crate::support::rss_kb(pid);
 
     send_bad_offers(d.addr, 1000, 10).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tasks_after = metric(d.addr, "edgecam_tasks");
-    let rss_after = rss_kb(pid);
+    let rss_after = crate::support::rss_kb(pid);
     eprintln!(
         "1,000 bad offers: tasks {tasks_before} → {tasks_after}, \
          RSS {rss_before} → {rss_after} kB"
