@@ -42,6 +42,9 @@ pub enum PutMediaError {
         status: u16,
         error_type: String,
         message: String,
+        /// How far the service's clock (its `Date`) is from ours, when that matters:
+        /// the request is signed again with the corrected time.
+        skew_ms: Option<i64>,
     },
 }
 
@@ -51,10 +54,15 @@ impl PutMediaError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Refused {
-                status, error_type, ..
+                status,
+                error_type,
+                skew_ms,
+                ..
             } => {
-                // Expired credentials are refreshed by the next attempt.
-                *status >= 500
+                // Expired credentials are refreshed by the next attempt, and a signature
+                // made on a wrong clock is made again on the service's.
+                skew_ms.is_some()
+                    || *status >= 500
                     || *status == 429
                     || error_type.contains("Expired")
                     || error_type.contains("ConnectionLimit")
@@ -246,6 +254,8 @@ pub async fn connect(
         .map_err(|e| PutMediaError::Connect(crate::aws::error_chain(&e)))?;
     let status = response.status();
     if !status.is_success() {
+        let skew_ms =
+            crate::aws::skew_from_date(response.headers().get("date"), chrono::Utc::now());
         let error_type = response
             .headers()
             .get("x-amz-errortype")
@@ -264,6 +274,7 @@ pub async fn connect(
             status: status.as_u16(),
             error_type,
             message,
+            skew_ms,
         });
     }
     let (events_tx, events) = mpsc::channel(ACK_QUEUE);

@@ -89,7 +89,7 @@ async fn fake_archived_media() -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec
             async move {
                 if let Err(e) = support::sigv4::verify_headers(
                     method.as_str(), uri.path(), uri.query().unwrap_or(""), &headers, &body,
-                    support::kvs_fake::REGION, "kinesisvideo",
+                    (support::kvs_fake::REGION, "kinesisvideo"), chrono::Utc::now(),
                 ) {
                     errs.lock().unwrap().push(format!("{}: {e}", uri.path()));
                     return (axum::http::StatusCode::FORBIDDEN, "{}".to_string());

@@ -387,3 +387,30 @@ async fn an_event_goes_up_with_its_sound_in_every_fragment() {
     assert_eq!(metric(&d, "edgecam_upload_silent_fragments_total"), 0.0);
     assert_eq!(cloud.fake.errors(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_clock_an_hour_off_signs_with_the_services_time() {
+    // The service's clock is an hour ahead of the camera's (a camera that has not synced
+    // its clock yet): the first PutMedia is refused as "Signature expired", and the
+    // daemon learns the offset from the refusal's Date and signs with it.
+    let cloud = cloud().await;
+    cloud.fake.set_clock_ahead(Duration::from_secs(3600));
+    let d = start(&static_env(&cloud), &upload_config(&cloud, ""));
+    record(&d, 3).await;
+    let fake = &cloud.fake;
+    assert!(
+        fake.wait(Duration::from_secs(30), |f| !f.persisted().is_empty())
+            .await,
+        "fragments go up once the clock is corrected: {:?}",
+        fake.errors()
+    );
+    let errors = fake.errors();
+    assert!(
+        errors.iter().any(|e| e.contains("Signature expired")),
+        "the first attempt was refused: {errors:?}"
+    );
+    assert!(
+        errors.len() <= 2,
+        "corrected at once, no refusal loop: {errors:?}"
+    );
+}

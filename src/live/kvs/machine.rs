@@ -145,15 +145,7 @@ pub fn ice_refresh_at(fetched: Instant, ttl: Duration) -> Instant {
             .max(Duration::from_secs(5))
 }
 
-/// Clock skew from a server `Date` header, in ms (server − local), when it matters
-/// (over 60 s; smaller skews are within what SigV4 tolerates).
-pub fn skew_ms(
-    server: chrono::DateTime<chrono::Utc>,
-    local: chrono::DateTime<chrono::Utc>,
-) -> Option<i64> {
-    let ms = (server - local).num_milliseconds();
-    (ms.abs() > 60_000).then_some(ms)
-}
+pub use crate::aws::skew_ms;
 
 /// The ICE servers webrtc-rs can use: STUN, and TURN over UDP only (it gathers no relay
 /// candidates over TCP or TLS). A TURN server left without a usable URI is dropped.

@@ -89,6 +89,8 @@ struct Task {
     open: Option<Open>,
     stream_ready: bool,
     endpoint: Option<(String, Instant)>,
+    /// The PutMedia service's clock minus ours, ms, learned from a refusal's `Date`.
+    skew_ms: i64,
     /// Rows older than what the connection already sent wait for the queue to drain.
     deferred: bool,
     last_number: Option<String>,
@@ -134,6 +136,7 @@ pub fn spawn(
         open: None,
         stream_ready: false,
         endpoint: None,
+        skew_ms: 0,
         deferred: false,
         last_number: None,
         scan: None,

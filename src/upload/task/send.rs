@@ -199,14 +199,28 @@ impl Task {
         };
         let producer_start =
             chrono::DateTime::from_timestamp_millis(start as i64).unwrap_or_default();
+        let signed_at = crate::aws::skewed(SystemTime::now(), self.skew_ms);
         let conn = putmedia::connect(
             &target,
             &creds,
             producer_start,
             Bytes::from(header),
-            SystemTime::now(),
+            signed_at,
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if let putmedia::PutMediaError::Refused {
+                skew_ms: Some(skew),
+                ..
+            } = e
+            {
+                tracing::warn!(
+                    skew_ms = skew,
+                    "the local clock is off from Kinesis Video's; signing with its time"
+                );
+                self.skew_ms = *skew;
+            }
+        })?;
         Ok(Open { conn, track })
     }
 

@@ -257,8 +257,8 @@ async fn control_plane(
         uri.query().unwrap_or(""),
         &headers,
         &body,
-        REGION,
-        "kinesisvideo",
+        (REGION, "kinesisvideo"),
+        chrono::Utc::now(),
     ) {
         s.errors.push(format!("{op}: {e}"));
         return aws_error(StatusCode::FORBIDDEN, "InvalidSignatureException", &e);

@@ -99,6 +99,8 @@ struct Shared {
     tokens: TokenExpiry,
     expired_closes: u64,
     bodies: HashMap<u64, Vec<u8>>,
+    /// How far the service's clock is ahead of the machine's.
+    clock_ahead: Duration,
 }
 
 /// The running fake; its tasks stop with the test's runtime.
@@ -131,6 +133,7 @@ impl FakePutMedia {
             tokens: Arc::new(move |t| (t == sigv4::SESSION_TOKEN).then_some(far)),
             expired_closes: 0,
             bodies: HashMap::new(),
+            clock_ahead: Duration::ZERO,
         };
         let fake = FakePutMedia {
             url: format!("https://{}", listener.local_addr().unwrap()),
@@ -206,6 +209,16 @@ impl FakePutMedia {
         self.with(|s| s.tokens = f);
     }
 
+    /// Runs the service's clock `ahead` of this machine's: its `Date` headers say so, and
+    /// like AWS it refuses a signature more than 15 minutes off its clock.
+    pub fn set_clock_ahead(&self, ahead: Duration) {
+        self.with(|s| s.clock_ahead = ahead);
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + self.with(|s| s.clock_ahead)
+    }
+
     /// Waits until `f` holds, polling.
     pub async fn wait(&self, limit: Duration, f: impl Fn(&FakePutMedia) -> bool) -> bool {
         super::poll_until(limit, || f(self)).await
@@ -248,10 +261,14 @@ fn request_id() -> String {
     format!("{:032x}", fastrand::u128(..))
 }
 
-fn refusal(status: u16, kind: &str, message: &str) -> Response<Body> {
+fn refusal(status: u16, kind: &str, message: &str, now: SystemTime) -> Response<Body> {
     let body = serde_json::json!({ "__type": kind, "message": message }).to_string();
+    let date = chrono::DateTime::<chrono::Utc>::from(now)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
     Response::builder()
         .status(status)
+        .header("date", date)
         .header("x-amz-ErrorType", kind)
         .header("x-amzn-ErrorType", kind)
         .header("x-amzn-RequestId", request_id())
@@ -267,7 +284,7 @@ impl FakePutMedia {
             Ok(ok) => ok,
             Err((status, kind, why)) => {
                 self.record(format!("PutMedia refused ({status} {kind}): {why}"));
-                return refusal(status, kind, &why);
+                return refusal(status, kind, &why, self.now());
             }
         };
         self.claim(&stream).await;
@@ -337,6 +354,22 @@ impl FakePutMedia {
             let why = "the security token included in the request is expired".to_owned();
             return Err((403, "ExpiredTokenException", why));
         }
+        // SigV4 allows 15 minutes between the signature's time and the service's clock.
+        let signed = h
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::NaiveDateTime::parse_from_str(v, "%Y%m%dT%H%M%SZ").ok())
+            .map(|t| SystemTime::from(t.and_utc()));
+        let off = signed.map(|t| {
+            let now = self.now();
+            now.duration_since(t).unwrap_or_else(|e| e.duration())
+        });
+        if off.is_some_and(|off| off > Duration::from_secs(15 * 60)) {
+            let why = "Signature expired: the request's x-amz-date is more than 15 minutes \
+                       from the service's time"
+                .to_owned();
+            return Err((403, "InvalidSignatureException", why));
+        }
         let query = parts.uri.query().unwrap_or("");
         sigv4::verify_headers(
             "POST",
@@ -344,8 +377,8 @@ impl FakePutMedia {
             query,
             h,
             b"",
-            &self.region,
-            "kinesisvideo",
+            (&self.region, "kinesisvideo"),
+            self.now().into(),
         )
         .map_err(|why| (403, "AccessDeniedException", why))?;
         if !self.with(|s| s.streams.contains(&stream)) {

@@ -101,11 +101,15 @@ fn signature(
     hex::encode(hmac(&k, &to_sign))
 }
 
-fn check_time(amz_date: &str, max_age_s: i64) -> Result<(), String> {
+fn check_time(
+    amz_date: &str,
+    max_age_s: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
     let t = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| format!("bad X-Amz-Date {amz_date:?}"))?
         .and_utc();
-    let age = (chrono::Utc::now() - t).num_seconds();
+    let age = (now - t).num_seconds();
     if age > max_age_s || age < -300 {
         return Err(format!("signature expired or from the future ({age} s)"));
     }
@@ -139,7 +143,7 @@ pub fn verify_presigned(
     if !(1..=299).contains(&expires) {
         return Err(format!("X-Amz-Expires {expires} is outside 1..=299"));
     }
-    check_time(&amz_date, expires)?;
+    check_time(&amz_date, expires, chrono::Utc::now())?;
     let credential = get("X-Amz-Credential")?;
     let parts: Vec<&str> = credential.split('/').collect();
     let expected = [ACCESS_KEY, &amz_date[..8], region, service, "aws4_request"];
@@ -180,8 +184,8 @@ pub fn verify_headers(
     query: &str,
     headers: &http::HeaderMap,
     body: &[u8],
-    region: &str,
-    service: &str,
+    (region, service): (&str, &str),
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), String> {
     let auth = headers
         .get("authorization")
@@ -206,7 +210,7 @@ pub fn verify_headers(
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or("no x-amz-date")?;
-    check_time(amz_date, 900)?;
+    check_time(amz_date, 900, now)?;
     let parts: Vec<&str> = credential.split('/').collect();
     let expected = [ACCESS_KEY, &amz_date[..8], region, service, "aws4_request"];
     if parts != expected {
