@@ -27,6 +27,7 @@ testing=(
   ffmpeg
   chromium
   mosquitto
+  coturn
   mkvtoolnix
   python3-gi
   gir1.2-gst-rtsp-server-1.0

@@ -5,7 +5,7 @@
 //! section and key to fix.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -136,6 +136,22 @@ pub fn server_files(
     let key_der =
         PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(section, key_key, key, e))?;
     Ok((server_config(chain, key_der)?, leaf))
+}
+
+/// A client for public servers (AWS endpoints, TURN): the system's CAs, with
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` first as OpenSSL reads them. Read once and shared.
+pub fn public_client_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }))
 }
 
 /// A certificate's SHA-256 fingerprint as browsers show it: `AB:CD:…` (32 bytes).

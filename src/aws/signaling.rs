@@ -103,7 +103,8 @@ pub struct IceServer {
 }
 
 /// ICE servers for new sessions and how long they stay valid: KVS's STUN server (not
-/// against a local fake) plus the first TURN server of the channel, all its URIs.
+/// against a local fake) plus every TURN server of the channel with all its URIs; they
+/// stay valid as long as the shortest-lived of them.
 pub async fn ice_servers(
     aws: &Aws,
     channel: &Channel,
@@ -126,8 +127,8 @@ pub async fn ice_servers(
             ..Default::default()
         });
     }
-    let mut ttl = DEFAULT_ICE_TTL;
-    if let Some(turn) = out.ice_server_list().first() {
+    let mut ttl: Option<Duration> = None;
+    for turn in out.ice_server_list() {
         servers.push(IceServer {
             urls: turn.uris().to_vec(),
             username: turn.username().unwrap_or_default().to_owned(),
@@ -135,8 +136,9 @@ pub async fn ice_servers(
         });
         if let Some(s) = turn.ttl().filter(|s| *s > 0) {
             // Whatever the service says, look again within the hour.
-            ttl = Duration::from_secs(s.unsigned_abs().into()).min(MAX_ICE_TTL);
+            let this = Duration::from_secs(s.unsigned_abs().into()).min(MAX_ICE_TTL);
+            ttl = Some(ttl.map_or(this, |t| t.min(this)));
         }
     }
-    Ok((servers, ttl))
+    Ok((servers, ttl.unwrap_or(DEFAULT_ICE_TTL)))
 }

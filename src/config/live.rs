@@ -22,6 +22,10 @@ pub struct Live {
     pub ice_addresses: Vec<IpAddr>,
     /// KVS signaling channel (created when missing). Default empty: the aws.thing_name.
     pub channel_name: String,
+    /// Send live view only through the TURN servers KVS hands out, so that viewers never
+    /// learn the camera's addresses (needs `signaling = "kvs"`). Costs the direct path's
+    /// lower latency. Default false.
+    pub relay_only: bool,
 }
 
 impl Default for Live {
@@ -32,6 +36,7 @@ impl Default for Live {
             max_viewers: 10,
             ice_addresses: Vec::new(),
             channel_name: String::new(),
+            relay_only: false,
         }
     }
 }
@@ -58,5 +63,12 @@ impl Live {
             );
         }
         in_range(bad, "live", "max_viewers", self.max_viewers, 1, 10);
+        if self.relay_only && self.signaling != "kvs" {
+            bad(
+                "live",
+                "relay_only",
+                "needs signaling = \"kvs\": only KVS hands out TURN servers".into(),
+            );
+        }
     }
 }

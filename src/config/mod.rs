@@ -304,6 +304,9 @@ mod tests {
     #[test]
     fn kvs_signaling_needs_a_channel_and_sane_aws_settings() {
         let mut c = Config::default();
+        c.live.relay_only = true;
+        let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["relay_only"], "relay only needs KVS's TURN servers");
         c.live.signaling = "kvs".into();
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(keys, ["channel_name"]);

@@ -9,6 +9,7 @@ pub mod lan;
 pub mod master;
 pub mod message;
 mod pump;
+pub mod relay;
 pub mod session;
 mod talk;
 
@@ -61,7 +62,7 @@ pub async fn start(
     }
     let api = api(&cfg.ice_addresses)?;
     let (outbound, outbound_rx) = tokio::sync::mpsc::channel(OUTBOUND_QUEUE);
-    let (ice_tx, ice) = tokio::sync::watch::channel(Default::default());
+    let (ice_tx, ice) = tokio::sync::watch::channel(ice_config(Vec::new(), cfg.relay_only));
     let metrics = deps.metrics.clone();
     let (master, master_task) =
         master::spawn(api, ice, cfg.max_viewers, deps, outbound, stop.clone());
@@ -76,6 +77,7 @@ pub async fn start(
             master: master.inbound.clone(),
             outbound: outbound_rx,
             ice: ice_tx,
+            relay_only: cfg.relay_only,
             metrics,
         };
         return Ok(LiveParts {
@@ -90,6 +92,24 @@ pub async fn start(
         viewers: master.viewers.clone(),
         tasks: vec![master_task, router_task],
     })
+}
+
+/// A session's ICE configuration: the servers, and relay candidates only when the
+/// owner wants the camera's addresses kept from viewers (`live.relay_only`).
+pub fn ice_config(
+    ice_servers: Vec<webrtc::ice_transport::ice_server::RTCIceServer>,
+    relay_only: bool,
+) -> webrtc::peer_connection::configuration::RTCConfiguration {
+    use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
+    webrtc::peer_connection::configuration::RTCConfiguration {
+        ice_servers,
+        ice_transport_policy: if relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        },
+        ..Default::default()
+    }
 }
 
 /// The audio format offered: Opus, which WebRTC always describes as 48 kHz stereo (a
@@ -174,6 +194,10 @@ pub fn api(addresses: &[IpAddr]) -> Result<Arc<API>, LiveError> {
     // arrives before its trickled candidate), which is most of the first-frame budget.
     settings.set_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
     settings.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+    // The same for a relay pair (2 s by default), which the controlling side applies: a
+    // viewer built on this API (the tests' and benches') then takes a pair through TURN
+    // at once, as browsers do.
+    settings.set_relay_acceptance_min_wait(Some(std::time::Duration::ZERO));
     // A viewer that vanished (phone left Wi-Fi) is noticed within ~3 s, so its place
     // among the 10 comes back quickly; keep-alives every second make that reliable.
     settings.set_ice_timeouts(

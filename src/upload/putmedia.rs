@@ -128,15 +128,7 @@ impl Drop for Connection {
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     Arc::clone(CONFIG.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        // Honours SSL_CERT_FILE / SSL_CERT_DIR, then the system store.
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            let _ = roots.add(cert);
-        }
-        let mut config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = (*crate::tls::public_client_config()).clone();
         // The KVS data endpoints are reported to refuse HTTP/2.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)

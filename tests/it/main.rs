@@ -26,6 +26,7 @@ mod mqtt;
 mod putmedia_fake;
 mod recorder;
 mod talk;
+mod turn;
 mod viewer_places;
 mod web_auth;
 mod web_limits;

@@ -2,12 +2,14 @@
 //! fetch again before the next one, the per-connection send rate limits, and which of
 //! the service's ICE servers viewers' sessions get.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use webrtc::ice_transport::ice_server::RTCIceServer;
 
 use crate::aws::signaling::IceServer;
+use crate::live::relay::{self, Route, Upstream};
 
 /// First reconnect delay; doubles up to `RECONNECT_MAX`.
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
@@ -147,18 +149,29 @@ pub fn ice_refresh_at(fetched: Instant, ttl: Duration) -> Instant {
 
 pub use crate::aws::skew_ms;
 
-/// The ICE servers webrtc-rs can use: STUN, and TURN over UDP only (it gathers no relay
-/// candidates over TCP or TLS). A TURN server left without a usable URI is dropped.
-pub fn usable_ice_servers(servers: Vec<IceServer>) -> Vec<RTCIceServer> {
-    servers
+/// The ICE servers as webrtc-rs can use them: STUN and TURN over UDP as given, TURN
+/// over TCP and TLS through the loopback bridge `bridge` returns for its server (see
+/// `live::relay`), TURN over DTLS dropped. Also the servers bridged, so that bridges no
+/// longer handed out can be retired.
+pub fn usable_ice_servers(
+    servers: Vec<IceServer>,
+    mut bridge: impl FnMut(&Upstream) -> Option<SocketAddr>,
+) -> (Vec<RTCIceServer>, HashSet<Upstream>) {
+    let mut bridged = HashSet::new();
+    let usable = servers
         .into_iter()
         .filter_map(|s| {
             let urls: Vec<String> = s
                 .urls
                 .into_iter()
-                .filter(|u| {
-                    u.starts_with("stun:")
-                        || (u.starts_with("turn:") && !u.contains("transport=tcp"))
+                .filter_map(|u| match relay::route(&u) {
+                    Route::Direct => Some(u),
+                    Route::Bridge(up) => {
+                        let local = bridge(&up)?;
+                        bridged.insert(up);
+                        Some(relay::bridged_uri(local))
+                    }
+                    Route::Unusable => None,
                 })
                 .collect();
             (!urls.is_empty()).then_some(RTCIceServer {
@@ -167,7 +180,8 @@ pub fn usable_ice_servers(servers: Vec<IceServer>) -> Vec<RTCIceServer> {
                 credential: s.credential,
             })
         })
-        .collect()
+        .collect();
+    (usable, bridged)
 }
 
 #[cfg(test)]
@@ -254,7 +268,8 @@ mod tests {
     }
 
     #[test]
-    fn viewers_get_stun_and_turn_over_udp_only() {
+    fn turn_over_tcp_and_tls_goes_through_a_bridge_and_dtls_is_dropped() {
+        let host = "1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com";
         let kvs = vec![
             IceServer {
                 urls: vec!["stun:stun.kinesisvideo.eu-west-1.amazonaws.com:443".into()],
@@ -262,30 +277,52 @@ mod tests {
             },
             IceServer {
                 urls: vec![
-                    "turn:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"
-                        .into(),
-                    "turns:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"
-                        .into(),
-                    "turns:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=tcp"
-                        .into(),
+                    format!("turn:{host}:443?transport=udp"),
+                    format!("turns:{host}:443?transport=udp"),
+                    format!("turns:{host}:443?transport=tcp"),
                 ],
                 username: "user".into(),
                 credential: "pass".into(),
             },
             IceServer {
-                urls: vec!["turns:only-tls:443?transport=tcp".into()],
+                urls: vec!["turns:only-dtls:443?transport=udp".into()],
                 ..Default::default()
             },
         ];
-        let usable = usable_ice_servers(kvs);
-        assert_eq!(usable.len(), 2, "the TLS-only server is dropped");
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mut asked = Vec::new();
+        let (usable, bridged) = usable_ice_servers(kvs, |up| {
+            asked.push(up.clone());
+            Some(local)
+        });
+        assert_eq!(usable.len(), 2, "the DTLS-only server is dropped");
         assert_eq!(
             usable[1].urls,
-            ["turn:1-2-3-4.t-1.kinesisvideo.eu-west-1.amazonaws.com:443?transport=udp"]
+            [
+                format!("turn:{host}:443?transport=udp"),
+                "turn:127.0.0.1:40000?transport=udp".to_owned()
+            ],
+            "UDP first, as given; TLS through the bridge"
         );
         assert_eq!(
             (usable[1].username.as_str(), usable[1].credential.as_str()),
             ("user", "pass")
         );
+        let tls = Upstream {
+            host: host.into(),
+            port: 443,
+            tls: true,
+        };
+        assert_eq!(asked, std::slice::from_ref(&tls));
+        assert_eq!(bridged, HashSet::from([tls]));
+        // A bridge that cannot start loses only its URI.
+        let (usable, bridged) = usable_ice_servers(
+            vec![IceServer {
+                urls: vec![format!("turns:{host}:443")],
+                ..Default::default()
+            }],
+            |_| None,
+        );
+        assert!(usable.is_empty() && bridged.is_empty());
     }
 }

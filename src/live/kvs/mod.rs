@@ -20,6 +20,7 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 
 use self::machine::{Reason, SendLimit};
 use super::message::{self, Inbound, Outbound, MAX_MESSAGE_BYTES};
+use super::relay::Bridges;
 use crate::aws::signaling::{self, Channel};
 use crate::aws::{sign, skewed, Aws};
 use crate::backoff::Backoff;
@@ -42,6 +43,8 @@ pub struct KvsSignaling {
     pub outbound: mpsc::Receiver<Outbound>,
     /// New sessions use the latest ICE servers.
     pub ice: watch::Sender<RTCConfiguration>,
+    /// `live.relay_only`: sessions offer relay candidates only.
+    pub relay_only: bool,
     pub metrics: LiveMetrics,
 }
 
@@ -49,6 +52,7 @@ pub struct KvsSignaling {
 pub fn spawn(transport: KvsSignaling, cancel: CancellationToken) -> JoinHandle<()> {
     let state = State {
         t: transport,
+        bridges: Bridges::new(cancel.clone()),
         channel: None,
         ice_refresh: None,
         skew_ms: 0,
@@ -61,6 +65,7 @@ pub fn spawn(transport: KvsSignaling, cancel: CancellationToken) -> JoinHandle<(
 
 struct State {
     t: KvsSignaling,
+    bridges: Bridges,
     channel: Option<Channel>,
     ice_refresh: Option<Instant>,
     skew_ms: i64,
@@ -206,16 +211,23 @@ impl State {
     async fn refresh_ice(&mut self, channel: &Channel) {
         match signaling::ice_servers(&self.t.aws, channel).await {
             Ok((servers, ttl)) => {
-                let servers = machine::usable_ice_servers(servers);
+                let bridges = &mut self.bridges;
+                let (servers, bridged) = machine::usable_ice_servers(servers, |up| {
+                    bridges
+                        .local(up)
+                        .inspect_err(|e| warn!(error = %e, "cannot start a TURN bridge"))
+                        .ok()
+                });
+                self.bridges.keep_only(&bridged);
                 debug!(
                     servers = servers.len(),
+                    bridged = bridged.len(),
                     ttl_s = ttl.as_secs(),
                     "ICE servers fetched"
                 );
-                self.t.ice.send_replace(RTCConfiguration {
-                    ice_servers: servers,
-                    ..Default::default()
-                });
+                self.t
+                    .ice
+                    .send_replace(super::ice_config(servers, self.t.relay_only));
                 self.ice_refresh = Some(machine::ice_refresh_at(Instant::now(), ttl));
             }
             Err(e) => {

@@ -56,6 +56,8 @@ struct Shared {
     viewers: HashMap<String, mpsc::UnboundedSender<String>>,
     held: VecDeque<(Instant, String)>,
     refuse_next: Option<u16>,
+    /// GetIceServerConfig's `IceServerList`, when a test sets one.
+    ice_servers: Option<Value>,
 }
 
 /// The running fake; its tasks stop with the test's runtime.
@@ -65,6 +67,8 @@ pub struct FakeKvs {
     pub control_url: String,
     /// PEM file of the CA that signed the WSS certificate (`SSL_CERT_FILE` for the daemon).
     pub ca_pem: std::path::PathBuf,
+    /// The CA behind `ca_pem`, for other servers the daemon must trust (a TURN server).
+    pub pki: Arc<Pki>,
     /// An empty file standing in for ~/.aws/config and credentials.
     empty: std::path::PathBuf,
     viewer_addr: SocketAddr,
@@ -82,9 +86,12 @@ impl FakeKvs {
         let wss = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let viewers = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let control_url = format!("http://{}", control.local_addr().unwrap());
+        let ca_pem = pki.ca_pem.clone();
+        let pki = Arc::new(pki);
         let fake = FakeKvs {
             control_url: control_url.clone(),
-            ca_pem: pki.ca_pem.clone(),
+            ca_pem,
+            pki,
             empty: super::write_file(dir, "empty-aws-config", ""),
             viewer_addr: viewers.local_addr().unwrap(),
             shared: Arc::clone(&shared),
@@ -183,6 +190,11 @@ impl FakeKvs {
             json!({"senderClientId":"","messageType":"RECONNECT_ICE_SERVER","messagePayload":""})
                 .to_string(),
         );
+    }
+
+    /// What GetIceServerConfig answers from now on (its `IceServerList`).
+    pub fn set_ice_servers(&self, list: Value) {
+        self.with(|s| s.ice_servers = Some(list));
     }
 
     /// The next master handshake is answered with `status` (and a `Date` header).
@@ -316,10 +328,14 @@ async fn control_plane(
                     "no channel",
                 );
             }
-            // A TURN server nobody listens on: host candidates still connect on loopback.
-            json_ok(json!({"IceServerList": [{
-                "Uris": ["turn:127.0.0.1:9?transport=udp", "turns:127.0.0.1:9?transport=tcp"],
-                "Username": "1700000000:user", "Password": "pass", "Ttl": 300}]}))
+            // By default a TURN server nobody listens on: host candidates still connect
+            // on loopback.
+            let list = s.ice_servers.clone().unwrap_or_else(|| {
+                json!([{
+                    "Uris": ["turn:127.0.0.1:9?transport=udp", "turns:127.0.0.1:9?transport=tcp"],
+                    "Username": "1700000000:user", "Password": "pass", "Ttl": 300}])
+            });
+            json_ok(json!({ "IceServerList": list }))
         }
         _ => {
             s.errors.push(format!("unknown call {method} {path}"));

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod coturn;
 pub mod daemon;
 pub mod iot_fake;
 pub mod kvs_fake;
