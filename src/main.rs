@@ -74,6 +74,13 @@ enum Command {
         /// Seconds the URL stays valid (300-43200)
         #[arg(long, default_value_t = 3600)]
         expires: u32,
+        /// Fetch the event's still images (GetImages, in upload.images_* format and
+        /// interval) into --out instead of printing a URL
+        #[arg(long, conflicts_with = "live")]
+        images: bool,
+        /// Directory for --images
+        #[arg(long, default_value = ".", requires = "images")]
+        out: PathBuf,
     },
     /// Print the edgecam and GStreamer versions
     Version,
@@ -128,10 +135,15 @@ fn main() -> ExitCode {
             event_id,
             live: _,
             expires,
+            images,
+            out,
         } => {
             let path = cli.config.clone().unwrap_or_else(default_config);
             with_runtime(&path, |config| async move {
-                cli::playback::playback(&config, event_id.as_deref(), expires).await?;
+                match (images, event_id.as_deref()) {
+                    (true, Some(id)) => cli::playback::images(&config, id, &out).await?,
+                    _ => cli::playback::playback(&config, event_id.as_deref(), expires).await?,
+                }
                 Ok(ExitCode::SUCCESS)
             })
         }

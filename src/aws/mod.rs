@@ -1,7 +1,8 @@
 //! AWS for every cloud part of the daemon: region, credentials (the IoT credentials
 //! provider or the SDK chain), the SDK clients, SigV4 signing for the calls the SDK does not make, and the Kinesis Video
-//! Streams control-plane calls (streams, data endpoints, playback URLs).
+//! Streams control-plane calls (streams, data endpoints, playback URLs, still images).
 
+pub mod images;
 pub mod iot;
 pub mod sign;
 pub mod signaling;

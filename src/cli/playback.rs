@@ -1,9 +1,11 @@
-//! `edgecam playback` (an HLS URL to watch an event, or the live stream, from the cloud)
-//! and `edgecam clips fetch` (an event's MP4 from the cloud, with GetClip).
+//! `edgecam playback` (an HLS URL to watch an event, or the live stream, from the cloud;
+//! with `--images`, the event's still images) and `edgecam clips fetch` (an event's MP4
+//! from the cloud, with GetClip).
 
 use anyhow::Context;
 
-use edgecam::aws::{stream, Aws};
+use edgecam::aws::images::ImageSettings;
+use edgecam::aws::{images, stream, Aws};
 use edgecam::config::Config;
 
 /// The configured stream name, or what to set.
@@ -87,5 +89,46 @@ pub async fn playback(
         .await
         .with_context(|| format!("playback of stream {name}"))?;
     println!("{url}");
+    Ok(())
+}
+
+/// Writes the event's still images into `dir` as `<event>-<ms>.<ext>`, one line each.
+pub async fn images(config: &Config, event_id: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let name = stream_name(config)?;
+    let range = event_range(config, event_id).await?;
+    let settings = ImageSettings::of(&config.upload, &config.aws.region);
+    let aws = Aws::from_config(&config.aws).await?;
+    let found = images::images(&aws, name, range, &settings)
+        .await
+        .with_context(|| format!("images of event {event_id} from stream {name}"))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let (mut saved, mut missing) = (0, 0);
+    for image in &found {
+        let at = image
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match &image.content {
+            Ok(bytes) => {
+                let ext = settings.extension();
+                let file = dir.join(format!("{event_id}-{}.{ext}", image.at.timestamp_millis()));
+                tokio::fs::write(&file, bytes)
+                    .await
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                println!("{at}  {}  {} bytes", file.display(), bytes.len());
+                saved += 1;
+            }
+            Err(why) => {
+                println!("{at}  no image: {why}");
+                missing += 1;
+            }
+        }
+    }
+    anyhow::ensure!(
+        saved > 0,
+        "no images of event {event_id} in stream {name} ({missing} missing): has it been uploaded? (`edgecam clips list` shows upload progress)"
+    );
+    eprintln!("{saved} images in {} ({missing} missing)", dir.display());
     Ok(())
 }

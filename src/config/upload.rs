@@ -19,6 +19,25 @@ pub struct Upload {
     pub retention_hours: u32,
     /// Create the stream when it does not exist. Default true.
     pub create_if_missing: bool,
+    /// Where KVS puts still images of event video: "s3://bucket" or "s3://bucket/prefix".
+    /// Empty: no images. Default empty.
+    pub images_s3_uri: String,
+    /// The bucket's region; empty means aws.region. Default empty.
+    pub images_region: String,
+    /// "JPEG" or "PNG". Default "JPEG".
+    pub images_format: String,
+    /// JPEG quality, 1–100. Default 80.
+    pub images_quality: u32,
+    /// One image per this many ms of event video, 200–20000. Default 1000.
+    pub images_interval_ms: u32,
+    /// Image width in pixels, 0–3840; 0 keeps the video's (or follows the height's
+    /// aspect ratio). Default 0.
+    pub images_width: u32,
+    /// Image height in pixels, 0–2160; 0 keeps the video's. Default 0.
+    pub images_height: u32,
+    /// An SNS topic ARN that KVS notifies when the first fragment of each event is
+    /// stored. Empty: no notifications. Default empty.
+    pub sns_topic_arn: String,
 }
 
 impl Default for Upload {
@@ -29,6 +48,14 @@ impl Default for Upload {
             stream_name: String::new(),
             retention_hours: 24,
             create_if_missing: true,
+            images_s3_uri: String::new(),
+            images_region: String::new(),
+            images_format: "JPEG".into(),
+            images_quality: 80,
+            images_interval_ms: 1000,
+            images_width: 0,
+            images_height: 0,
+            sns_topic_arn: String::new(),
         }
     }
 }
@@ -40,6 +67,52 @@ impl Upload {
             thing
         } else {
             &self.stream_name
+        }
+    }
+
+    /// Still images are configured.
+    pub fn images(&self) -> bool {
+        !self.images_s3_uri.is_empty()
+    }
+
+    fn validate_images(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
+        if self.images() && !valid_s3_uri(&self.images_s3_uri) {
+            bad(
+                "upload",
+                "images_s3_uri",
+                format!(
+                    "must be s3://bucket or s3://bucket/prefix (bucket: 3-63 lower-case letters, digits, '.', '-'), got {:?}",
+                    self.images_s3_uri
+                ),
+            );
+        }
+        if self.images() && !self.enabled {
+            bad(
+                "upload",
+                "images_s3_uri",
+                "images come from the uploaded video: set upload.enabled = true".into(),
+            );
+        }
+        if !["JPEG", "PNG"].contains(&self.images_format.as_str()) {
+            bad(
+                "upload",
+                "images_format",
+                format!("must be \"JPEG\" or \"PNG\", got {:?}", self.images_format),
+            );
+        }
+        in_range(bad, "upload", "images_quality", self.images_quality, 1, 100);
+        let interval = self.images_interval_ms;
+        in_range(bad, "upload", "images_interval_ms", interval, 200, 20_000);
+        in_range(bad, "upload", "images_width", self.images_width, 0, 3840);
+        in_range(bad, "upload", "images_height", self.images_height, 0, 2160);
+        let sns = &self.sns_topic_arn;
+        let topic_arn = sns.starts_with("arn:aws") && sns.contains(":sns:");
+        if !sns.is_empty() && !topic_arn {
+            bad(
+                "upload",
+                "sns_topic_arn",
+                format!("must be an SNS topic ARN (arn:aws:sns:region:account:name), got {sns:?}"),
+            );
         }
     }
 
@@ -64,12 +137,74 @@ impl Upload {
             1,
             87_600,
         );
+        self.validate_images(bad);
         if !super::valid_kvs_name(&self.stream_name) {
             bad(
                 "upload",
                 "stream_name",
                 "must be 1-256 letters, digits, '_', '.' or '-'".into(),
             );
+        }
+    }
+}
+
+/// `s3://bucket[/prefix]` with a bucket name S3 accepts.
+fn valid_s3_uri(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("s3://") else {
+        return false;
+    };
+    let bucket = rest.split('/').next().unwrap_or_default();
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_settings_are_checked() {
+        let mut u = Upload::default();
+        let mut keys = Vec::new();
+        u.validate(&mut |_, k, _| keys.push(k));
+        assert!(keys.is_empty(), "{keys:?}");
+        u.images_s3_uri = "s3://porch-images".into();
+        let mut keys = Vec::new();
+        u.validate(&mut |_, k, _| keys.push(k));
+        assert_eq!(keys, ["images_s3_uri"], "images need upload.enabled");
+        u.enabled = true;
+        u.images_s3_uri = "s3://Bad_Bucket".into();
+        u.images_format = "GIF".into();
+        u.images_interval_ms = 100;
+        u.images_width = 4000;
+        u.sns_topic_arn = "my-topic".into();
+        let mut keys = Vec::new();
+        u.validate(&mut |_, k, _| keys.push(k));
+        assert_eq!(
+            keys,
+            [
+                "images_s3_uri",
+                "images_format",
+                "images_interval_ms",
+                "images_width",
+                "sns_topic_arn"
+            ]
+        );
+        for good in ["s3://porch-images", "s3://porch.images-1/cam/front"] {
+            assert!(valid_s3_uri(good), "{good}");
+        }
+        for bad in [
+            "porch",
+            "s3://ab",
+            "s3://-x-y",
+            "s3:///prefix",
+            "https://b/x",
+        ] {
+            assert!(!valid_s3_uri(bad), "{bad}");
         }
     }
 }

@@ -181,6 +181,11 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             create_if_missing: config.upload.create_if_missing,
             continuous: config.upload.continuous(),
             audio: audio.is_some(),
+            images: crate::aws::images::ImageSettings::from_config(
+                &config.upload,
+                &config.aws.region,
+            ),
+            sns_topic_arn: Some(config.upload.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
         };
         let deps = UploadDeps {
             aws,

@@ -8,10 +8,11 @@
 //!           CodecID V_MPEG4/ISO/AVC, CodecPrivate = avcC, Video{PixelWidth, PixelHeight}
 //!           [TrackEntry: TrackNumber 2, TrackUID, TrackType 2 (audio), CodecID A_AAC,
 //!           CodecPrivate = AudioSpecificConfig, Audio{SamplingFrequency, Channels}]
-//!   [Tags   Tag{SimpleTag{TagName, TagString}} …]   optional, before its cluster
 //!   Cluster (unknown size) per fragment: Timecode = absolute ms, then SimpleBlocks
 //!           (track 1 or 2, int16 relative timecode, flags 0x80 on keyframes and on
 //!           every audio frame; AVCC frames, raw AAC frames) in timecode order
+//!   [Tags   Tag{SimpleTag{TagName, TagString}} …]   optional: the metadata of the
+//!           cluster before it (KVS developer guide, image generation troubleshooting)
 //! ```
 //!
 //! A header (EBML + Segment + Info + Tracks) starts each PutMedia connection; every
@@ -64,6 +65,13 @@ mod id {
 const UNKNOWN_SIZE: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
 /// Tags KVS allows per fragment.
 pub const MAX_TAGS: usize = 10;
+/// The only tag names starting with "AWS" a producer may write: they ask KVS for
+/// images and notifications of the fragment.
+pub const RESERVED_TAGS: [&str; 3] = [
+    "AWS_KINESISVIDEO_IMAGE_GENERATION",
+    "AWS_KINESISVIDEO_IMAGE_PREFIX",
+    "AWS_KINESISVIDEO_NOTIFICATION",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MkvError {
@@ -75,7 +83,7 @@ pub enum MkvError {
     NotKeyframe,
     #[error("frame at {frame_ms} ms is {delta} ms from its cluster: over the int16 range")]
     TooFarFromCluster { frame_ms: u64, delta: i64 },
-    #[error("1 to {MAX_TAGS} tags, and no tag name may start with \"AWS\"")]
+    #[error("1 to {MAX_TAGS} tags, and no tag name may start with \"AWS\" but KVS's own")]
     BadTags,
 }
 
@@ -277,12 +285,13 @@ pub struct Frame<'a> {
     pub keyframe: bool,
 }
 
-/// A Segment-level Tags element: metadata of the fragment whose cluster follows. Written
-/// right after a cluster it also ends that unknown-size cluster at once, so the service
-/// acknowledges it without waiting for the next one (a cluster otherwise ends only
-/// where the next begins).
+/// A Segment-level Tags element: metadata of the fragment whose cluster precedes it.
+/// Written right after that cluster it also ends the unknown-size cluster at once, so the
+/// service acknowledges it without waiting for the next one (a cluster otherwise ends
+/// only where the next begins).
 pub fn fragment_tags(tags: &[(&str, &str)]) -> Result<Vec<u8>, MkvError> {
-    if tags.is_empty() || tags.len() > MAX_TAGS || tags.iter().any(|(n, _)| n.starts_with("AWS")) {
+    let reserved_or_own = |n: &str| !n.starts_with("AWS") || RESERVED_TAGS.contains(&n);
+    if tags.is_empty() || tags.len() > MAX_TAGS || !tags.iter().all(|(n, _)| reserved_or_own(n)) {
         return Err(MkvError::BadTags);
     }
     let mut out = Vec::new();
@@ -316,9 +325,9 @@ fn relative(time_ms: u64, cluster_ms: u64) -> Result<i16, MkvError> {
     })
 }
 
-/// One fragment: optional Tags, then an unknown-size Cluster at the first frame's time
-/// holding the frames and the sound (`audio`, times at or after the first frame's), in
-/// timecode order.
+/// One fragment: an unknown-size Cluster at the first frame's time holding the frames and
+/// the sound (`audio`, times at or after the first frame's) in timecode order, then its
+/// Tags when there are any.
 pub fn fragment(
     frames: &[Frame<'_>],
     audio: &[AudioBlock<'_>],
@@ -331,9 +340,10 @@ pub fn fragment(
     let bytes: usize = frames.iter().map(|f| f.annex_b.len() + 16).sum::<usize>()
         + audio.iter().map(|a| a.data.len() + 8).sum::<usize>();
     let mut out = Vec::with_capacity(bytes + 64);
-    if !tags.is_empty() {
-        out.extend_from_slice(&fragment_tags(tags)?);
-    }
+    let tags = match tags {
+        [] => Vec::new(),
+        tags => fragment_tags(tags)?,
+    };
     put_id(&mut out, id::CLUSTER);
     out.extend_from_slice(&UNKNOWN_SIZE);
     uint(&mut out, id::TIMECODE, first.time_ms);
@@ -377,6 +387,7 @@ pub fn fragment(
             a.data,
         );
     }
+    out.extend_from_slice(&tags);
     Ok(out)
 }
 
@@ -488,7 +499,11 @@ mod tests {
             },
         ];
         let c = fragment(&frames, &[], &[("EVENT_ID", "01J")]).unwrap();
-        assert_eq!(&c[..4], &[0x12, 0x54, 0xC3, 0x67], "Tags first");
+        let tags_at = c.windows(4).rposition(|w| w == [0x12, 0x54, 0xC3, 0x67]);
+        assert!(
+            tags_at.is_some_and(|t| t > 4),
+            "Tags after the cluster they describe"
+        );
         let cl = c
             .windows(4)
             .position(|w| w == [0x1F, 0x43, 0xB6, 0x75])
@@ -510,6 +525,10 @@ mod tests {
         assert_eq!(
             fragment(&frames, &[], &[("AWS_X", "y")]),
             Err(MkvError::BadTags)
+        );
+        assert!(
+            fragment(&frames, &[], &[("AWS_KINESISVIDEO_IMAGE_GENERATION", "")]).is_ok(),
+            "KVS's own image tag may be written"
         );
         let far = [
             frames[0],

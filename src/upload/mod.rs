@@ -41,6 +41,10 @@ pub struct UploadConfig {
     pub continuous: bool,
     /// The camera records sound: a stream created now is declared H.264 + AAC.
     pub audio: bool,
+    /// Still images to S3: the stream is configured for them and every fragment asks.
+    pub images: Option<crate::aws::images::ImageSettings>,
+    /// The SNS topic KVS notifies of each clip's first fragment.
+    pub sns_topic_arn: Option<String>,
 }
 
 /// What it works with.

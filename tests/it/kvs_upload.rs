@@ -8,6 +8,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::control_fake::FakeControl;
 use crate::support::daemon::Daemon;
 use crate::support::iot_fake::{FakeIot, ROLE_ALIAS};
 use crate::support::moto::Moto;
@@ -413,4 +414,103 @@ async fn a_camera_clock_an_hour_off_signs_with_the_services_time() {
         errors.len() <= 2,
         "corrected at once, no refusal loop: {errors:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn still_images_are_set_up_asked_for_and_fetched_for_an_event() {
+    let cloud = cloud().await;
+    // moto has no image or notification calls: a fake control plane in front of it.
+    let control = FakeControl::start(&cloud.moto.url, "eu-west-1").await;
+    let topic = "arn:aws:sns:eu-west-1:123456789012:porch-events";
+    let config = format!(
+        "{}images_s3_uri = \"s3://porch-images/front\"\nimages_interval_ms = 500\n\
+         images_width = 320\nimages_quality = 70\nsns_topic_arn = \"{topic}\"\n",
+        upload_config(&cloud, "").replace(&cloud.moto.url, &control.url)
+    );
+    let env = static_env(&cloud);
+    let d = start(&env, &config);
+    let event = record(&d, 3).await;
+    let (start_ms, frames, states) = settled(&d, &event, Duration::from_secs(40)).await;
+    assert_eq!(states, ["uploaded"]);
+    assert_complete(&cloud.fake, start_ms, frames);
+
+    // The stream is configured with exactly the configured values.
+    let set = control.calls("UpdateImageGenerationConfiguration");
+    assert_eq!(set.len(), 1, "{:?}", control.errors());
+    assert_eq!(set[0]["StreamName"], STREAM);
+    let c = &set[0]["ImageGenerationConfiguration"];
+    assert_eq!(c["Status"], "ENABLED");
+    assert_eq!(c["ImageSelectorType"], "PRODUCER_TIMESTAMP");
+    assert_eq!(c["DestinationConfig"]["Uri"], "s3://porch-images/front");
+    assert_eq!(c["DestinationConfig"]["DestinationRegion"], "eu-west-1");
+    assert_eq!(c["SamplingInterval"], 500);
+    assert_eq!(c["Format"], "JPEG");
+    assert_eq!(c["FormatConfig"]["JPEGQuality"], "70");
+    assert_eq!(c["WidthPixels"], 320);
+    assert!(
+        c.get("HeightPixels").is_none(),
+        "the height follows the aspect ratio"
+    );
+    let notify = control.calls("UpdateNotificationConfiguration");
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        notify[0]["NotificationConfiguration"]["DestinationConfig"]["Uri"],
+        topic
+    );
+    assert_eq!(control.errors(), Vec::<String>::new());
+
+    // Every fragment asks for images; the clip's first also for a notification.
+    let fragments = unique(&cloud.fake.persisted());
+    let has = |f: &Fragment, name: &str| f.tags.iter().any(|(n, _)| n == name);
+    for f in fragments.values() {
+        assert!(has(f, "AWS_KINESISVIDEO_IMAGE_GENERATION"), "{f:?}");
+        assert!(has(f, "EDGECAM_CLIP"), "{f:?}");
+    }
+    let notified: Vec<bool> = fragments
+        .values()
+        .map(|f| has(f, "AWS_KINESISVIDEO_NOTIFICATION"))
+        .collect();
+    assert!(notified[0], "the first fragment notifies");
+    assert!(
+        !notified[1..].contains(&true),
+        "only the first: {notified:?}"
+    );
+
+    // `edgecam playback --images` fetches the event's pictures with GetImages.
+    let out_dir = d.dir.path().join("images");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"));
+    cmd.args(["--config", d.config.to_str().unwrap(), "playback", &event])
+        .args(["--images", "--out", out_dir.to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // The event's range (pre-roll to end) at one image per 500 ms.
+    assert!(files.len() >= 8, "{} images: {stdout}", files.len());
+    for f in &files {
+        assert_eq!(f.extension().unwrap(), "jpg");
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "mjpeg");
+    }
+    assert!(cloud.fake.calls("GetImages") >= 1);
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
 }

@@ -288,7 +288,14 @@ fn header() -> Vec<u8> {
 }
 
 /// A one-GOP fragment of `n` frames, 33 ms apart from `start_ms`.
+/// A fragment of `n` frames from `start_ms`, its cluster left open (it ends where the
+/// next element begins).
 fn fragment(start_ms: u64, n: u64) -> Vec<u8> {
+    fragment_tagged(start_ms, n, &[])
+}
+
+/// A fragment followed by its Tags, which end its cluster at once.
+fn fragment_tagged(start_ms: u64, n: u64, tags: &[(&str, &str)]) -> Vec<u8> {
     let units: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let payload = vec![(i as u8).wrapping_mul(37) | 1; 100 + i as usize * 10];
@@ -304,7 +311,7 @@ fn fragment(start_ms: u64, n: u64) -> Vec<u8> {
             keyframe: i == 0,
         })
         .collect();
-    mkv::fragment(&frames, &[], &[("EVENT_ID", "01JTEST")]).unwrap()
+    mkv::fragment(&frames, &[], tags).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,7 +321,7 @@ async fn good_fragments_are_persisted_with_increasing_fragment_numbers() {
     c.send(header()).await;
     let starts = [T0, T0 + 1_000, T0 + 2_000];
     for (i, t) in starts.iter().enumerate() {
-        let bytes = fragment(*t, 10);
+        let bytes = fragment_tagged(*t, 10, &[("EVENT_ID", "01JTEST")]);
         if i == 1 {
             // Elements split across chunks, down to a byte.
             let (a, rest) = bytes.split_at(7);

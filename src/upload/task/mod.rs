@@ -17,7 +17,7 @@ mod catch_up;
 mod intake;
 mod send;
 
-use crate::aws::{stream, AwsError};
+use crate::aws::{images, stream, AwsError};
 use crate::capture;
 use crate::index::{upload_state, FragmentRow, NewFragment};
 use crate::media::fmp4::{self, Scan};
@@ -88,6 +88,8 @@ struct Task {
     units: HashMap<u64, Unit>,
     open: Option<Open>,
     stream_ready: bool,
+    /// The image and notification configurations are set (or not asked for).
+    images_applied: bool,
     endpoint: Option<(String, Instant)>,
     /// The PutMedia service's clock minus ours, ms, learned from a refusal's `Date`.
     skew_ms: i64,
@@ -135,6 +137,7 @@ pub fn spawn(
         units: HashMap::new(),
         open: None,
         stream_ready: false,
+        images_applied: false,
         endpoint: None,
         skew_ms: 0,
         deferred: false,

@@ -178,6 +178,9 @@ impl Task {
             .await?;
             self.stream_ready = true;
         }
+        if !self.images_applied {
+            self.images_applied = self.apply_image_settings().await;
+        }
         let endpoint = match &self.endpoint {
             Some((e, at)) if at.elapsed() < ENDPOINT_TTL => e.clone(),
             _ => {
@@ -222,6 +225,55 @@ impl Task {
             }
         })?;
         Ok(Open { conn, track })
+    }
+
+    /// Sets the stream's image generation and notification configurations, when asked
+    /// for. A refusal is logged with what to fix and tried again with the next
+    /// connection; video goes up meanwhile.
+    async fn apply_image_settings(&self) -> bool {
+        let (aws, name) = (&self.deps.aws, &self.cfg.stream_name);
+        let mut done = true;
+        if let Some(s) = &self.cfg.images {
+            match images::configure_images(aws, name, s).await {
+                Ok(()) => {
+                    info!(stream = %name, s3 = %s.s3_uri, interval_ms = s.interval_ms, "KVS makes still images of event video")
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot set up still images: check upload.images_* and that the role may call kinesisvideo:UpdateImageGenerationConfiguration");
+                    done = false;
+                }
+            }
+        }
+        if let Some(topic) = &self.cfg.sns_topic_arn {
+            match images::configure_notifications(aws, name, topic).await {
+                Ok(()) => {
+                    info!(stream = %name, topic = %topic, "KVS notifies the SNS topic of each event")
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot set up notifications: check upload.sns_topic_arn and that the role may call kinesisvideo:UpdateNotificationConfiguration");
+                    done = false;
+                }
+            }
+        }
+        done
+    }
+
+    /// The metadata written after a fragment's cluster (KVS attributes a Tags element to
+    /// the cluster before it): who wrote it, and the requests for images and a notification.
+    fn fragment_tags(&self, rows: &[FragmentRow]) -> Vec<(&'static str, String)> {
+        let mut tags = vec![("EDGECAM_WRITER", "edgecam".to_owned())];
+        let first = rows.first();
+        if let Some(clip) = first.and_then(|r| r.clip_id.as_deref()) {
+            tags.push(("EDGECAM_CLIP", clip.to_owned()));
+        }
+        if self.cfg.images.is_some() {
+            tags.push((images::IMAGE_TAG, String::new()));
+        }
+        let starts_clip = first.is_some_and(|r| r.clip_id.is_some() && r.first_frame == 0);
+        if self.cfg.sns_topic_arn.is_some() && starts_clip {
+            tags.push((images::NOTIFICATION_TAG, String::new()));
+        }
+        tags
     }
 
     /// A fragment whose frames cannot be read any more: recorded as skipped.
@@ -270,8 +322,8 @@ impl Task {
                 keyframe: f.keyframe,
             })
             .collect();
-        // The trailing Tags (metadata of the next fragment) ends this cluster now, so
-        // the fragment is acknowledged without waiting for the next GOP.
+        // The trailing Tags (this fragment's metadata) also ends the cluster now, so the
+        // fragment is acknowledged without waiting for the next GOP.
         let blocks: Vec<mkv::AudioBlock<'_>> = audio
             .iter()
             .map(|a| mkv::AudioBlock {
@@ -279,10 +331,13 @@ impl Task {
                 time_ms: a.time_ms,
             })
             .collect();
-        let bytes = match mkv::fragment(&mkv_frames, &blocks, &[]).and_then(|mut b| {
-            b.extend(mkv::fragment_tags(&[("EDGECAM_WRITER", "edgecam")])?);
-            Ok(b)
-        }) {
+        let tags = self
+            .units
+            .get(&id)
+            .map(|u| self.fragment_tags(&u.rows))
+            .unwrap_or_default();
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let bytes = match mkv::fragment(&mkv_frames, &blocks, &tags) {
             Ok(b) => b,
             Err(e) => {
                 let why = e.to_string();

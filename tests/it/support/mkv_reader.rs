@@ -635,7 +635,6 @@ pub fn read_all(bytes: &[u8]) -> Result<Parsed, String> {
     events.extend(reader.finish()?);
     let mut header: Option<Header> = None;
     let mut clusters: Vec<Cluster> = Vec::new();
-    let mut tags = Vec::new();
     let mut open = false;
     for ev in events {
         match ev {
@@ -661,12 +660,17 @@ pub fn read_all(bytes: &[u8]) -> Result<Parsed, String> {
                 h.timecode_scale = timecode_scale.unwrap_or(1_000_000);
             }
             MkvEvent::Tracks(t) => header.as_mut().ok_or("Tracks before the header")?.tracks = t,
-            MkvEvent::Tags(t) => tags.extend(t),
+            // A Tags element belongs to the cluster before it.
+            MkvEvent::Tags(t) => clusters
+                .last_mut()
+                .ok_or("Tags before any cluster")?
+                .tags
+                .extend(t),
             MkvEvent::ClusterStart { timecode } => {
                 open = true;
                 clusters.push(Cluster {
                     timecode,
-                    tags: std::mem::take(&mut tags),
+                    tags: Vec::new(),
                     blocks: Vec::new(),
                     bytes: 0,
                 });
@@ -686,9 +690,6 @@ pub fn read_all(bytes: &[u8]) -> Result<Parsed, String> {
                 }
             }
         }
-    }
-    if !tags.is_empty() {
-        return Err("Tags with no cluster after them".into());
     }
     let header = header.ok_or("no EBML header")?;
     if header.tracks.is_empty() {

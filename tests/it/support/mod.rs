@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod control_fake;
 pub mod coturn;
 pub mod daemon;
+pub mod get_images;
 pub mod iot_fake;
 pub mod kvs_fake;
 pub mod mkv_reader;

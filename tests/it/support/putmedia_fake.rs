@@ -7,8 +7,10 @@
 //!   DocType, 1 ms timecode scale, an H.264 track 1 with an avcC and optionally an AAC
 //!   track 2 with its AudioSpecificConfig (what HLS and GetClip play), clusters starting
 //!   on a keyframe, well-formed AVCC frames, a frame of every track in every fragment and
-//!   blocks in timecode order, timecodes increasing within a connection, ≤ 10 tags
-//!   not named `AWS…`, fragments ≤ 10 s and ≤ 50 MB, one connection per stream;
+//!   blocks in timecode order, timecodes increasing within a connection, ≤ 10 tags per
+//!   fragment (a Tags element describes the cluster before it), none named `AWS…` but
+//!   KVS's image and notification tags, fragments ≤ 10 s and ≤ 50 MB, one connection per
+//!   stream;
 //! - acks streamed while the body is read: BUFFERING when a cluster starts, RECEIVED when
 //!   it ends (the next cluster or Tags starts, or the body ends), then PERSISTED after
 //!   `persist_delay` or ERROR; IDLE every 3 s without data, and the request closed after
@@ -39,6 +41,14 @@ use super::mkv_reader::{Block, MkvEvent, MkvReader, Track};
 use super::pki::Pki;
 use super::sigv4;
 
+/// The tag names starting with "AWS" a producer may write (KVS developer guide: image
+/// generation and notifications).
+const RESERVED_TAGS: [&str; 3] = [
+    "AWS_KINESISVIDEO_IMAGE_GENERATION",
+    "AWS_KINESISVIDEO_IMAGE_PREFIX",
+    "AWS_KINESISVIDEO_NOTIFICATION",
+];
+
 /// Acks are sent this often while no data flows.
 pub const IDLE_EVERY: Duration = Duration::from_secs(3);
 /// The service closes a request that sent no data for this long.
@@ -60,7 +70,7 @@ const PERSIST_RECHECK: Duration = Duration::from_millis(100);
 const FLUSH_GRACE: Duration = Duration::from_millis(50);
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// When an accepted session token expires; None = a token the service does not know.
 pub type TokenExpiry = Arc<dyn Fn(&str) -> Option<SystemTime> + Send + Sync>;
 
@@ -101,6 +111,7 @@ struct Shared {
     bodies: HashMap<u64, Vec<u8>>,
     /// How far the service's clock is ahead of the machine's.
     clock_ahead: Duration,
+    calls: HashMap<String, u64>,
 }
 
 /// The running fake; its tasks stop with the test's runtime.
@@ -134,6 +145,7 @@ impl FakePutMedia {
             expired_closes: 0,
             bodies: HashMap::new(),
             clock_ahead: Duration::ZERO,
+            calls: HashMap::new(),
         };
         let fake = FakePutMedia {
             url: format!("https://{}", listener.local_addr().unwrap()),
@@ -146,6 +158,24 @@ impl FakePutMedia {
 
     fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
         f(&mut self.shared.lock().unwrap())
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Records a problem the daemon caused (other calls than PutMedia).
+    pub fn record_error(&self, error: String) {
+        self.record(error);
+    }
+
+    pub fn count_call(&self, op: &str) {
+        self.with(|s| *s.calls.entry(op.to_owned()).or_default() += 1);
+    }
+
+    /// Calls other than PutMedia answered, by operation.
+    pub fn calls(&self, op: &str) -> u64 {
+        self.with(|s| s.calls.get(op).copied().unwrap_or(0))
     }
 
     fn record(&self, error: String) {
@@ -280,6 +310,14 @@ fn refusal(status: u16, kind: &str, message: &str, now: SystemTime) -> Response<
 impl FakePutMedia {
     async fn answer(&self, req: Request<Incoming>, kill: CancellationToken) -> Response<Body> {
         let (parts, body) = req.into_parts();
+        if parts.uri.path() == "/getImages" {
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return super::get_images::get_images(self, &parts, &body);
+        }
         let (stream, expiry) = match self.check_request(&parts) {
             Ok(ok) => ok,
             Err((status, kind, why)) => {
@@ -734,6 +772,19 @@ impl Upload {
                 let e = format!("{} connection {}: {why}", s.stream, s.connection);
                 self.fake.record(e);
             }
+            Step::Tagged { timecode, tags } => {
+                let connection = self.session.connection;
+                let this = |f: &Fragment| f.connection == connection && f.timecode_ms == timecode;
+                if let Some(q) = self.queue.iter_mut().rev().find(|q| this(&q.1)) {
+                    q.1.tags = tags;
+                } else {
+                    self.fake.with(|s| {
+                        if let Some(f) = s.persisted.iter_mut().rev().find(|f| this(f)) {
+                            f.tags = tags;
+                        }
+                    });
+                }
+            }
             Step::Started { timecode, number } => {
                 self.send("BUFFERING", ack("BUFFERING", timecode, &number));
             }
@@ -810,6 +861,11 @@ enum Step {
         fragment: Fragment,
         error: Option<u32>,
     },
+    /// Tags arrived for the cluster at `timecode`: its metadata so far.
+    Tagged {
+        timecode: u64,
+        tags: Vec<(String, String)>,
+    },
     /// Something KVS would reject or the daemon must not send.
     Violation(String),
 }
@@ -833,7 +889,10 @@ struct Session {
     last_block_ms: Option<i64>,
     /// The last frame of the previous accepted fragment on this connection.
     last_frame_ms: Option<u64>,
+    /// The metadata of the last cluster so far (Tags elements after it).
     tags: Vec<(String, String)>,
+    /// The last cluster's timecode, which Tags describe.
+    last_timecode: Option<u64>,
     open: Option<Open>,
 }
 
@@ -848,6 +907,7 @@ impl Session {
             last_block_ms: None,
             last_frame_ms: None,
             tags: Vec::new(),
+            last_timecode: None,
             open: None,
         }
     }
@@ -874,7 +934,8 @@ impl Session {
                     self.header_problem(&mut steps, why);
                 }
             }
-            MkvEvent::Tags(tags) => self.tags.extend(tags),
+            // A Tags element is the metadata of the cluster before it.
+            MkvEvent::Tags(tags) => self.tagged(tags, &mut steps),
             MkvEvent::ClusterStart { timecode } => self.start(timecode, number(), &mut steps),
             MkvEvent::Block(b) => self.block(b, &mut steps),
             MkvEvent::ClusterEnd { bytes } => self.end(bytes, &mut steps),
@@ -894,9 +955,28 @@ impl Session {
         open.error.get_or_insert(code);
     }
 
+    fn tagged(&mut self, tags: Vec<(String, String)>, steps: &mut Vec<Step>) {
+        self.tags.extend(tags);
+        let reserved = |n: &str| RESERVED_TAGS.contains(&n) || !n.starts_with("AWS");
+        if self.tags.len() > 10 || !self.tags.iter().all(|(n, _)| reserved(n)) {
+            let why = format!(
+                "over 10 tags, or a tag named AWS… of KVS's own: {:?}",
+                self.tags
+            );
+            steps.push(Step::Violation(why));
+        }
+        match self.last_timecode {
+            Some(timecode) => steps.push(Step::Tagged {
+                timecode,
+                tags: self.tags.clone(),
+            }),
+            None => steps.push(Step::Violation("Tags before any cluster".into())),
+        }
+    }
+
     fn start(&mut self, timecode: u64, number: String, steps: &mut Vec<Step>) {
-        let tags = std::mem::take(&mut self.tags);
-        let bad_tags = tags.len() > 10 || tags.iter().any(|(n, _)| n.starts_with("AWS"));
+        self.tags.clear();
+        self.last_timecode = Some(timecode);
         self.open = Some(Open {
             fragment: Fragment {
                 stream: self.stream.clone(),
@@ -907,7 +987,7 @@ impl Session {
                 keyframes: 0,
                 audio_frames: 0,
                 bytes: 0,
-                tags,
+                tags: Vec::new(),
                 fragment_number: number.clone(),
             },
             error: None,
@@ -917,9 +997,6 @@ impl Session {
             self.flag(steps, 4006, "a Cluster before Tracks".into());
         } else if self.header_problem.is_some() {
             self.open.as_mut().unwrap().error = Some(4006);
-        }
-        if bad_tags {
-            self.flag(steps, 4009, "over 10 tags, or a tag named AWS…".into());
         }
         if let Some(last) = self.last_frame_ms.filter(|last| timecode <= *last) {
             let why = format!("timecode {timecode} is not after the last frame {last}");
