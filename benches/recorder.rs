@@ -96,6 +96,7 @@ fn main() {
             audio: None,
             disk_full: None,
             motion: Default::default(),
+            clock: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -28,6 +28,7 @@ testing=(
   chromium
   mosquitto
   coturn
+  faketime
   mkvtoolnix
   python3-gi
   gir1.2-gst-rtsp-server-1.0

@@ -1,6 +1,7 @@
 //! The supervisor behind `edgecam run`: starts the parts, reports readiness to systemd,
 //! and shuts down in order on SIGTERM/SIGINT (a second signal exits at once).
 
+mod clock;
 mod parts;
 mod start;
 mod systemd;

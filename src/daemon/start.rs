@@ -65,6 +65,15 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         data_dir,
     } = o;
     let mut parts = Parts::default();
+    // Rung when an MQTT message is queued, and when the clock is set (messages held
+    // until then may go).
+    let mqtt_wake = Arc::new(tokio::sync::Notify::new());
+    let clock_index = index.clone();
+    let clock_wake = vec![Arc::clone(&mqtt_wake)];
+    let clock_state = parts.start("clock", |stop| {
+        let (rx, task) = super::clock::spawn(clock_index, clock_wake, stop);
+        (rx, vec![task])
+    });
     let frames = FrameBus::new("frames");
     let metrics = Arc::new(Metrics::new(frames.clone()));
     let heartbeat = Heartbeat::new(Instant::now());
@@ -83,7 +92,6 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         false => None,
     };
     let stream = config.upload.stream(&config.aws.thing_name).to_owned();
-    let mqtt_wake = Arc::new(tokio::sync::Notify::new());
     let (feed, feed_rx) = ClipFeed::channel();
     let events = mqtt_settings.as_ref().map(|s| {
         let p = mqtt::EventPublisher::new(
@@ -112,6 +120,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         audio: audio.as_ref().map(|a| a.aac.clone()),
         disk_full: Some(Arc::clone(&disk_full)),
         motion: metrics.motion.clone(),
+        clock: Some(clock_state.clone()),
     };
     // Subscribed now, run last: it sees capture's first keyframe and stops first.
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
@@ -169,6 +178,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             viewers: viewers.clone(),
             metrics: metrics.mqtt.clone(),
             wake: mqtt_wake,
+            clock: Some(clock_state.clone()),
             audio: audio.as_ref().map(|a| a.heartbeat.clone()),
             talk: speaker.as_ref().map(speaker::SpeakerHandle::state),
         };
@@ -194,6 +204,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             frames: outputs.frames.clone(),
             audio: audio.as_ref().map(|a| a.aac.clone()),
             metrics: metrics.upload.clone(),
+            clock: Some(clock_state.clone()),
         };
         parts.start("upload", |stop| {
             ((), vec![upload::spawn(cfg, deps, feed_rx, stop)])

@@ -70,6 +70,9 @@ pub enum Input {
     Stop,
     /// Time passed; call at least by `poll_timeout()`.
     Tick,
+    /// The wall clock stepped by this much: every time held moves with it, so an event
+    /// lasts as long as it would have, and its times are on the new clock.
+    ClockStepped(chrono::Duration),
 }
 
 /// An event as reported to the index, MQTT and the uploader.
@@ -219,9 +222,25 @@ impl<I: IdSource> Tracker<I> {
             Input::Trigger(t) => self.trigger(now, t, &mut out),
             Input::Stop => self.stop(now, &mut out),
             Input::Tick => {}
+            Input::ClockStepped(delta) => self.shift(delta, &mut out),
         }
         self.advance(now, &mut out);
         out
+    }
+
+    fn shift(&mut self, delta: chrono::Duration, out: &mut Vec<Action>) {
+        let Some(o) = self.open.as_mut() else { return };
+        let by = |t: &mut Time| *t += delta;
+        by(&mut o.info.started_at);
+        o.info.ended_at.as_mut().map(by);
+        by(&mut o.active_until);
+        by(&mut o.last_update);
+        o.linger_until.as_mut().map(by);
+        o.last_clip_end.as_mut().map(by);
+        if let Some(c) = o.clip.as_mut() {
+            by(&mut c.from);
+        }
+        out.push(Action::EventUpdated(o.info.clone()));
     }
 
     fn trigger(&mut self, now: Time, t: Trigger, out: &mut Vec<Action>) {

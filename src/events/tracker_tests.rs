@@ -218,3 +218,27 @@ fn late_tick_still_ends_clip_at_its_deadline() {
         ["end id2 at 10", "ended id1 at 0 clips [\"id2\"]"]
     );
 }
+
+#[test]
+fn a_clock_step_mid_event_keeps_its_length_and_moves_its_times() {
+    let mut tr = tracker();
+    tr.handle(t(100.0), motion(3.0));
+    // 4 s in, NTP sets the clock an hour later: the clock now reads 3704.
+    let hour = chrono::Duration::hours(1);
+    let updated = tr.handle(t(3704.0), Input::ClockStepped(hour));
+    assert_eq!(brief(&updated), ["updated id1 score 3"]);
+    let Action::EventUpdated(e) = &updated[0] else {
+        unreachable!()
+    };
+    assert_eq!(e.started_at, t(3700.0), "the start, on the new clock");
+    // The event still ends 10 s after its trigger (not at once, which a deadline on
+    // the old clock would mean), with its clip from the pre-roll on the new clock.
+    assert_eq!(tr.poll_timeout(), Some(t(3710.0)));
+    assert_eq!(tr.handle(t(3709.0), Input::Tick), []);
+    assert_eq!(
+        run_until(&mut tr, 4000.0),
+        ["end id2 at 3710", "ended id1 at 3700 clips [\"id2\"]"]
+    );
+    // With nothing open, a step does nothing.
+    assert_eq!(tr.handle(t(5000.0), Input::ClockStepped(hour)), []);
+}

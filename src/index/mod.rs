@@ -15,6 +15,7 @@ use crate::events::EventInfo;
 mod fragments;
 mod outbox;
 mod prune;
+mod times;
 
 pub use fragments::{upload_state, FragmentRow, NewFragment};
 pub use outbox::{ClipFacts, NewMessage, OutboxRow};

@@ -550,3 +550,36 @@ async fn pruning_keeps_what_exists_and_drops_what_is_long_gone() {
     );
     assert_eq!(index.prune(now).await.unwrap(), Pruned::default());
 }
+
+#[tokio::test]
+async fn times_recorded_before_the_clock_was_set_are_corrected() {
+    let (_dir, index) = temp_index().await;
+    // An event of an earlier run, on a set clock, and one of this run, in 1970.
+    let earlier = time(1_790_000_000_000);
+    index.upsert_event(&event("old", earlier)).await.unwrap();
+    let t0 = time(100_000);
+    index.upsert_event(&event("e1", t0)).await.unwrap();
+    index
+        .insert_clip("c1", "e1", "clips/c1.mp4.part", t0, t0)
+        .await
+        .unwrap();
+    let delta = chrono::Duration::milliseconds(1_796_083_200_000 - 104_000);
+    let c = crate::clock::Correction {
+        since: time(90_000),
+        until: time(104_000),
+        delta,
+    };
+    // started_at of e1, start_at of c1 (open events and clips have no end yet).
+    assert_eq!(index.correct_times(&c).await.unwrap(), 2);
+    assert_eq!(index.clip("c1").await.unwrap().start_at, t0 + delta);
+    assert_eq!(
+        index.event_range("old").await.unwrap().map(|r| r.0),
+        Some(earlier),
+        "an earlier run's times stay"
+    );
+    assert_eq!(
+        index.correct_times(&c).await.unwrap(),
+        0,
+        "corrected times are outside the range: correcting twice changes nothing"
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod payload;
 pub mod session;
+mod snapshot;
 mod window;
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use super::payload::{self, StateFacts, Topics};
 use super::window::{Fetch, Window};
 use crate::backoff::Backoff;
 use crate::capture::{audio, Heartbeat};
-use crate::commands::{self, Command, CommandError, Outcome, Reply};
+use crate::commands::{self, Command, Reply};
 use crate::control::Commands;
 use crate::events::TriggerKind;
 use crate::index::{Index, NewMessage};
@@ -71,6 +71,8 @@ pub struct MqttDeps {
     pub audio: Option<Heartbeat>,
     /// Who talks through the speaker, when the camera has one.
     pub talk: Option<watch::Receiver<crate::speaker::TalkState>>,
+    /// Queued messages wait while the clock is not set (their times are corrected then).
+    pub clock: Option<watch::Receiver<crate::clock::ClockState>>,
 }
 
 /// Starts the session; it runs until `cancel`.
@@ -249,8 +251,12 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Sends queued messages until `WINDOW` are unacknowledged.
+    /// Sends queued messages until `WINDOW` are unacknowledged (none while the clock is
+    /// not set: the clock part rings `wake` once it is).
     async fn top_up(&mut self) {
+        if self.deps.clock.as_ref().is_some_and(|c| !c.borrow().synced) {
+            return;
+        }
         while let Some(Fetch { after, limit }) = self.window.fetch() {
             let rows = match self.deps.index.outbox_after(after, limit).await {
                 Ok(r) => r,
@@ -362,7 +368,7 @@ impl<'a> Connection<'a> {
         let topic = self.s.topics.snapshot();
         let tx = self.reply_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = snapshot_reply(&snapshot, topic, &tx).await {
+            if let Err(e) = super::snapshot::snapshot_reply(&snapshot, topic, &tx).await {
                 debug!(error = %e, "no snapshot for the event's camera image");
             }
         });
@@ -403,7 +409,9 @@ impl<'a> Connection<'a> {
         let tx = self.reply_tx.clone();
         tokio::spawn(async move {
             let result = match &req.command {
-                Command::Snapshot => snapshot_reply(&snapshot, snapshot_topic, &tx).await,
+                Command::Snapshot => {
+                    super::snapshot::snapshot_reply(&snapshot, snapshot_topic, &tx).await
+                }
                 cmd => commands.execute(TriggerKind::Mqtt, cmd.clone()).await,
             };
             let reply = Reply::of(&req, &result);
@@ -465,31 +473,4 @@ async fn queue_state(index: &Index, max: u64, topic: String, v: &serde_json::Val
 
 fn to_json(reply: &Reply) -> Vec<u8> {
     serde_json::to_vec(reply).unwrap_or_default()
-}
-
-/// Publishes the latest snapshot (scaled down when over 128 KB) and says where.
-async fn snapshot_reply(
-    snapshot: &watch::Receiver<Option<Snapshot>>,
-    topic: String,
-    tx: &mpsc::Sender<(String, Vec<u8>)>,
-) -> Result<Outcome, CommandError> {
-    let snap = snapshot.borrow().clone().ok_or(CommandError::NoSnapshot)?;
-    let jpeg = if snap.jpeg.len() > payload::MAX_PAYLOAD {
-        let big = snap.jpeg.clone();
-        tokio::task::spawn_blocking(move || crate::media::jpeg::shrink(&big, payload::MAX_PAYLOAD))
-            .await
-            .map_err(|_| CommandError::SnapshotScaling("the scaler failed".into()))?
-            .map_err(|e| CommandError::SnapshotScaling(e.to_string()))?
-    } else {
-        snap.jpeg.to_vec()
-    };
-    let bytes = jpeg.len();
-    tx.send((topic.clone(), jpeg))
-        .await
-        .map_err(|_| CommandError::Closing)?;
-    Ok(Outcome::SnapshotPublished {
-        topic,
-        bytes,
-        captured_at: snap.captured_at,
-    })
 }

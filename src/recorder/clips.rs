@@ -14,6 +14,7 @@ use super::publish;
 use super::recovery;
 use super::retry::Reopen;
 use super::task::Recorder;
+use crate::clock::ClockState;
 use crate::index::{upload_state, ClipStatus, Index};
 use crate::media::{AudioFrame, EncodedFrame};
 
@@ -191,7 +192,13 @@ impl Recorder {
         let part = format!("{rel}.part");
         let index = &self.deps.index;
         if let Err(e) = index
-            .insert_clip(&id, event_id, &part, start, self.now())
+            .insert_clip(
+                &id,
+                event_id,
+                &part,
+                self.clock_applied.correct(start),
+                self.now(),
+            )
             .await
         {
             error!(clip_id = %id, error = %e, "could not record the clip in the index");
@@ -282,10 +289,11 @@ impl Recorder {
         let index = self.deps.index.clone();
         let data_dir = self.deps.data_dir.clone();
         let events = self.deps.events.clone();
-        let clocks = self.deps.clocks.clone();
+        let now = self.now();
+        let clock = self.clock_applied.clone();
         self.finishing.spawn(async move {
             let event_id = clip.event_id.clone();
-            finish_clip(&index, &data_dir, clip, clocks.utc()).await;
+            finish_clip(&index, &data_dir, clip, now, &clock).await;
             // The event's end message goes out once its last clip is finished.
             if let Some(out) = events {
                 publish::queue_end(&index, out.as_ref(), &event_id).await;
@@ -330,7 +338,15 @@ impl Recorder {
 }
 
 /// Muxer EOS, fsync, rename, index row (or repair of what reached the disk).
-async fn finish_clip(index: &Index, data_dir: &Path, clip: OpenClip, now: DateTime<Utc>) {
+/// Finishes a clip: its times are those of its first and last frames, corrected when
+/// they were captured before the clock was set.
+async fn finish_clip(
+    index: &Index,
+    data_dir: &Path,
+    clip: OpenClip,
+    now: DateTime<Utc>,
+    clock: &ClockState,
+) {
     let OpenClip {
         id,
         writer,
@@ -344,6 +360,8 @@ async fn finish_clip(index: &Index, data_dir: &Path, clip: OpenClip, now: DateTi
     match result {
         Ok(Ok((_, mut stats))) => {
             stats.frames_lost += frames_lost;
+            stats.start_at = clock.correct(stats.start_at);
+            stats.end_at = clock.correct(stats.end_at);
             info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
             if let Err(e) = index
                 .finish_clip(

@@ -14,6 +14,7 @@ pub mod recovery;
 pub mod retention;
 mod retry;
 mod task;
+mod time;
 
 pub use clip::{ClipError, ClipWriter};
 pub use feed::{ClipFeed, Feed, FeedReceiver};

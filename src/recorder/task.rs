@@ -18,7 +18,7 @@ use super::motion::round_score;
 use super::publish::{self, EventMessages};
 use super::retry::{ClipRetry, Reopen};
 use super::{AudioRing, PreRoll};
-use crate::clock::SharedClocks;
+use crate::clock::{ClockState, SharedClocks};
 use crate::commands::{CommandError, MotionReport, Outcome, Record, StatusReport};
 use crate::events::{
     Action, EventInfo, EventKind, IdSource, Input, MotionDetector, MotionSettings, Tracker,
@@ -77,6 +77,9 @@ pub struct RecorderDeps {
     pub disk_full: Option<Arc<Notify>>,
     /// The detector's score and the events motion started.
     pub motion: MotionMetrics,
+    /// Steps of the wall clock and how to correct times recorded before it was set
+    /// (none in tests that do not step it).
+    pub clock: Option<watch::Receiver<ClockState>>,
 }
 
 /// Starts the recorder (`prepare`, then `Recorder::run` in a task of its own).
@@ -131,6 +134,8 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         published_score: 0.0,
         score_published_at: deps.clocks.monotonic(),
         owed_checked: deps.clocks.monotonic(),
+        time_base: (deps.clocks.utc(), deps.clocks.monotonic()),
+        clock_applied: ClockState::default(),
         status: status_tx,
         deps,
         commands: command_rx,
@@ -165,6 +170,11 @@ pub struct Recorder {
     /// When ended events were last checked for an `end` message still owed.
     pub(super) owed_checked: std::time::Instant,
     pub(super) status: watch::Sender<RecorderStatus>,
+    /// The wall-clock time at a monotonic instant: the recorder's clock runs on
+    /// monotonic time and moves only when a step of the wall clock is applied.
+    pub(super) time_base: (DateTime<Utc>, std::time::Instant),
+    /// The clock steps and corrections applied so far.
+    pub(super) clock_applied: ClockState,
     pub(super) deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,
 }
@@ -186,10 +196,6 @@ fn until(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
 }
 
 impl Recorder {
-    pub(super) fn now(&self) -> DateTime<Utc> {
-        self.deps.clocks.utc()
-    }
-
     /// Runs until `cancel`, then ends the open event and finishes its clips.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -207,6 +213,7 @@ impl Recorder {
                     None => break,
                 },
                 Some(a) = next_audio(&mut self.audio) => self.on_audio(a),
+                Some(state) = crate::clock::next_state(&mut self.deps.clock) => self.on_clock(state).await,
                 Some(a) = self.analysis.recv() => self.on_analysis(&a).await,
                 Some((source, cmd, reply)) = self.commands.recv() => {
                     let result = self.on_command(source, cmd).await;

@@ -58,6 +58,9 @@ pub struct UploadDeps {
     /// The camera's sound as AAC, when audio is on (continuous mode).
     pub audio: Option<AudioBus>,
     pub metrics: UploadMetrics,
+    /// Whether the wall clock is set, and how to correct times recorded before
+    /// (none: trusted as it is).
+    pub clock: Option<tokio::sync::watch::Receiver<crate::clock::ClockState>>,
 }
 
 /// Groups pending rows (oldest first) into fragments: consecutive GOPs of one clip, up

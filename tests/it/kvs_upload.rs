@@ -8,9 +8,12 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::control_fake::FakeControl;
 use crate::support::daemon::Daemon;
 use crate::support::iot_fake::{FakeIot, ROLE_ALIAS};
+use crate::support::mosquitto::{client_leaf, Broker, Observer};
 use crate::support::moto::Moto;
 use crate::support::pki::Pki;
 use crate::support::poll_until;
@@ -513,4 +516,114 @@ async fn still_images_are_set_up_asked_for_and_fetched_for_an_event() {
     }
     assert!(cloud.fake.calls("GetImages") >= 1);
     assert_eq!(cloud.fake.errors(), Vec::<String>::new());
+}
+
+/// libfaketime, which moves the wall clock of the daemon (not its monotonic clock) to
+/// what a file says, re-read every second.
+fn faketime_env(file: &std::path::Path) -> Vec<(&'static str, String)> {
+    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketimeMT.so.1"))
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libfaketime is installed (packaging/install-deps.sh --test)");
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME_TIMESTAMP_FILE", file.display().to_string()),
+        ("FAKETIME_CACHE_DURATION", "1".into()),
+        ("DONT_FAKE_MONOTONIC", "1".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_boots_in_the_past_records_on_the_set_clock_and_uploads_after() {
+    let cloud = cloud().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("faketime");
+    // A camera without a real-time clock: it boots about 55 years in the past.
+    std::fs::write(&clock, "-20000d\n").unwrap();
+    let mut env = static_env(&cloud);
+    env.extend(faketime_env(&clock));
+    // Events go to a broker too: their messages must carry the set clock's times.
+    let broker = Broker::start(dir.path(), &cloud.pki);
+    let observer = Observer::start(&broker, &cloud.pki, &["edgecam/porch-cam/#"]).await;
+    let client = client_leaf(&cloud.pki, THING);
+    let mqtt = broker.daemon_config(&cloud.pki, &client, THING, "");
+    let d = start(&env, &format!("{}{mqtt}", upload_config(&cloud, "")));
+    let event = record(&d, 8).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        cloud.fake.connections(),
+        0,
+        "nothing goes up while the clock is not set"
+    );
+    // NTP sets the clock, mid-event.
+    std::fs::write(&clock, "+0\n").unwrap();
+    let set_at = chrono::Utc::now();
+    let (start_ms, frames, states) = settled(&d, &event, Duration::from_secs(60)).await;
+    assert_eq!(states, ["uploaded"]);
+
+    // The event and its clip are on the set clock, and the event lasted what it was
+    // asked to (its deadline moved with the clock instead of passing at once).
+    let index = Index::open(&d.data().join(INDEX_FILE)).await.unwrap();
+    let (started, ended) = index.event_range(&event).await.unwrap().unwrap();
+    index.close().await;
+    let set_ms = set_at.timestamp_millis() as u64;
+    assert!(
+        (set_ms - 15_000..set_ms).contains(&(started.timestamp_millis() as u64)),
+        "the event started {started}, shortly before the clock was set at {set_at}"
+    );
+    let lasted = (ended - started).num_milliseconds();
+    assert!(
+        (8_000..13_000).contains(&lasted),
+        "the event lasted {lasted} ms (8 s asked, plus pre-roll and post-roll)"
+    );
+    assert!(
+        (set_ms - 20_000..set_ms).contains(&start_ms),
+        "the clip starts on the set clock: {start_ms}"
+    );
+    // What went up: every frame, on the set clock, in order (assert_complete checks
+    // timecodes increase and start at the clip's start).
+    assert_complete(&cloud.fake, start_ms, frames);
+    for f in cloud.fake.persisted() {
+        assert!(
+            f.timecode_ms > 1_790_000_000_000,
+            "a fragment from before the clock was set went up as {}",
+            f.timecode_ms
+        );
+    }
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
+    // The event's messages, `start` (queued in 1972) included, carry the set clock's
+    // times, and its `end` says when it really started.
+    let msgs = observer
+        .wait("edgecam/porch-cam/events", Duration::from_secs(20), |m| {
+            m.iter().any(|m| m.json()["type"] == "end")
+        })
+        .await;
+    let types: Vec<Value> = msgs.iter().map(|m| m.json()["type"].clone()).collect();
+    assert!(
+        types.contains(&"start".into()) && types.contains(&"end".into()),
+        "{types:?}"
+    );
+    for m in &msgs {
+        let text = m.text();
+        assert!(
+            !text.contains("\"1972-"),
+            "a message with a time of before: {text}"
+        );
+        let v = m.json();
+        assert_eq!(v["event_id"], event.as_str());
+        let at = chrono::DateTime::parse_from_rfc3339(v["started_at"].as_str().unwrap()).unwrap();
+        // The clips start with the pre-roll, 2 s before the event.
+        let after_pre_roll = (at.to_utc() - started).num_milliseconds();
+        assert!((1_500..3_000).contains(&after_pre_roll), "{text}");
+    }
+    let starts: std::collections::BTreeSet<String> = msgs
+        .iter()
+        .map(|m| m.json()["started_at"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        starts.len(),
+        1,
+        "every message has the same start: {starts:?}"
+    );
 }

@@ -148,8 +148,8 @@ impl Task {
             clip_id,
             first_frame: gop.first_frame,
             frames: gop.frames.len() as u64,
-            start_at: first.captured_at,
-            end_at: last.captured_at,
+            start_at: self.corrected(first.captured_at),
+            end_at: self.corrected(last.captured_at),
         };
         let id = match self.deps.index.insert_fragment(&new).await {
             Ok(id) => id,

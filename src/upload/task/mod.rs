@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 mod catch_up;
+mod clock;
 mod intake;
 mod send;
 
@@ -100,6 +101,10 @@ struct Task {
     last_catch_up: Instant,
     /// A frame of AAC silence per (rate, channels), made when first needed.
     silence: HashMap<(u32, u32), Bytes>,
+    /// Uploads are waiting for the clock to be set (said once).
+    waiting_for_clock: bool,
+    /// Clock corrections already applied to the index.
+    corrections_seen: usize,
 }
 
 /// Starts the uploader.
@@ -145,6 +150,8 @@ pub fn spawn(
         scan: None,
         last_catch_up: now,
         silence: HashMap::new(),
+        waiting_for_clock: false,
+        corrections_seen: 0,
     };
     tokio::spawn(task.run(cancel))
 }
@@ -194,6 +201,7 @@ impl Task {
                     self.connect().await
                 }
                 _ = tick.tick() => self.on_tick().await,
+                Some(state) = crate::clock::next_state(&mut self.deps.clock) => self.on_clock(state).await,
             }
         }
         info!("uploader stopped");
@@ -233,8 +241,8 @@ impl Task {
             return;
         }
         let id = first.id as u64;
-        let start = first.start_at.timestamp_millis().max(0) as u64;
-        let end = last.end_at.timestamp_millis().max(0) as u64;
+        let start = self.corrected(first.start_at).timestamp_millis().max(0) as u64;
+        let end = self.corrected(last.end_at).timestamp_millis().max(0) as u64;
         match self.machine.enqueue(id, start, end, Instant::now()) {
             Ok(actions) => {
                 self.units.insert(id, Unit { rows, live });

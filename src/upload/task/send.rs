@@ -32,7 +32,7 @@ impl Task {
             .and_then(|u| u.rows.first())
             .cloned()
             .ok_or("unknown fragment")?;
-        let start = first.start_at.timestamp_millis().max(0) as u64;
+        let start = self.corrected(first.start_at).timestamp_millis().max(0) as u64;
         if let Some(gop) = self.cache.get(first.id) {
             let frame = gop.frames.first().ok_or("empty fragment")?;
             let track = TrackInfo::from_keyframe(&frame.data)
@@ -125,6 +125,9 @@ impl Task {
         let Some(first) = self.machine.next_queued() else {
             return;
         };
+        if !self.may_upload() {
+            return; // `on_clock` asks again once the clock is set
+        }
         match self.open_connection(first).await {
             Ok(open) => {
                 info!(stream = %self.cfg.stream_name, "PutMedia connection open");
@@ -314,11 +317,12 @@ impl Task {
             );
             return;
         }
+        // Frames recorded before the clock was set go up on the set clock.
         let mkv_frames: Vec<mkv::Frame<'_>> = frames
             .iter()
             .map(|f| mkv::Frame {
                 annex_b: &f.annex_b,
-                time_ms: f.time_ms,
+                time_ms: self.corrected_ms(f.time_ms),
                 keyframe: f.keyframe,
             })
             .collect();
@@ -328,7 +332,7 @@ impl Task {
             .iter()
             .map(|a| mkv::AudioBlock {
                 data: &a.data,
-                time_ms: a.time_ms,
+                time_ms: self.corrected_ms(a.time_ms),
             })
             .collect();
         let tags = self

@@ -408,6 +408,7 @@ pub async fn spawn_recorder(
         audio,
         disk_full: None,
         motion: Default::default(),
+        clock: None,
     };
     edgecam::recorder::spawn(cfg, deps, stop.clone()).await
 }
