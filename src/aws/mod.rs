@@ -6,6 +6,7 @@ pub mod images;
 pub mod iot;
 pub mod sign;
 pub mod signaling;
+pub mod skew;
 pub mod stream;
 
 use std::time::{Duration, SystemTime};
@@ -53,6 +54,9 @@ pub struct Aws {
     sdk: SdkConfig,
     endpoint_url: Option<String>,
     data_endpoint_url: Option<String>,
+    /// The service's clock against ours, learned from responses; every SDK request is
+    /// signed with it.
+    skew: skew::Skew,
 }
 
 impl Aws {
@@ -63,9 +67,11 @@ impl Aws {
             .operation_timeout(CALL_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build();
+        let skew = skew::Skew::default();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .timeout_config(timeouts);
+            .timeout_config(timeouts)
+            .time_source(skew.clone());
         if cfg.credentials == "iot" {
             let tls = crate::tls::client_config("aws", &cfg.ca, &cfg.cert, &cfg.key, false)?;
             loader = loader.credentials_provider(iot::IotCredentials::new(iot::IotEndpoint {
@@ -79,6 +85,7 @@ impl Aws {
             sdk: loader.load().await,
             endpoint_url: cfg.endpoint_url.clone(),
             data_endpoint_url: cfg.data_endpoint_url.clone(),
+            skew,
         })
     }
 
@@ -93,7 +100,8 @@ impl Aws {
 
     /// The KVS control-plane client.
     pub fn kinesis_video(&self) -> aws_sdk_kinesisvideo::Client {
-        let mut b = aws_sdk_kinesisvideo::config::Builder::from(&self.sdk);
+        let mut b = aws_sdk_kinesisvideo::config::Builder::from(&self.sdk)
+            .interceptor(skew::LearnSkew(self.skew.clone()));
         if let Some(url) = &self.endpoint_url {
             b = b.endpoint_url(url);
         }
@@ -103,6 +111,7 @@ impl Aws {
     /// The signaling-channel client for a channel's HTTPS endpoint.
     pub fn signaling(&self, https_endpoint: &str) -> aws_sdk_kinesisvideosignaling::Client {
         let conf = aws_sdk_kinesisvideosignaling::config::Builder::from(&self.sdk)
+            .interceptor(skew::LearnSkew(self.skew.clone()))
             .endpoint_url(https_endpoint)
             .build();
         aws_sdk_kinesisvideosignaling::Client::from_conf(conf)
@@ -111,6 +120,7 @@ impl Aws {
     /// The archived-media client (HLS, GetClip) for a stream's data endpoint.
     pub fn archived_media(&self, endpoint: &str) -> aws_sdk_kinesisvideoarchivedmedia::Client {
         let conf = aws_sdk_kinesisvideoarchivedmedia::config::Builder::from(&self.sdk)
+            .interceptor(skew::LearnSkew(self.skew.clone()))
             .endpoint_url(endpoint)
             .build();
         aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(conf)

@@ -242,3 +242,44 @@ async fn a_viewer_through_kvs_signaling_talks_through_the_speaker() {
     assert_eq!(loudest_of(&heard, &[440.0, 660.0, 880.0]), 660.0);
     assert_eq!(metric(&d, "edgecam_talks_total"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_an_hour_behind_signs_every_call_with_the_services_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKvs::start(dir.path()).await;
+    // The camera's clock is an hour behind (but set: after this release's date).
+    let clock = dir.path().join("faketime");
+    std::fs::write(&clock, "-1h\n").unwrap();
+    let mut env = fake.daemon_env();
+    env.extend(support::faketime_env(&clock));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = format!(
+        "{}[motion]\nenabled = false\n",
+        fake.daemon_config("front-door")
+    );
+    let _d = tokio::task::block_in_place(|| Daemon::start_env(&env, |t| format!("{t}\n{extra}")));
+    // The first control-plane call is refused ("Signature expired"); its answer's Date
+    // teaches the daemon the service's time, and from then on every call passes.
+    assert!(
+        fake.wait(Duration::from_secs(30), |f| f.master_online())
+            .await,
+        "the daemon connects as master: {:?}",
+        fake.errors()
+    );
+    let mut v = Viewer::connect_url(&fake.viewer_url("phone")).await;
+    v.expect_playing("through KVS signaling with a clock an hour off")
+        .await;
+    let refused = fake.errors();
+    assert!(
+        !refused.is_empty() && refused.len() <= 3,
+        "a refusal or two teach the skew: {refused:?}"
+    );
+    for op in [
+        "DescribeSignalingChannel",
+        "GetSignalingChannelEndpoint",
+        "GetIceServerConfig",
+    ] {
+        assert!(fake.calls(op) >= 1, "{op} was called");
+    }
+    v.close().await;
+}

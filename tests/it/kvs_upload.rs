@@ -518,22 +518,6 @@ async fn still_images_are_set_up_asked_for_and_fetched_for_an_event() {
     assert_eq!(cloud.fake.errors(), Vec::<String>::new());
 }
 
-/// libfaketime, which moves the wall clock of the daemon (not its monotonic clock) to
-/// what a file says, re-read every second.
-fn faketime_env(file: &std::path::Path) -> Vec<(&'static str, String)> {
-    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
-        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketimeMT.so.1"))
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("libfaketime is installed (packaging/install-deps.sh --test)");
-    vec![
-        ("LD_PRELOAD", lib),
-        ("FAKETIME_TIMESTAMP_FILE", file.display().to_string()),
-        ("FAKETIME_CACHE_DURATION", "1".into()),
-        ("DONT_FAKE_MONOTONIC", "1".into()),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_boots_in_the_past_records_on_the_set_clock_and_uploads_after() {
     let cloud = cloud().await;
@@ -542,7 +526,7 @@ async fn a_camera_that_boots_in_the_past_records_on_the_set_clock_and_uploads_af
     // A camera without a real-time clock: it boots about 55 years in the past.
     std::fs::write(&clock, "-20000d\n").unwrap();
     let mut env = static_env(&cloud);
-    env.extend(faketime_env(&clock));
+    env.extend(support::faketime_env(&clock));
     // Events go to a broker too: their messages must carry the set clock's times.
     let broker = Broker::start(dir.path(), &cloud.pki);
     let observer = Observer::start(&broker, &cloud.pki, &["edgecam/porch-cam/#"]).await;

@@ -412,3 +412,19 @@ pub async fn spawn_recorder(
     };
     edgecam::recorder::spawn(cfg, deps, stop.clone()).await
 }
+
+/// libfaketime, which moves the wall clock of the daemon (not its monotonic clock) to
+/// what a file says, re-read every second.
+pub fn faketime_env(file: &std::path::Path) -> Vec<(&'static str, String)> {
+    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketimeMT.so.1"))
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libfaketime is installed (packaging/install-deps.sh --test)");
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME_TIMESTAMP_FILE", file.display().to_string()),
+        ("FAKETIME_CACHE_DURATION", "1".into()),
+        ("DONT_FAKE_MONOTONIC", "1".into()),
+    ]
+}
