@@ -19,6 +19,10 @@ pub struct Upload {
     pub retention_hours: u32,
     /// Create the stream when it does not exist. Default true.
     pub create_if_missing: bool,
+    /// Continuous mode: MB of video kept on disk until KVS has it, so a restart or an
+    /// outage loses nothing up to this much (the oldest goes first); 0 keeps it in
+    /// memory only (64 MB). 0–65536. Default 256.
+    pub continuous_buffer_mb: u32,
     /// Where KVS puts still images of event video: "s3://bucket" or "s3://bucket/prefix".
     /// Empty: no images. Default empty.
     pub images_s3_uri: String,
@@ -48,6 +52,7 @@ impl Default for Upload {
             stream_name: String::new(),
             retention_hours: 24,
             create_if_missing: true,
+            continuous_buffer_mb: 256,
             images_s3_uri: String::new(),
             images_region: String::new(),
             images_format: "JPEG".into(),
@@ -137,6 +142,8 @@ impl Upload {
             1,
             87_600,
         );
+        let buffer = self.continuous_buffer_mb;
+        in_range(bad, "upload", "continuous_buffer_mb", buffer, 0, 65_536);
         self.validate_images(bad);
         if !super::valid_kvs_name(&self.stream_name) {
             bad(

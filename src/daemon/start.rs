@@ -196,6 +196,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
                 &config.aws.region,
             ),
             sns_topic_arn: Some(config.upload.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
+            continuous_buffer_bytes: u64::from(config.upload.continuous_buffer_mb) << 20,
         };
         let deps = UploadDeps {
             aws,

@@ -14,6 +14,7 @@ pub mod machine;
 pub mod mkv;
 mod playback;
 pub mod putmedia;
+pub mod ring;
 pub mod sound;
 pub mod source;
 mod task;
@@ -45,6 +46,8 @@ pub struct UploadConfig {
     pub images: Option<crate::aws::images::ImageSettings>,
     /// The SNS topic KVS notifies of each clip's first fragment.
     pub sns_topic_arn: Option<String>,
+    /// Continuous mode: bytes of GOPs kept on disk until persisted (0: memory only).
+    pub continuous_buffer_bytes: u64,
 }
 
 /// What it works with.

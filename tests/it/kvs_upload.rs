@@ -611,3 +611,59 @@ async fn a_camera_that_boots_in_the_past_records_on_the_set_clock_and_uploads_af
         "every message has the same start: {starts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_video_waits_on_disk_through_a_kill_and_goes_up_after() {
+    let cloud = cloud().await;
+    let config = upload_config(&cloud, "").replace(
+        "[upload]\nenabled = true\n",
+        "[upload]\nenabled = true\nmode = \"continuous\"\ncontinuous_buffer_mb = 64\n",
+    );
+    let fake = &cloud.fake;
+    // KVS takes the video but never says PERSISTED: it all waits.
+    fake.set_persist_delay(Duration::from_secs(3600));
+    let mut d = start(&static_env(&cloud), &config);
+    assert!(
+        support::poll_until(Duration::from_secs(30), || {
+            metric(&d, "edgecam_upload_backlog_fragments") >= 6.0
+        })
+        .await,
+        "a backlog builds up"
+    );
+    let ring = d.data().join("continuous");
+    let on_disk = std::fs::read_dir(&ring).unwrap().count();
+    assert!(on_disk >= 6, "{on_disk} GOP files on disk");
+    // Power cut: memory is gone; the disk is not.
+    d.signal("-KILL");
+    let killed_ms = chrono::Utc::now().timestamp_millis() as u64;
+    assert!(fake.persisted().is_empty());
+    fake.set_persist_delay(Duration::ZERO);
+    tokio::task::block_in_place(|| d.restart());
+    assert!(
+        fake.wait(Duration::from_secs(40), |f| {
+            unique(&f.persisted())
+                .keys()
+                .filter(|t| **t < killed_ms)
+                .count()
+                >= on_disk - 1
+        })
+        .await,
+        "the GOPs from before the kill go up: {:?}",
+        unique(&fake.persisted()).keys().collect::<Vec<_>>()
+    );
+    let fragments = unique(&fake.persisted());
+    let mut last = 0;
+    for f in fragments.values() {
+        assert!(f.timecode_ms > last && f.keyframes >= 1, "{f:?}");
+        last = f.last_frame_ms;
+    }
+    // Once persisted, their files go.
+    assert!(
+        support::poll_until(Duration::from_secs(20), || {
+            std::fs::read_dir(&ring).map_or(0, |r| r.count()) <= 3
+        })
+        .await,
+        "persisted GOPs leave the disk"
+    );
+    assert_eq!(fake.errors(), Vec::<String>::new());
+}

@@ -158,6 +158,9 @@ impl Task {
                 return;
             }
         };
+        if clip_id.is_none() {
+            self.keep_on_disk(id, &gop).await;
+        }
         self.cache.insert(id, gop);
         let row = FragmentRow {
             id,

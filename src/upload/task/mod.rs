@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 
 mod catch_up;
 mod clock;
+mod disk;
 mod intake;
 mod send;
 
@@ -105,6 +106,8 @@ struct Task {
     waiting_for_clock: bool,
     /// Clock corrections already applied to the index.
     corrections_seen: usize,
+    /// Continuous mode's GOP files on disk: fragment id → bytes.
+    ring: std::collections::BTreeMap<i64, u64>,
 }
 
 /// Starts the uploader.
@@ -152,6 +155,7 @@ pub fn spawn(
         silence: HashMap::new(),
         waiting_for_clock: false,
         corrections_seen: 0,
+        ring: std::collections::BTreeMap::new(),
     };
     tokio::spawn(task.run(cancel))
 }
@@ -182,7 +186,9 @@ fn far_future() -> Instant {
 impl Task {
     async fn run(mut self, cancel: CancellationToken) {
         info!(stream = %self.cfg.stream_name, continuous = self.cfg.continuous, "uploader started");
+        self.open_ring().await;
         self.reload().await;
+        self.prune_ring().await;
         let mut tick = tokio::time::interval(TICK);
         loop {
             let write_at = self.machine.write_at().filter(|_| self.open.is_some());
@@ -235,8 +241,9 @@ impl Task {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return;
         };
+        self.restore(&rows).await;
         if first.clip_id.is_none() && !rows.iter().all(|r| self.cache.contains(r.id)) {
-            // Continuous mode keeps frames only in memory: these are gone.
+            // Continuous mode's frames are in memory, or on disk: these are gone.
             self.skip_rows(&rows, 0, "frames no longer in memory").await;
             return;
         }
@@ -313,6 +320,8 @@ impl Task {
             }
             self.cache.remove(row.id);
         }
+        let ids: Vec<i64> = unit.rows.iter().map(|r| r.id).collect();
+        self.forget_on_disk(&ids).await;
         self.deps.metrics.persisted.inc_by(unit.rows.len() as u64);
         if unit.live {
             if let Some(first) = unit.rows.first() {
@@ -331,6 +340,8 @@ impl Task {
             }
             self.cache.remove(row.id);
         }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        self.forget_on_disk(&ids).await;
     }
 
     async fn on_event(&mut self, event: Event) {

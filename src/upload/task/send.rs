@@ -33,6 +33,7 @@ impl Task {
             .cloned()
             .ok_or("unknown fragment")?;
         let start = self.corrected(first.start_at).timestamp_millis().max(0) as u64;
+        self.restore(std::slice::from_ref(&first)).await;
         if let Some(gop) = self.cache.get(first.id) {
             let frame = gop.frames.first().ok_or("empty fragment")?;
             let track = TrackInfo::from_keyframe(&frame.data)
@@ -47,6 +48,8 @@ impl Task {
 
     /// A fragment's track, frames and sound: from memory, else from its clip file.
     pub(super) async fn load(&mut self, id: u64) -> Result<Loaded, String> {
+        let rows = self.units.get(&id).ok_or("unknown fragment")?.rows.clone();
+        self.restore(&rows).await;
         let unit = self.units.get(&id).ok_or("unknown fragment")?;
         let cached: Option<Vec<Arc<Gop>>> =
             unit.rows.iter().map(|r| self.cache.get(r.id)).collect();
