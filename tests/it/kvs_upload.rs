@@ -500,19 +500,7 @@ async fn still_images_are_set_up_asked_for_and_fetched_for_an_event() {
     assert!(files.len() >= 8, "{} images: {stdout}", files.len());
     for f in &files {
         assert_eq!(f.extension().unwrap(), "jpg");
-        let probe = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(f)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "mjpeg");
+        assert_eq!(support::codec_names(f), "mjpeg");
     }
     assert!(cloud.fake.calls("GetImages") >= 1);
     assert_eq!(cloud.fake.errors(), Vec::<String>::new());

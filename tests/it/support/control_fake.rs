@@ -232,19 +232,7 @@ fn check_images(c: &Value) -> Result<(), String> {
     if !(200..=20_000).contains(&interval) {
         return Err(format!("SamplingInterval {interval}"));
     }
-    if let Some(config) = c["FormatConfig"].as_object() {
-        for (k, v) in config {
-            let q = v.as_str().and_then(|q| q.parse::<u32>().ok());
-            if k != "JPEGQuality" || !q.is_some_and(|q| (1..=100).contains(&q)) {
-                return Err(format!("FormatConfig {k}={v}"));
-            }
-        }
-    }
-    let within = |key: &str, max: i64| c[key].as_i64().is_none_or(|v| (1..=max).contains(&v));
-    if !within("WidthPixels", 3840) || !within("HeightPixels", 2160) {
-        return Err("WidthPixels/HeightPixels out of range".into());
-    }
-    Ok(())
+    super::get_images::picture_options(c)
 }
 
 fn check_notification(c: &Value) -> Result<(), String> {

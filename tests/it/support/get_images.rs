@@ -78,15 +78,21 @@ fn check(req: &Value) -> Result<(), String> {
     if !matches!(format, "JPEG" | "PNG") {
         return Err(format!("Format {format:?}"));
     }
-    if let Some(config) = req["FormatConfig"].as_object() {
-        for (k, v) in config {
-            let quality = v.as_str().and_then(|q| q.parse::<u32>().ok());
+    picture_options(req)
+}
+
+/// `FormatConfig` (JPEGQuality 1–100 only) and `WidthPixels`/`HeightPixels` (within
+/// 3840×2160), as GetImages and UpdateImageGenerationConfiguration both take them.
+pub fn picture_options(v: &Value) -> Result<(), String> {
+    if let Some(config) = v["FormatConfig"].as_object() {
+        for (k, q) in config {
+            let quality = q.as_str().and_then(|q| q.parse::<u32>().ok());
             if k != "JPEGQuality" || !quality.is_some_and(|q| (1..=100).contains(&q)) {
-                return Err(format!("FormatConfig {k}={v}"));
+                return Err(format!("FormatConfig {k}={q}"));
             }
         }
     }
-    let within = |key: &str, max: i64| req[key].as_i64().is_none_or(|v| (1..=max).contains(&v));
+    let within = |key: &str, max: i64| v[key].as_i64().is_none_or(|n| (1..=max).contains(&n));
     if !within("WidthPixels", 3840) || !within("HeightPixels", 2160) {
         return Err("WidthPixels/HeightPixels out of range".into());
     }

@@ -228,6 +228,23 @@ pub fn decodes_silently(path: &Path) {
     );
 }
 
+/// The codecs of `path`'s streams, as ffprobe names them, one per line.
+pub fn codec_names(path: &Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by make test");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Frames ffprobe decodes from `path`; any decoder message fails the test.
 pub fn ffprobe_frames(path: &Path) -> u64 {
     let out = std::process::Command::new("ffprobe")
