@@ -38,6 +38,7 @@ bench: deps
 ## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
 deb: build
 	@command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+	@command -v lintian >/dev/null || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends lintian; }
 	cargo deb --no-build --strip --locked
 	lintian --info $$(ls -t $(CARGO_TARGET_DIR)/debian/edgecam_*_amd64.deb | head -1)
 

@@ -327,11 +327,18 @@ if reply="$(as_edgecam trigger --duration 2 --label "$LABEL" 2>&1)"; then
 else
   fail "edgecam trigger: $reply"
 fi
+# A trigger during a motion event (the test pattern's ball moves 10 s of every 40)
+# extends that event, which keeps its label: look for a complete clip of the event the
+# trigger names.
+event="$(sed -n 's/.*"event_id":"\([^"]*\)".*/\1/p' <<<"$reply")"
 clip=""
 for _ in $(seq 1 30); do
   sleep 2
-  clip="$(as_edgecam clips list 2>/dev/null \
-    | awk -v l="$LABEL" '$NF == l && $(NF-1) == "complete" && !p {print $1; p = 1}' || true)"
+  clip="$(as_edgecam clips list --json 2>/dev/null | awk -v e="$event" '
+    /"id":/ { gsub(/[",]/, "", $2); id = $2 }
+    /"event_id":/ { gsub(/[",]/, "", $2); ev = $2 }
+    /"status":/ { gsub(/[",]/, "", $2); if (ev == e && $2 == "complete" && !p) { print id; p = 1 } }
+  ' || true)"
   [[ -n "$clip" ]] && break
 done
 if [[ -n "$clip" ]]; then
@@ -347,7 +354,7 @@ if [[ -n "$clip" ]]; then
 else
   as_edgecam clips list 2>&1 | sed 's/^/  /' || true
   ct find /var/lib/edgecam/clips -type f 2>&1 | sed 's/^/  /' || true
-  fail "no complete clip labelled $LABEL within 60 s"
+  fail "no complete clip of event ${event:-?} (label $LABEL) within 60 s"
 fi
 
 # --- systemd-analyze security (online: the loaded unit) ------------------------------------
