@@ -6,7 +6,12 @@
 //!    H.264 source (no encode, paced at real time, as with an RTSP camera), and for
 //!    context the whole process with the test pattern including its x264 encode.
 //! 3. The audio path's CPU per second (the test pattern's audio part: both encodes, Opus
-//!    and AAC-LC, of 48 kHz mono), and its share of the video path's.
+//!    and AAC-LC, of 48 kHz mono), and its share of the video path's: with its frames
+//!    going to a viewer's and the recorder's subscriptions (the figure that counts), and
+//!    to no one (the pipeline alone; the difference is the cost of waking consumers).
+//!
+//! Arguments: `--quick` for short runs; `bus`, `video` or `audio` to run only those
+//! sections (`audio` alone also runs the test pattern's video, for the share).
 
 mod common;
 
@@ -126,9 +131,9 @@ fn capture_run(spec: PipelineSpec, fps: u32, subscribers: usize, seconds: u64) -
     })
 }
 
-/// Runs an audio part for `seconds` with one subscriber per bus: process CPU and the AAC
-/// frames it gave.
-fn audio_run(spec: PipelineSpec, seconds: u64) -> (Duration, u64) {
+/// Runs an audio part for `seconds`, with one subscriber per bus (a viewer's and the
+/// recorder's) or none: process CPU and the AAC frames it gave.
+fn audio_run(spec: PipelineSpec, seconds: u64, subscribed: bool) -> (Duration, u64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -136,7 +141,7 @@ fn audio_run(spec: PipelineSpec, seconds: u64) -> (Duration, u64) {
         .unwrap();
     rt.block_on(async move {
         let out = AudioOutputs::new(AudioCounters::default());
-        for bus in [&out.opus, &out.aac] {
+        for bus in [&out.opus, &out.aac].into_iter().filter(|_| subscribed) {
             let mut sub = bus.subscribe("bench", 64);
             tokio::spawn(async move { while sub.recv().await.is_some() {} });
         }
@@ -158,8 +163,62 @@ fn audio_run(spec: PipelineSpec, seconds: u64) -> (Duration, u64) {
 
 fn main() {
     gst::init().unwrap();
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let chosen: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["bus", "video", "audio"].contains(a))
+        .collect();
+    let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
+    if run("bus") {
+        bus_table(quick);
+    }
+    let seconds = if quick { 3 } else { 10 };
+    let camera = Camera {
+        pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
+        ..Camera::default()
+    };
+    let test_pattern = template::load(&camera).unwrap();
+    let mut video_ms_per_s = None;
+    if run("video") || run("audio") {
+        println!();
+        println!("daemon CPU per second of video ({seconds} s windows)");
+        println!(
+            "{:<58} {:>8} {:>10} {:>16}",
+            "capture path", "frames", "CPU ms/s", "% of one core"
+        );
+    }
+    if run("video") {
+        passthrough_rows(seconds);
+    }
+    if run("video") || run("audio") {
+        let (cpu, frames) = capture_run(test_pattern, camera.fps, 3, seconds);
+        let ms_per_s = video_row(
+            "test pattern 720p15 incl. x264 encode, analysis, JPEG",
+            cpu,
+            frames,
+            camera.fps,
+        );
+        video_ms_per_s = Some(ms_per_s);
+    }
+    if run("audio") {
+        audio_table(&camera, seconds, video_ms_per_s);
+    }
+}
 
+/// Prints one row of the video table; returns its CPU ms per second of video.
+fn video_row(label: &str, cpu: Duration, frames: u64, fps: u32) -> f64 {
+    let video_s = frames as f64 / f64::from(fps);
+    let ms_per_s = cpu.as_secs_f64() * 1000.0 / video_s.max(1e-9);
+    println!(
+        "{label:<58} {frames:>8} {ms_per_s:>10.1} {:>15.2}%",
+        ms_per_s / 10.0
+    );
+    ms_per_s
+}
+
+fn bus_table(quick: bool) {
     println!(
         "frame bus, 1080p30-sized frames ({} KB P, {} KB I every {GOP})",
         P_FRAME / 1024,
@@ -180,79 +239,49 @@ fn main() {
             println!("{subs:<12} {rate:<24} {publish:>16.0} {cpu:>22.0} {dropped:>9}");
         }
     }
+}
 
-    let seconds = if quick { 3 } else { 10 };
+/// The passthrough source (no encode) at 1080p30: the daemon's own work.
+fn passthrough_rows(seconds: u64) {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.h264");
     encode_clip(&clip, seconds as u32 + 3);
-    let passthrough = passthrough(&clip);
-    let camera = Camera::default();
-    let test_pattern = template::load(&Camera {
-        pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
-        ..camera.clone()
-    })
-    .unwrap();
-
-    println!();
-    println!("daemon CPU per second of video ({seconds} s windows)");
-    println!(
-        "{:<58} {:>8} {:>10} {:>16}",
-        "capture path", "frames", "CPU ms/s", "% of one core"
-    );
-    let runs = [
+    let spec = passthrough(&clip);
+    for (label, subs) in [
         (
             "passthrough 1080p30 H.264, 3 subscribers (own work only)",
-            passthrough.clone(),
-            30,
             3,
         ),
-        (
-            "passthrough 1080p30 H.264, 12 subscribers",
-            passthrough,
-            30,
-            12,
-        ),
-        (
-            "test pattern 720p15 incl. x264 encode, analysis, JPEG",
-            test_pattern,
-            camera.fps,
-            3,
-        ),
-    ];
-    let mut video_ms_per_s = 0.0;
-    for (label, spec, fps, subs) in runs {
-        let (cpu, frames) = capture_run(spec, fps, subs, seconds);
-        let video_s = frames as f64 / f64::from(fps);
-        let ms_per_s = cpu.as_secs_f64() * 1000.0 / video_s.max(1e-9);
-        video_ms_per_s = ms_per_s; // the last run: the test pattern's whole video path
-        println!(
-            "{label:<58} {frames:>8} {ms_per_s:>10.1} {:>15.2}%",
-            ms_per_s / 10.0
-        );
+        ("passthrough 1080p30 H.264, 12 subscribers", 12),
+    ] {
+        let (cpu, frames) = capture_run(spec.clone(), 30, subs, seconds);
+        video_row(label, cpu, frames, 30);
     }
+}
 
-    let audio = template::load_audio(
-        &Camera {
-            pipeline_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines").into()),
-            ..camera
-        },
-        &Audio::default(),
-    )
-    .unwrap()
-    .expect("the test pattern has an audio part");
-    let (cpu, aac_frames) = audio_run(audio, seconds);
-    let audio_s = aac_frames as f64 * 1024.0 / 48_000.0;
-    let ms_per_s = cpu.as_secs_f64() * 1000.0 / audio_s.max(1e-9);
+fn audio_table(camera: &Camera, seconds: u64, video_ms_per_s: Option<f64>) {
+    let audio = template::load_audio(camera, &Audio::default())
+        .unwrap()
+        .expect("the test pattern has an audio part");
     println!();
-    println!("audio CPU per second of sound ({seconds} s windows)");
+    println!("audio CPU per second of sound ({seconds} s windows; 48 kHz mono, Opus 32 kbit/s + AAC-LC 64 kbit/s)");
     println!(
         "{:<58} {:>10} {:>16} {:>14}",
         "audio path", "CPU ms/s", "% of one core", "% of video"
     );
-    println!(
-        "{:<58} {ms_per_s:>10.1} {:>15.2}% {:>13.1}%",
-        "48 kHz mono: Opus 32 kbit/s + AAC-LC 64 kbit/s encodes",
-        ms_per_s / 10.0,
-        100.0 * ms_per_s / video_ms_per_s.max(1e-9)
-    );
+    for (label, subscribed) in [
+        ("both encodes, frames to a viewer and the recorder", true),
+        ("both encodes, frames to no one (the part alone)", false),
+    ] {
+        let (cpu, aac_frames) = audio_run(audio.clone(), seconds, subscribed);
+        let audio_s = aac_frames as f64 * 1024.0 / 48_000.0;
+        let ms_per_s = cpu.as_secs_f64() * 1000.0 / audio_s.max(1e-9);
+        let share = video_ms_per_s.map_or("-".to_string(), |v| {
+            format!("{:.1}%", 100.0 * ms_per_s / v.max(1e-9))
+        });
+        println!(
+            "{label:<58} {ms_per_s:>10.1} {:>15.2}% {share:>14}",
+            ms_per_s / 10.0,
+        );
+    }
 }
