@@ -2,15 +2,18 @@
 //! the next keyframe; its sound is every AAC frame that starts in that span (by the
 //! millisecond, as MKV times them), so a fragment never holds a time at or past the
 //! next fragment's start. Sound arrives a little after the picture, so a GOP waits
-//! until a frame at or past its end has been heard, the sound ends, or it is too late.
+//! until a frame at or past its end has been heard, the sound ends, or it has waited
+//! too long. The wait counts from when the GOP arrived, not from its capture time: a
+//! clip's pre-roll arrives seconds after it was captured, its sound just behind it.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::media::{AudioFormat, AudioFrame};
 use crate::upload::gop::Gop;
 
-/// How long a GOP waits for its sound (after its end) before it goes without the rest.
-pub const SOUND_WAIT_MS: i64 = 1000;
+/// How long a GOP waits for its sound (after it arrived) before it goes without the rest.
+pub const SOUND_WAIT: Duration = Duration::from_secs(1);
 
 fn ms(frame: &AudioFrame) -> i64 {
     frame.captured_at.timestamp_millis()
@@ -25,8 +28,9 @@ pub struct SoundJoin {
     /// Start (ms) of the newest frame heard.
     heard_until: Option<i64>,
     ended: bool,
-    /// GOPs and where each ends (the next keyframe, ms; `None`: where the clip ends).
-    waiting: VecDeque<(Gop, Option<i64>)>,
+    /// GOPs, where each ends (the next keyframe, ms; `None`: where the clip ends), and
+    /// when each stops waiting for its sound.
+    waiting: VecDeque<(Gop, Option<i64>, Instant)>,
 }
 
 impl SoundJoin {
@@ -45,9 +49,10 @@ impl SoundJoin {
         Self::default()
     }
 
-    /// A GOP cut from the feed, ending at `until` (ms); returns the GOPs now complete.
-    pub fn gop(&mut self, gop: Gop, until: Option<i64>) -> Vec<Gop> {
-        self.waiting.push_back((gop, until));
+    /// A GOP cut from the feed at `now`, ending at `until` (ms); returns the GOPs now
+    /// complete.
+    pub fn gop(&mut self, gop: Gop, until: Option<i64>, now: Instant) -> Vec<Gop> {
+        self.waiting.push_back((gop, until, now + SOUND_WAIT));
         self.release(None)
     }
 
@@ -73,10 +78,10 @@ impl SoundJoin {
         self.release(None)
     }
 
-    /// GOPs whose end is more than `SOUND_WAIT_MS` before `now_ms` go with what was
-    /// heard (a microphone that stalled).
-    pub fn expire(&mut self, now_ms: i64) -> Vec<Gop> {
-        self.release(Some(now_ms - SOUND_WAIT_MS))
+    /// GOPs that arrived `SOUND_WAIT` or more before `now` go with what was heard (a
+    /// microphone that stalled).
+    pub fn expire(&mut self, now: Instant) -> Vec<Gop> {
+        self.release(Some(now))
     }
 
     /// Whether GOPs are waiting.
@@ -84,22 +89,18 @@ impl SoundJoin {
         !self.waiting.is_empty()
     }
 
-    fn release(&mut self, older_than: Option<i64>) -> Vec<Gop> {
+    fn release(&mut self, now: Option<Instant>) -> Vec<Gop> {
         let mut out = Vec::new();
-        while let Some((gop, until)) = self.waiting.front() {
+        while let Some((_, until, due)) = self.waiting.front() {
             let heard_past = match until {
                 Some(end) => self.heard_until.is_some_and(|h| h >= *end),
                 None => false,
             };
-            let late = match (until, older_than) {
-                (Some(end), Some(limit)) => *end < limit,
-                (None, Some(limit)) => gop.end_ms() < limit,
-                _ => false,
-            };
+            let late = now.is_some_and(|now| now >= *due);
             if !(self.ended || heard_past || late) {
                 break;
             }
-            let Some((mut gop, until)) = self.waiting.pop_front() else {
+            let Some((mut gop, until, _)) = self.waiting.pop_front() else {
                 break;
             };
             let start = gop.start_ms();
@@ -126,7 +127,6 @@ mod tests {
     use crate::media::{AudioCodec, EncodedFrame};
     use bytes::Bytes;
     use chrono::{DateTime, Utc};
-    use std::time::Duration;
 
     /// Absolute ms of `ms` into the test.
     fn abs(ms: i64) -> i64 {
@@ -187,8 +187,9 @@ mod tests {
         for t in [-30, -9, 12, 990] {
             assert!(j.audio(sound(t)).is_empty());
         }
+        let now = Instant::now();
         assert!(
-            j.gop(gop(0), Some(abs(1000))).is_empty(),
+            j.gop(gop(0), Some(abs(1000)), now).is_empty(),
             "sound not past 1000 yet"
         );
         let done = j.audio(sound(1011));
@@ -200,7 +201,7 @@ mod tests {
         );
         assert_eq!(done[0].sound, Some(format()));
         // The clip ends: the last GOP takes the rest.
-        assert!(j.gop(gop(1000), None).is_empty());
+        assert!(j.gop(gop(1000), None, now).is_empty());
         j.audio(sound(1500));
         let last = j.end();
         assert_eq!(times(&last[0]), [1011, 1500]);
@@ -209,23 +210,47 @@ mod tests {
     #[test]
     fn a_picture_only_clip_passes_at_once_and_stays_picture_only() {
         let mut j = SoundJoin::for_clip(None);
-        let done = j.gop(gop(0), Some(abs(1000)));
+        let now = Instant::now();
+        let done = j.gop(gop(0), Some(abs(1000)), now);
         assert_eq!(done.len(), 1);
         assert!(done[0].audio.is_empty() && done[0].sound.is_none());
         j.audio(sound(1000));
-        let later = j.gop(gop(1000), Some(abs(2000)));
+        let later = j.gop(gop(1000), Some(abs(2000)), now);
         assert!(later[0].sound.is_none(), "its layout never changes");
     }
 
     #[test]
     fn a_stalled_microphone_holds_a_gop_only_so_long() {
         let mut j = SoundJoin::for_clip(Some(format()));
+        let t0 = Instant::now();
         j.audio(sound(100));
-        j.gop(gop(0), Some(abs(1000)));
-        assert!(j.expire(abs(1900)).is_empty());
-        let done = j.expire(abs(2001));
+        j.gop(gop(0), Some(abs(1000)), t0);
+        assert!(j.expire(t0 + Duration::from_millis(900)).is_empty());
+        let done = j.expire(t0 + SOUND_WAIT);
         assert_eq!(times(&done[0]), [100]);
         assert!(!j.is_waiting());
+    }
+
+    #[test]
+    fn a_pre_roll_gop_captured_long_ago_still_waits_for_its_sound() {
+        // A clip opens with seconds of pre-roll: its GOPs arrive long after they were
+        // captured, and their sound right behind them. Lateness counts from arrival.
+        let mut j = SoundJoin::for_clip(Some(format()));
+        let t0 = Instant::now();
+        j.gop(gop(0), Some(abs(1000)), t0);
+        j.gop(gop(1000), Some(abs(2000)), t0);
+        assert!(j.expire(t0 + Duration::from_millis(10)).is_empty());
+        for t in [5, 500, 1005, 1500, 2010] {
+            j.audio(sound(t));
+        }
+        assert!(!j.is_waiting());
+        let mut k = SoundJoin::for_clip(Some(format()));
+        k.gop(gop(0), Some(abs(1000)), t0);
+        for t in [5, 500] {
+            k.audio(sound(t));
+        }
+        let done = k.expire(t0 + Duration::from_millis(10));
+        assert!(done.is_empty(), "the pre-roll's sound is still arriving");
     }
 
     #[test]
@@ -235,7 +260,7 @@ mod tests {
         let mut other = sound(20);
         other.format.channels = 2;
         j.audio(other);
-        j.gop(gop(0), Some(abs(1000)));
+        j.gop(gop(0), Some(abs(1000)), Instant::now());
         let done = j.audio(sound(1000));
         assert_eq!(times(&done[0]), [0], "the two-channel frame was not taken");
     }

@@ -151,7 +151,7 @@ async fn three_gops_with_sound() -> Vec<Gop> {
             Some(f) = video.recv() => {
                 let until = f.captured_at.timestamp_millis();
                 if let Some(g) = gops.push(index, f) {
-                    done.extend(join.gop(g, Some(until)));
+                    done.extend(join.gop(g, Some(until), std::time::Instant::now()));
                 }
                 index += 1;
             }

@@ -62,7 +62,7 @@ impl Task {
                 let was_broken = entry.gops.is_broken();
                 let until = frame.captured_at.timestamp_millis();
                 let done = match entry.gops.push(index, frame) {
-                    Some(gop) => entry.join.gop(gop, Some(until)),
+                    Some(gop) => entry.join.gop(gop, Some(until), Instant::now()),
                     None => Vec::new(),
                 };
                 if entry.gops.is_broken() && !was_broken {
@@ -90,7 +90,7 @@ impl Task {
                     return;
                 };
                 let mut done = match entry.gops.finish(frames) {
-                    Some(gop) => entry.join.gop(gop, None),
+                    Some(gop) => entry.join.gop(gop, None, Instant::now()),
                     None => Vec::new(),
                 };
                 done.extend(entry.join.end());
@@ -104,17 +104,17 @@ impl Task {
 
     /// GOPs that waited too long for their sound go with what was heard.
     pub(super) async fn expire_sound(&mut self) {
-        let now_ms = Utc::now().timestamp_millis();
+        let now = Instant::now();
         let mut done = Vec::new();
         for (clip_id, entry) in &mut self.clips {
-            for gop in entry.join.expire(now_ms) {
+            for gop in entry.join.expire(now) {
                 done.push((Arc::clone(clip_id), gop));
             }
         }
         for (clip_id, gop) in done {
             self.new_gop(Some(&clip_id), gop).await;
         }
-        for gop in self.live_join.expire(now_ms) {
+        for gop in self.live_join.expire(now) {
             self.new_gop(None, gop).await;
         }
     }
@@ -127,7 +127,7 @@ impl Task {
         self.live_index += 1;
         let until = frame.captured_at.timestamp_millis();
         if let Some(gop) = self.live_gop.push(index, frame) {
-            for gop in self.live_join.gop(gop, Some(until)) {
+            for gop in self.live_join.gop(gop, Some(until), Instant::now()) {
                 self.new_gop(None, gop).await;
             }
         }
