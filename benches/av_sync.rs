@@ -162,11 +162,11 @@ fn pipeline_file(dir: &Path, video: u16, audio: u16) {
          @audio\n\
          udpsrc port={audio} caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,encoding-params=(string)1,channels=1,payload=97\"\n\
          ! rtpL16depay ! audioconvert ! tee name=pcm\n\
-         pcm. ! queue ! audioconvert ! audioresample ! opusenc bitrate=32000 frame-size=20 complexity=5\n\
-         ! appsink name=opus sync=false max-buffers=50 drop=true\n\
-         pcm. ! queue ! audioconvert ! audioresample ! voaacenc bitrate=64000\n\
+         pcm. ! audioconvert ! audioresample ! opusenc bitrate=32000 frame-size=20 complexity=5\n\
+         ! appsink name=opus sync=false async=false max-buffers=50 drop=true\n\
+         pcm. ! audioconvert ! audioresample ! voaacenc bitrate=64000\n\
          ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw\n\
-         ! appsink name=aac sync=false max-buffers=50 drop=true\n"
+         ! appsink name=aac sync=false async=false max-buffers=50 drop=true\n"
     );
     std::fs::write(dir.join("udp-sync.pipeline"), text).unwrap();
 }
