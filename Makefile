@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/edgecam/target
 export CARGO_TARGET_DIR
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test deps test-deps build bench lint fmt clean-var deb deb-arm64 smoke systemd-test
+.PHONY: run test deps test-deps build bench soak lint fmt clean-var deb deb-arm64 smoke systemd-test
 
 deps:
 	@bash packaging/install-deps.sh
@@ -34,6 +34,10 @@ bench: deps
 	cargo bench --locked --bench av_sync
 	cargo bench --locked --bench motion
 	cargo bench --locked --bench talk
+
+## A thousand viewers coming and going: memory, descriptors and tasks before and after
+soak: deps
+	cargo bench --locked --bench soak
 
 ## Debian package (amd64) in $(CARGO_TARGET_DIR)/debian/; needs cargo-deb and lintian
 deb: build

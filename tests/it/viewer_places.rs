@@ -1,7 +1,7 @@
 //! Viewer places come back at once: every way a viewer can say goodbye frees its place
 //! within a second (not after ICE notices), a full camera gives a stalled viewer's place
-//! to a new one, and a thousand viewers coming and going leave memory and file
-//! descriptors where they were.
+//! to a new one, and viewers coming and going leave file descriptors and tasks where
+//! they were (`cargo bench --bench soak` runs a thousand and measures memory too).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
 use crate::support;
 use crate::support::daemon::Daemon;
+use crate::support::soak;
 use crate::support::viewer::{Opts, Viewer};
 
 /// Goodbyes are seen within this; without them the place comes back only after ICE
@@ -195,95 +196,34 @@ async fn a_full_camera_gives_a_stalled_viewers_place_to_a_new_one() {
     }
 }
 
-/// What the daemon's file descriptors point at (`socket:[…]` kinds kept apart).
-fn fds(pid: u32) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .map(|t| {
-            let t = t.display().to_string();
-            // Keep the kind (socket, pipe, anon_inode:…), not the inode number.
-            t.split_once(":[")
-                .map_or(t.clone(), |(kind, _)| kind.to_owned())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// 1,000 by default; `EDGECAM_SOAK_CYCLES` makes a quick local run shorter.
-fn soak_cycles() -> usize {
-    std::env::var("EDGECAM_SOAK_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_viewers_come_and_go_and_the_camera_stays_the_same() {
+async fn viewers_coming_and_going_leave_no_descriptor_or_task_behind() {
+    // The short form of `cargo bench --bench soak` (1,000 cycles, with memory figures).
     let d = daemon();
-    let pid = d.child.id();
-    let cycles = soak_cycles();
-    // About two connects a second, each watched until it plays and then closed (half
-    // asking for sound too), a few closing at once as tabs do.
-    let mut closing = std::collections::VecDeque::new();
-    let mut baseline = None;
-    let start = Instant::now();
-    for i in 0..cycles {
-        let paced = start + Duration::from_millis(500 * i as u64);
-        tokio::time::sleep_until(paced.into()).await;
-        let opts = Opts {
-            audio: i % 2 == 1,
-            ..Opts::default()
-        };
-        let mut v =
-            Viewer::connect_with(&Viewer::lan_url(d.addr, &format!("c{}", i % 16)), opts).await;
-        v.expect_playing(&format!("connect {i}")).await;
-        closing.push_back(tokio::spawn(v.close()));
-        while closing.len() > 4 {
-            if let Some(c) = closing.pop_front() {
-                c.await.unwrap();
-            }
-        }
-        // Warmed up: allocator arenas, thread pools and caches have their size.
-        if i == 49.min(cycles - 1) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            baseline = Some((crate::support::rss_kb(pid), fds(pid)));
-        }
-    }
-    for c in closing {
-        c.await.unwrap();
-    }
-    assert_eq!(
-        until_viewers(&d, 0.0, Duration::from_secs(10))
-            .await
-            .map(|_| ()),
-        Some(()),
-        "every viewer's place is back"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss0, fds0) = baseline.unwrap();
-    let (rss1, fds1) = (crate::support::rss_kb(pid), fds(pid));
+    let s = soak::soak(&d, 50, 10).await;
     eprintln!(
-        "{cycles} cycles in {:.0} s: RSS {rss0} kB -> {rss1} kB ({:+} kB), fds {} -> {}",
-        start.elapsed().as_secs_f64(),
-        rss1 as i64 - rss0 as i64,
-        fds0.len(),
-        fds1.len()
+        "{} cycles in {:.0} s: fds {} -> {}, tasks {} -> {}, RSS {} -> {} kB",
+        s.cycles,
+        s.took.as_secs_f64(),
+        s.before.fds.len(),
+        s.after.fds.len(),
+        s.before.tasks,
+        s.after.tasks,
+        s.before.rss_kb,
+        s.after.rss_kb
     );
-    if fds0 != fds1 {
-        eprintln!("fds before: {fds0:?}\nfds after:  {fds1:?}");
-    }
-    let (fds0, fds1) = (fds0.len(), fds1.len());
+    assert_eq!(s.playing, s.cycles, "every connect played");
+    assert_eq!(viewers(&d), 0.0, "every place is back");
     assert!(
-        rss1 <= rss0 + 5 * 1024,
-        "RSS grew {} kB over {cycles} cycles",
-        rss1 - rss0
+        s.after.fds.len() <= s.before.fds.len() + 2,
+        "file descriptors grew:\nbefore: {:?}\nafter:  {:?}",
+        s.before.fds,
+        s.after.fds
     );
     assert!(
-        fds1 <= fds0 + 2,
-        "fds {fds0} -> {fds1} over {cycles} cycles"
+        s.after.tasks <= s.before.tasks + 2,
+        "tasks {} -> {}",
+        s.before.tasks,
+        s.after.tasks
     );
 }

@@ -16,6 +16,7 @@ pub mod putmedia_fake;
 pub mod rtsp;
 pub mod sigv4;
 pub mod small_disk;
+pub mod soak;
 pub mod sync_probe;
 pub mod tone;
 pub mod viewer;
