@@ -46,12 +46,12 @@ impl ImageSettings {
     /// The format, size and interval of `[upload]` (whether or not images go to S3).
     pub fn of(upload: &crate::config::Upload, aws_region: &str) -> Self {
         Self {
-            s3_uri: upload.images_s3_uri.clone(),
-            region: match upload.images_region.as_str() {
-                "" => aws_region.to_owned(),
-                r => r.to_owned(),
-            },
-            png: upload.images_format == "PNG",
+            s3_uri: upload.images_s3_uri.clone().unwrap_or_default(),
+            region: upload
+                .images_region
+                .clone()
+                .unwrap_or_else(|| aws_region.to_owned()),
+            png: upload.images_format == crate::config::ImageFormat::Png,
             quality: upload.images_quality,
             interval_ms: upload.images_interval_ms,
             width: Some(upload.images_width).filter(|w| *w > 0),

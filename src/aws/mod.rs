@@ -72,7 +72,7 @@ impl Aws {
             .region(Region::new(cfg.region.clone()))
             .timeout_config(timeouts)
             .time_source(skew.clone());
-        if cfg.credentials == "iot" {
+        if cfg.credentials == crate::config::CredentialSource::Iot {
             let tls = crate::tls::client_config("aws", &cfg.ca, &cfg.cert, &cfg.key, false)?;
             loader = loader.credentials_provider(iot::IotCredentials::new(iot::IotEndpoint {
                 host: cfg.iot_credentials_endpoint.clone(),

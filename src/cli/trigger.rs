@@ -64,7 +64,7 @@ impl Api {
         };
         Ok(Self {
             addr: api_addr(listen),
-            token: Some(config.web.token.clone()).filter(|t| !t.is_empty()),
+            token: config.web.token.clone(),
             tls,
         })
     }

@@ -32,8 +32,9 @@ pub struct Audio {
     /// ALSA playback device for the speaker (`aplay -L` lists them). Default `default`.
     pub speaker_device: String,
     /// The speaker pipeline's sink end as GStreamer launch text, instead of
-    /// `alsasink device=<speaker_device>` (e.g. `pulsesink`). Default empty.
-    pub speaker_sink: String,
+    /// `alsasink device=<speaker_device>` (e.g. `pulsesink`). Default unset.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub speaker_sink: Option<String>,
     /// Speaker volume in percent of the viewer's level, 0–400. Default 100.
     pub speaker_volume: u32,
     /// The jitter buffer before the speaker, in ms (20–500): enough for a home
@@ -59,7 +60,7 @@ impl Default for Audio {
             aac_bitrate_kbps: 64,
             speaker: false,
             speaker_device: "default".into(),
-            speaker_sink: String::new(),
+            speaker_sink: None,
             speaker_volume: 100,
             talk_latency_ms: 60,
             talk_silence_s: 15,

@@ -14,7 +14,7 @@ pub struct Aws {
     /// the camera's certificate; what a camera in the field uses); "default" is the AWS
     /// SDK chain (AWS_ACCESS_KEY_ID… in the environment, then ~/.aws profiles), for
     /// development. Default "default".
-    pub credentials: String,
+    pub credentials: CredentialSource,
     /// IoT credentials endpoint, `<prefix>.credentials.iot.<region>.amazonaws.com`
     /// (`aws iot describe-endpoint --endpoint-type iot:CredentialProvider`). Default empty.
     pub iot_credentials_endpoint: String,
@@ -36,11 +36,21 @@ pub struct Aws {
     pub data_endpoint_url: Option<String>,
 }
 
+/// `aws.credentials`: where the camera's AWS credentials come from.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// The AWS SDK's default chain (environment, then ~/.aws).
+    Default,
+    /// The AWS IoT credentials provider, with the camera's certificate.
+    Iot,
+}
+
 impl Default for Aws {
     fn default() -> Self {
         Self {
             region: "us-east-1".into(),
-            credentials: "default".into(),
+            credentials: CredentialSource::Default,
             iot_credentials_endpoint: String::new(),
             role_alias: String::new(),
             ca: PathBuf::new(),
@@ -70,9 +80,9 @@ impl Aws {
                 ),
             );
         }
-        match self.credentials.as_str() {
-            "default" => {}
-            "iot" => {
+        match self.credentials {
+            CredentialSource::Default => {}
+            CredentialSource::Iot => {
                 let required = [
                     (
                         "iot_credentials_endpoint",
@@ -94,11 +104,6 @@ impl Aws {
                     }
                 }
             }
-            other => bad(
-                "aws",
-                "credentials",
-                format!("must be \"iot\" or \"default\", got {other:?}"),
-            ),
         }
         for (key, url) in [
             ("endpoint_url", &self.endpoint_url),

@@ -154,6 +154,24 @@ mod tests {
     }
 
     #[test]
+    fn a_choice_outside_its_list_names_the_choices() {
+        let text = "[upload]\nenabled = false\n\n[live]\nsignaling = \"kvss\"\n";
+        let p = &parse(text).unwrap_err()[0];
+        assert_eq!((p.line, p.field.as_str()), (Some(5), "live.signaling"));
+        assert!(
+            p.message.contains("`lan`") && p.message.contains("`kvs`"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn an_empty_optional_value_means_unset_as_it_always_did() {
+        let c = parse("[live]\nchannel_name = \"\"\n[web]\ntoken = \"\"\n").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn syntax_error_has_a_line() {
         let p = &parse("[camera]\nwidth = = 3\n").unwrap_err()[0];
         assert_eq!(p.line, Some(2));

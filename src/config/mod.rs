@@ -17,21 +17,28 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use audio::{Audio, TALK_CHANNEL};
-pub use aws::Aws;
-pub use live::Live;
+pub use aws::{Aws, CredentialSource};
+pub use live::{Live, Signaling};
 pub use load::{load, parse, ConfigError, Problem};
 pub use mqtt::Mqtt;
 pub use recording::{Events, Motion, Storage};
-pub use upload::Upload;
+pub use upload::{ImageFormat, Upload, UploadMode};
 pub use web::{TlsMode, Web, MIN_TOKEN_LEN};
 
-/// A KVS resource name (channel, stream): up to 256 of letters, digits, `_`, `.`, `-`;
-/// empty means "use the default".
+/// A KVS resource name (channel, stream): 1 to 256 of letters, digits, `_`, `.`, `-`.
 pub(crate) fn valid_kvs_name(name: &str) -> bool {
-    name.len() <= 256
+    (1..=256).contains(&name.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Reads an optional text key, taking `""` (as files written for earlier versions say
+/// "the default") as unset.
+pub(crate) fn empty_is_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 /// Reports `value` outside `lo..=hi` as "must be between lo and hi, got value".
@@ -246,8 +253,8 @@ impl Config {
         self.mqtt.validate(&self.aws.thing_name, &mut bad);
         self.upload.validate(&mut bad);
         if self.live.enabled
-            && self.live.signaling == "kvs"
-            && self.live.channel().is_none()
+            && self.live.signaling == Signaling::Kvs
+            && self.live.channel_name.is_none()
             && self.aws.thing_name.is_empty()
         {
             bad(
@@ -307,19 +314,29 @@ mod tests {
         c.live.relay_only = true;
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(keys, ["relay_only"], "relay only needs KVS's TURN servers");
-        c.live.signaling = "kvs".into();
+        c.live.signaling = Signaling::Kvs;
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(keys, ["channel_name"]);
         c.aws.thing_name = "cam-1".into();
         assert_eq!(c.validate(), vec![]);
-        c.live.channel_name = "bad name/with slash".into();
+        c.live.channel_name = Some("bad name/with slash".into());
         c.aws.region = "EU West".into();
-        c.aws.credentials = "magic".into();
         c.aws.endpoint_url = Some("ftp://x".into());
+        let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["channel_name", "region", "endpoint_url"]);
+        c = Config::default();
+        c.aws.credentials = CredentialSource::Iot;
+        c.aws.role_alias = "camera".into();
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(
             keys,
-            ["channel_name", "region", "credentials", "endpoint_url"]
+            [
+                "iot_credentials_endpoint",
+                "thing_name",
+                "ca",
+                "cert",
+                "key"
+            ]
         );
     }
 

@@ -16,16 +16,18 @@ pub struct Mqtt {
     pub port: u16,
     /// Offer the ALPN protocol "x-amzn-mqtt-ca" (IoT Core on port 443). Default false.
     pub alpn: bool,
-    /// MQTT client id; empty means aws.thing_name. Default empty.
-    pub thing_name: String,
+    /// MQTT client id. Default unset: aws.thing_name.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub thing_name: Option<String>,
     /// CA certificate(s) the broker is checked against (PEM). Default empty.
     pub ca: PathBuf,
     /// The camera's certificate (PEM). Default empty.
     pub cert: PathBuf,
     /// The camera's private key (PEM); must not be readable by others. Default empty.
     pub key: PathBuf,
-    /// Topic prefix; empty means "edgecam/<thing_name>". Default empty.
-    pub topic_prefix: String,
+    /// Topic prefix. Default unset: "edgecam/<thing_name>".
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub topic_prefix: Option<String>,
     /// Keep-alive in seconds, 30–1200 (IoT Core's range). Default 60.
     pub keep_alive_s: u64,
     /// Publish Home Assistant MQTT discovery configs. Default false.
@@ -45,11 +47,11 @@ impl Default for Mqtt {
             host: String::new(),
             port: 8883,
             alpn: false,
-            thing_name: String::new(),
+            thing_name: None,
             ca: PathBuf::new(),
             cert: PathBuf::new(),
             key: PathBuf::new(),
-            topic_prefix: String::new(),
+            topic_prefix: None,
             keep_alive_s: 60,
             home_assistant: false,
             outbox_max: 10_000,
@@ -65,19 +67,14 @@ const MAX_PREFIX_SLASHES: usize = 4;
 impl Mqtt {
     /// The client id: `thing_name`, else the AWS thing name.
     pub fn client_id<'a>(&'a self, aws_thing: &'a str) -> &'a str {
-        if self.thing_name.is_empty() {
-            aws_thing
-        } else {
-            &self.thing_name
-        }
+        self.thing_name.as_deref().unwrap_or(aws_thing)
     }
 
     /// The topic prefix for `client_id`.
     pub fn prefix(&self, client_id: &str) -> String {
-        if self.topic_prefix.is_empty() {
-            format!("edgecam/{client_id}")
-        } else {
-            self.topic_prefix.trim_end_matches('/').to_owned()
+        match &self.topic_prefix {
+            Some(prefix) => prefix.trim_end_matches('/').to_owned(),
+            None => format!("edgecam/{client_id}"),
         }
     }
 

@@ -12,9 +12,10 @@ pub struct Upload {
     pub enabled: bool,
     /// `events`: every event clip, pre-roll included, while the event is live;
     /// `continuous`: every GOP of the camera. Default "events".
-    pub mode: String,
-    /// The KVS stream; empty means aws.thing_name. Default empty.
-    pub stream_name: String,
+    pub mode: UploadMode,
+    /// The KVS stream. Default unset: aws.thing_name.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub stream_name: Option<String>,
     /// Hours KVS keeps the video, 1–87600 (needed for playback). Default 24.
     pub retention_hours: u32,
     /// Create the stream when it does not exist. Default true.
@@ -24,12 +25,14 @@ pub struct Upload {
     /// memory only (64 MB). 0–65536. Default 256.
     pub continuous_buffer_mb: u32,
     /// Where KVS puts still images of event video: "s3://bucket" or "s3://bucket/prefix".
-    /// Empty: no images. Default empty.
-    pub images_s3_uri: String,
-    /// The bucket's region; empty means aws.region. Default empty.
-    pub images_region: String,
+    /// Default unset: no images.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub images_s3_uri: Option<String>,
+    /// The bucket's region. Default unset: aws.region.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub images_region: Option<String>,
     /// "JPEG" or "PNG". Default "JPEG".
-    pub images_format: String,
+    pub images_format: ImageFormat,
     /// JPEG quality, 1–100. Default 80.
     pub images_quality: u32,
     /// One image per this many ms of event video, 200–20000. Default 1000.
@@ -40,27 +43,46 @@ pub struct Upload {
     /// Image height in pixels, 0–2160; 0 keeps the video's. Default 0.
     pub images_height: u32,
     /// An SNS topic ARN that KVS notifies when the first fragment of each event is
-    /// stored. Empty: no notifications. Default empty.
-    pub sns_topic_arn: String,
+    /// stored. Default unset: no notifications.
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub sns_topic_arn: Option<String>,
+}
+
+/// `upload.mode`: what goes up to the stream.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadMode {
+    /// Each event's clips, pre-roll included.
+    Events,
+    /// Every GOP the camera makes.
+    Continuous,
+}
+
+/// `upload.images_format`: the still images KVS makes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
 }
 
 impl Default for Upload {
     fn default() -> Self {
         Self {
             enabled: false,
-            mode: "events".into(),
-            stream_name: String::new(),
+            mode: UploadMode::Events,
+            stream_name: None,
             retention_hours: 24,
             create_if_missing: true,
             continuous_buffer_mb: 256,
-            images_s3_uri: String::new(),
-            images_region: String::new(),
-            images_format: "JPEG".into(),
+            images_s3_uri: None,
+            images_region: None,
+            images_format: ImageFormat::Jpeg,
             images_quality: 80,
             images_interval_ms: 1000,
             images_width: 0,
             images_height: 0,
-            sns_topic_arn: String::new(),
+            sns_topic_arn: None,
         }
     }
 }
@@ -68,26 +90,21 @@ impl Default for Upload {
 impl Upload {
     /// The stream name: `stream_name`, else the thing name.
     pub fn stream<'a>(&'a self, thing: &'a str) -> &'a str {
-        if self.stream_name.is_empty() {
-            thing
-        } else {
-            &self.stream_name
-        }
+        self.stream_name.as_deref().unwrap_or(thing)
     }
 
     /// Still images are configured.
     pub fn images(&self) -> bool {
-        !self.images_s3_uri.is_empty()
+        self.images_s3_uri.is_some()
     }
 
     fn validate_images(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
-        if self.images() && !valid_s3_uri(&self.images_s3_uri) {
+        if let Some(uri) = self.images_s3_uri.as_deref().filter(|u| !valid_s3_uri(u)) {
             bad(
                 "upload",
                 "images_s3_uri",
                 format!(
-                    "must be s3://bucket or s3://bucket/prefix (bucket: 3-63 lower-case letters, digits, '.', '-'), got {:?}",
-                    self.images_s3_uri
+                    "must be s3://bucket or s3://bucket/prefix (bucket: 3-63 lower-case letters, digits, '.', '-'), got {uri:?}"
                 ),
             );
         }
@@ -98,19 +115,12 @@ impl Upload {
                 "images come from the uploaded video: set upload.enabled = true".into(),
             );
         }
-        if !["JPEG", "PNG"].contains(&self.images_format.as_str()) {
-            bad(
-                "upload",
-                "images_format",
-                format!("must be \"JPEG\" or \"PNG\", got {:?}", self.images_format),
-            );
-        }
         in_range(bad, "upload", "images_quality", self.images_quality, 1, 100);
         let interval = self.images_interval_ms;
         in_range(bad, "upload", "images_interval_ms", interval, 200, 20_000);
         in_range(bad, "upload", "images_width", self.images_width, 0, 3840);
         in_range(bad, "upload", "images_height", self.images_height, 0, 2160);
-        let sns = &self.sns_topic_arn;
+        let sns = self.sns_topic_arn.as_deref().unwrap_or_default();
         let topic_arn = sns.starts_with("arn:aws") && sns.contains(":sns:");
         if !sns.is_empty() && !topic_arn {
             bad(
@@ -123,17 +133,10 @@ impl Upload {
 
     /// `mode = "continuous"`.
     pub fn continuous(&self) -> bool {
-        self.mode == "continuous"
+        self.mode == UploadMode::Continuous
     }
 
     pub(super) fn validate(&self, bad: &mut impl FnMut(&'static str, &'static str, String)) {
-        if !["events", "continuous"].contains(&self.mode.as_str()) {
-            bad(
-                "upload",
-                "mode",
-                format!("must be \"events\" or \"continuous\", got {:?}", self.mode),
-            );
-        }
         in_range(
             bad,
             "upload",
@@ -145,7 +148,11 @@ impl Upload {
         let buffer = self.continuous_buffer_mb;
         in_range(bad, "upload", "continuous_buffer_mb", buffer, 0, 65_536);
         self.validate_images(bad);
-        if !super::valid_kvs_name(&self.stream_name) {
+        if self
+            .stream_name
+            .as_deref()
+            .is_some_and(|n| !super::valid_kvs_name(n))
+        {
             bad(
                 "upload",
                 "stream_name",
@@ -179,23 +186,21 @@ mod tests {
         let mut keys = Vec::new();
         u.validate(&mut |_, k, _| keys.push(k));
         assert!(keys.is_empty(), "{keys:?}");
-        u.images_s3_uri = "s3://porch-images".into();
+        u.images_s3_uri = Some("s3://porch-images".into());
         let mut keys = Vec::new();
         u.validate(&mut |_, k, _| keys.push(k));
         assert_eq!(keys, ["images_s3_uri"], "images need upload.enabled");
         u.enabled = true;
-        u.images_s3_uri = "s3://Bad_Bucket".into();
-        u.images_format = "GIF".into();
+        u.images_s3_uri = Some("s3://Bad_Bucket".into());
         u.images_interval_ms = 100;
         u.images_width = 4000;
-        u.sns_topic_arn = "my-topic".into();
+        u.sns_topic_arn = Some("my-topic".into());
         let mut keys = Vec::new();
         u.validate(&mut |_, k, _| keys.push(k));
         assert_eq!(
             keys,
             [
                 "images_s3_uri",
-                "images_format",
                 "images_interval_ms",
                 "images_width",
                 "sns_topic_arn"

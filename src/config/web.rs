@@ -18,8 +18,9 @@ pub struct Web {
     pub listen: String,
     /// The credential every route but `/healthz` needs when set: programs send
     /// `Authorization: Bearer <token>`, people log in once at `/login`. Required when
-    /// `listen` is not a loopback address. Default empty (no credential, loopback only).
-    pub token: String,
+    /// `listen` is not a loopback address. Default unset (no credential, loopback only).
+    #[serde(deserialize_with = "super::empty_is_none")]
+    pub token: Option<String>,
     /// Serve `/metrics` without the credential (for a Prometheus on the LAN). Default false.
     pub metrics_public: bool,
     /// Host names the camera answers to besides its addresses, `localhost` and its
@@ -55,7 +56,7 @@ impl Default for Web {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
-            token: String::new(),
+            token: None,
             metrics_public: false,
             hosts: Vec::new(),
             tls: TlsMode::Auto,
@@ -95,7 +96,7 @@ impl Web {
             );
         }
         if let Some(addr) = self.listen_addr() {
-            if !addr.ip().is_loopback() && self.token.is_empty() {
+            if !addr.ip().is_loopback() && self.token.is_none() {
                 bad(
                     "web",
                     "token",
@@ -107,7 +108,7 @@ impl Web {
                     ),
                 );
             }
-            if !self.token.is_empty() && self.token.len() < MIN_TOKEN_LEN {
+            if self.token.as_ref().is_some_and(|t| t.len() < MIN_TOKEN_LEN) {
                 bad(
                     "web",
                     "token",

@@ -195,7 +195,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
                 &config.upload,
                 &config.aws.region,
             ),
-            sns_topic_arn: Some(config.upload.sns_topic_arn.clone()).filter(|t| !t.is_empty()),
+            sns_topic_arn: config.upload.sns_topic_arn.clone(),
             continuous_buffer_bytes: u64::from(config.upload.continuous_buffer_mb) << 20,
         };
         let deps = UploadDeps {
@@ -226,7 +226,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         max_viewers: config.live.max_viewers,
         masks: config.motion.masks.clone(),
         auth: Arc::new(web::auth::Auth::new(
-            &config.web.token,
+            config.web.token.as_deref(),
             config.web.metrics_public,
             https.is_some(),
         )),

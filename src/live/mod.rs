@@ -66,7 +66,7 @@ pub async fn start(
     let metrics = deps.metrics.clone();
     let (master, master_task) =
         master::spawn(api, ice, cfg.max_viewers, deps, outbound, stop.clone());
-    if cfg.signaling == "kvs" {
+    if cfg.signaling == crate::config::Signaling::Kvs {
         let channel_name = cfg
             .channel()
             .unwrap_or(config.aws.thing_name.as_str())

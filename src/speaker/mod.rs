@@ -42,10 +42,9 @@ impl SpeakerConfig {
         if !audio.speaker {
             return None;
         }
-        let sink = if audio.speaker_sink.trim().is_empty() {
-            format!("alsasink device=\"{}\"", audio.speaker_device)
-        } else {
-            audio.speaker_sink.clone()
+        let sink = match audio.speaker_sink.as_deref().map(str::trim) {
+            Some(sink) if !sink.is_empty() => sink.to_owned(),
+            _ => format!("alsasink device=\"{}\"", audio.speaker_device),
         };
         Some(Self {
             playback: PlaybackConfig {

@@ -58,9 +58,9 @@ enum Presented {
 }
 
 impl Auth {
-    pub fn new(token: &str, metrics_public: bool, secure: bool) -> Self {
+    pub fn new(token: Option<&str>, metrics_public: bool, secure: bool) -> Self {
         Self {
-            token: (!token.is_empty()).then(|| token.to_owned()),
+            token: token.map(str::to_owned),
             metrics_public,
             secure,
             state: Mutex::new(AuthState::default()),
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_are_bounded() {
-        let auth = Auth::new("0123456789abcdef", false, false);
+        let auth = Auth::new(Some("0123456789abcdef"), false, false);
         let t0 = Instant::now();
         let id = auth.new_session(t0).unwrap();
         assert_eq!(id.len(), 64);
@@ -369,10 +369,10 @@ mod tests {
 
     #[test]
     fn only_health_and_login_are_public_unless_metrics_are_opened() {
-        let closed = Auth::new("0123456789abcdef", false, false);
+        let closed = Auth::new(Some("0123456789abcdef"), false, false);
         assert!(closed.public("/healthz") && closed.public("/login"));
         assert!(!closed.public("/metrics") && !closed.public("/"));
-        assert!(Auth::new("0123456789abcdef", true, false).public("/metrics"));
-        assert!(!Auth::new("", false, false).enabled());
+        assert!(Auth::new(Some("0123456789abcdef"), true, false).public("/metrics"));
+        assert!(!Auth::new(None, false, false).enabled());
     }
 }

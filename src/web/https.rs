@@ -171,7 +171,7 @@ mod tests {
     fn self_signed_web() -> Web {
         Web {
             listen: "0.0.0.0:8443".into(),
-            token: "0123456789abcdef".into(),
+            token: Some("0123456789abcdef".into()),
             ..Web::default()
         }
     }
