@@ -91,7 +91,7 @@ fn main() {
             index: index.clone(),
             data_dir: dir.path().to_owned(),
             clocks: edgecam::clock::system(),
-            events: None,
+            outbox: None,
             feed: None,
             audio: None,
             disk_full: None,

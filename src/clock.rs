@@ -140,33 +140,6 @@ pub async fn next_state(
     }
 }
 
-/// Corrects every RFC 3339 time in a JSON document (an MQTT message queued before the
-/// clock was set); true when one changed.
-pub fn correct_json(v: &mut serde_json::Value, c: &Correction) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => {
-            let Ok(t) = DateTime::parse_from_rfc3339(s) else {
-                return false;
-            };
-            let t = t.to_utc();
-            let fixed = c.apply(t);
-            if fixed == t {
-                return false;
-            }
-            *s = fixed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            true
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |changed, x| correct_json(x, c) | changed),
-        Value::Object(map) => map
-            .values_mut()
-            .fold(false, |changed, x| correct_json(x, c) | changed),
-        _ => false,
-    }
-}
-
 /// A step of the wall clock seen by `ClockWatch::observe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
@@ -279,26 +252,6 @@ mod tests {
             at(50),
             "a time before this run is left alone"
         );
-    }
-
-    #[test]
-    fn times_in_a_queued_message_are_corrected() {
-        let c = Correction {
-            since: at(0),
-            until: at(1_000),
-            delta: chrono::Duration::seconds(1_796_083_200),
-        };
-        let mut v = serde_json::json!({
-            "started_at": "1970-01-01T00:01:40.250Z", "label": "door",
-            "clips": [{"start": "1970-01-01T00:01:35.000Z", "end": null}],
-            "earlier": "2026-11-30T10:00:00.000Z"
-        });
-        assert!(correct_json(&mut v, &c));
-        assert_eq!(v["started_at"], "2026-12-01T00:01:40.250Z");
-        assert_eq!(v["clips"][0]["start"], "2026-12-01T00:01:35.000Z");
-        assert_eq!(v["earlier"], "2026-11-30T10:00:00.000Z");
-        assert_eq!(v["label"], "door");
-        assert!(!correct_json(&mut v, &c), "nothing left to correct");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct MotionReport {
 
 /// Whether sound is captured: `enabled` (the config and pipeline file give an audio
 /// part) and `flowing` (its frames arrive).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioReport {
     pub enabled: bool,
     pub flowing: bool,

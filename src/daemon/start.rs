@@ -20,7 +20,7 @@ use crate::capture::{
 use crate::clock;
 use crate::config::Config;
 use crate::control::Commands;
-use crate::index::Index;
+use crate::index::{Index, Outbox};
 use crate::live;
 use crate::media::{AnalysisBus, FrameBus};
 use crate::metrics::Metrics;
@@ -93,15 +93,9 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     };
     let stream = config.upload.stream(&config.aws.thing_name).to_owned();
     let (feed, feed_rx) = ClipFeed::channel();
-    let events = mqtt_settings.as_ref().map(|s| {
-        let p = mqtt::EventPublisher::new(
-            s.topics.clone(),
-            s.client_id.clone(),
-            s.outbox_max,
-            Arc::clone(&mqtt_wake),
-        );
-        Arc::new(p.with_stream(upload_aws.is_some().then(|| stream.clone())))
-            as Arc<dyn recorder::EventMessages>
+    let outbox = mqtt_settings.as_ref().map(|s| Outbox {
+        max: s.outbox_max,
+        queued: Arc::clone(&mqtt_wake),
     });
     let audio = audio_spec
         .as_ref()
@@ -115,7 +109,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         index: index.clone(),
         data_dir: data_dir.clone(),
         clocks: clock::system(),
-        events,
+        outbox: outbox.clone(),
         feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
         audio: audio.as_ref().map(|a| a.aac.clone()),
         disk_full: Some(Arc::clone(&disk_full)),
@@ -170,14 +164,14 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             Ok::<_, DaemonError>(((p.lan, p.viewers), p.tasks))
         })
         .await?;
-    if let Some(settings) = mqtt_settings {
+    if let (Some(settings), Some(outbox)) = (mqtt_settings, outbox) {
         let deps = mqtt::MqttDeps {
             index: index.clone(),
             commands: commands.clone(),
             snapshot: outputs.snapshot.subscribe(),
             viewers: viewers.clone(),
             metrics: metrics.mqtt.clone(),
-            wake: mqtt_wake,
+            outbox,
             clock: Some(clock_state.clone()),
             audio: audio.as_ref().map(|a| a.heartbeat.clone()),
             talk: speaker.as_ref().map(speaker::SpeakerHandle::state),

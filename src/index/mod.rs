@@ -16,9 +16,10 @@ mod fragments;
 mod outbox;
 mod prune;
 mod times;
+pub mod upgrade;
 
 pub use fragments::{upload_state, FragmentRow, NewFragment};
-pub use outbox::{ClipFacts, NewMessage, OutboxRow};
+pub use outbox::{ClipFacts, MessageKind, Outbox, OutboxRow, Queued};
 pub use prune::{Pruned, KEEP_DELETED, KEEP_STREAMED};
 
 /// File name of the index inside `storage.data_dir`.
@@ -28,8 +29,8 @@ pub const INDEX_FILE: &str = "index.sqlite3";
 pub enum IndexError {
     #[error("index database error: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("index schema migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::UpgradeError),
     #[error("no clip with id {0:?}")]
     NoSuchClip(String),
     #[error(
@@ -154,7 +155,8 @@ macro_rules! select_clips {
 }
 
 impl Index {
-    /// Opens (creating if needed) the index at `path` and applies migrations.
+    /// Opens (creating if needed) the index at `path` and brings its schema up to date,
+    /// keeping a copy of an older one (`upgrade`).
     pub async fn open(path: &Path) -> Result<Self, IndexError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -168,7 +170,7 @@ impl Index {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        upgrade::upgrade(&pool, path).await?;
         Ok(Self { pool })
     }
 
@@ -183,17 +185,8 @@ impl Index {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        let expected = sqlx::migrate!("./migrations")
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
-        let found: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(0);
+        let expected = upgrade::latest_version();
+        let found = upgrade::version(&pool).await;
         if found != expected {
             pool.close().await;
             let fix = if found < expected {
@@ -437,6 +430,8 @@ fn clip_row(r: &sqlx::sqlite::SqliteRow) -> ClipRow {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 async fn upsert_event_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,

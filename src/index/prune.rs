@@ -51,7 +51,7 @@ impl Index {
             "DELETE FROM events WHERE status = 'ended' AND COALESCE(ended_at, started_at) < ?1 \
              AND (end_queued = 1 OR start_queued = 0) \
              AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.event_id = events.id) \
-             AND NOT EXISTS (SELECT 1 FROM mqtt_outbox o WHERE o.event_id = events.id)",
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = events.id)",
         )
         .bind(old)
         .execute(&mut *tx)

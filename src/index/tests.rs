@@ -92,15 +92,9 @@ async fn migrations_give_the_expected_schema() {
             .to_vec(),
         ),
         (
-            "mqtt_outbox".into(),
+            "outbox".into(),
             [
-                "seq",
-                "topic",
-                "payload",
-                "retain",
-                "kind",
-                "event_id",
-                "created_at",
+                "seq", "kind", "event_id", "label", "score", "clip_ids", "facts", "at",
             ]
             .map(String::from)
             .to_vec(),
@@ -243,23 +237,51 @@ async fn open_events_are_closed_at_their_last_clip() {
     assert_eq!(ended, ms(t0) + 7000);
 }
 
-fn message(kind: &'static str, n: u32) -> NewMessage {
-    NewMessage {
-        topic: "edgecam/cam/events".into(),
-        payload: format!("{kind}-{n}").into_bytes(),
-        retain: false,
-        kind,
-        event_id: Some(format!("e{n}")),
+fn outbox(max: u64) -> Outbox {
+    Outbox {
+        max,
+        queued: std::sync::Arc::new(tokio::sync::Notify::new()),
     }
 }
 
-async fn outbox_payloads(index: &Index) -> Vec<String> {
+/// Queues message `n` of `kind`: an event message about event `e<n>` (recorded first),
+/// or a state whose facts are `n`.
+async fn queue(index: &Index, kind: MessageKind, n: u32, max: u64) {
+    let o = outbox(max);
+    let t0 = time(1_800_000_000_000);
+    match kind {
+        MessageKind::State | MessageKind::Talk => {
+            let facts = format!("{{\"n\":{n}}}");
+            index.queue_state(kind, &facts, t0, &o).await.unwrap();
+        }
+        MessageKind::End => {
+            let mut e = event(&format!("e{n}"), t0);
+            e.ended_at = Some(t0);
+            index.upsert_event(&e).await.unwrap();
+            assert!(index.queue_end_once(&e.id, &o).await.unwrap());
+        }
+        _ => {
+            let e = event(&format!("e{n}"), t0);
+            index
+                .upsert_event_and_queue(&e, kind, Some(&o))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// What the outbox holds, as `kind-n`.
+async fn outbox_names(index: &Index) -> Vec<String> {
     index
         .outbox_after(0, 1000)
         .await
         .unwrap()
         .into_iter()
-        .map(|r| String::from_utf8(r.payload).unwrap())
+        .map(|r| match r.message.unwrap() {
+            Queued::Event(k, e) => format!("{}-{}", k.as_str(), &e.id[1..]),
+            Queued::End(e, _) => format!("end-{}", &e.id[1..]),
+            Queued::State(k, facts, _) => format!("{}-{}", k.as_str(), &facts[5..facts.len() - 1]),
+        })
         .collect()
 }
 
@@ -267,39 +289,74 @@ async fn outbox_payloads(index: &Index) -> Vec<String> {
 async fn a_full_outbox_drops_old_updates_never_starts_or_ends() {
     let (_dir, index) = temp_index().await;
     let max = 4;
-    index.queue(&message("start", 1), max).await.unwrap();
-    index.queue(&message("update", 2), max).await.unwrap();
-    index.queue(&message("update", 3), max).await.unwrap();
-    index.queue(&message("end", 4), max).await.unwrap();
-    index.queue(&message("start", 5), max).await.unwrap();
+    queue(&index, MessageKind::Start, 1, max).await;
+    queue(&index, MessageKind::Update, 2, max).await;
+    queue(&index, MessageKind::Update, 3, max).await;
+    queue(&index, MessageKind::End, 4, max).await;
+    queue(&index, MessageKind::Start, 5, max).await;
     assert_eq!(
-        outbox_payloads(&index).await,
+        outbox_names(&index).await,
         ["start-1", "update-3", "end-4", "start-5"],
         "the oldest update went first"
     );
-    index.queue(&message("start", 6), max).await.unwrap();
-    index.queue(&message("end", 7), max).await.unwrap();
+    queue(&index, MessageKind::Start, 6, max).await;
+    queue(&index, MessageKind::End, 7, max).await;
     assert_eq!(
-        outbox_payloads(&index).await,
+        outbox_names(&index).await,
         ["start-1", "end-4", "start-5", "start-6", "end-7"],
         "starts and ends are kept even over the bound"
     );
-    // Only the newest state is worth sending.
-    index.queue(&message("state", 8), 100).await.unwrap();
-    index.queue(&message("state", 9), 100).await.unwrap();
-    let all = outbox_payloads(&index).await;
-    assert_eq!(all.iter().filter(|p| p.starts_with("state")).count(), 1);
-    assert_eq!(all.last().unwrap(), "state-9");
+    // Only the newest state (and talk) is worth sending; one does not replace the other.
+    queue(&index, MessageKind::State, 8, 100).await;
+    queue(&index, MessageKind::Talk, 9, 100).await;
+    queue(&index, MessageKind::State, 10, 100).await;
+    let all = outbox_names(&index).await;
+    assert_eq!(all[all.len() - 2..], ["talk-9", "state-10"]);
     // Acknowledged messages go; the order of the rest is kept.
     let first = index.outbox_after(0, 1).await.unwrap().remove(0);
     index.outbox_delete(first.seq).await.unwrap();
-    assert_eq!(outbox_payloads(&index).await[0], "end-4");
-    assert_eq!(index.outbox_depth().await.unwrap(), 5);
+    assert_eq!(outbox_names(&index).await[0], "end-4");
+    assert_eq!(index.outbox_depth().await.unwrap(), 6);
+}
+
+#[tokio::test]
+async fn a_queued_message_keeps_the_facts_of_its_moment() {
+    let (_dir, index) = temp_index().await;
+    let o = outbox(100);
+    let t0 = time(1_800_000_000_000);
+    let mut e = event("ev1", t0);
+    e.label = String::new();
+    e.score = 1.5;
+    e.clip_ids = vec!["c1".into()];
+    index
+        .upsert_event_and_queue(&e, MessageKind::Start, Some(&o))
+        .await
+        .unwrap();
+    e.label = "person".into();
+    e.score = 4.25;
+    e.clip_ids.push("c2".into());
+    index
+        .upsert_event_and_queue(&e, MessageKind::Update, Some(&o))
+        .await
+        .unwrap();
+    let rows = index.outbox_after(0, 10).await.unwrap();
+    let Some(Queued::Event(MessageKind::Start, start)) = &rows[0].message else {
+        panic!("{rows:?}")
+    };
+    assert_eq!((start.label.as_str(), start.score), ("", 1.5));
+    assert_eq!(start.clip_ids, ["c1"]);
+    assert_eq!(start.started_at, t0);
+    let Some(Queued::Event(MessageKind::Update, update)) = &rows[1].message else {
+        panic!("{rows:?}")
+    };
+    assert_eq!((update.label.as_str(), update.score), ("person", 4.25));
+    assert_eq!(update.clip_ids, ["c1", "c2"]);
 }
 
 #[tokio::test]
 async fn the_end_message_is_queued_once_after_the_last_clip() {
     let (_dir, index) = temp_index().await;
+    let o = outbox(100);
     let t0 = time(1_800_000_000_000);
     let mut e = event("ev1", t0);
     index.upsert_event(&e).await.unwrap();
@@ -307,42 +364,40 @@ async fn the_end_message_is_queued_once_after_the_last_clip() {
         .insert_clip("c1", "ev1", "clips/c1.mp4", t0, t0)
         .await
         .unwrap();
-    let build = |e: &EventInfo, clips: &[crate::index::ClipFacts]| NewMessage {
-        topic: "t".into(),
-        payload: format!("{}:{}", e.id, clips.len()).into_bytes(),
-        retain: false,
-        kind: "end",
-        event_id: Some(e.id.clone()),
-    };
     assert!(
-        !index.queue_end_once("ev1", 100, build).await.unwrap(),
+        !index.queue_end_once("ev1", &o).await.unwrap(),
         "event still open"
     );
     e.ended_at = Some(t0 + chrono::Duration::seconds(5));
     index.upsert_event(&e).await.unwrap();
     assert!(
-        !index.queue_end_once("ev1", 100, build).await.unwrap(),
+        !index.queue_end_once("ev1", &o).await.unwrap(),
         "clip still recording"
     );
     index
         .set_clip_status("c1", ClipStatus::Complete)
         .await
         .unwrap();
-    assert!(index.queue_end_once("ev1", 100, build).await.unwrap());
-    assert!(
-        !index.queue_end_once("ev1", 100, build).await.unwrap(),
-        "only once"
-    );
-    assert_eq!(outbox_payloads(&index).await, ["ev1:1"]);
+    assert!(index.queue_end_once("ev1", &o).await.unwrap());
+    assert!(!index.queue_end_once("ev1", &o).await.unwrap(), "only once");
+    let rows = index.outbox_after(0, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let Some(Queued::End(ended, clips)) = &rows[0].message else {
+        panic!("{rows:?}")
+    };
+    assert_eq!(ended.ended_at, e.ended_at);
+    assert_eq!(ended.clip_ids, ["c1"]);
+    assert_eq!(clips.len(), 1);
 }
 
 #[tokio::test]
 async fn an_event_cut_short_still_owes_its_end() {
     let (_dir, index) = temp_index().await;
+    let o = outbox(100);
     let t0 = time(1_800_000_000_000);
     let mut e = event("ev2", t0);
     index
-        .upsert_event_and_queue(&e, Some(&message("start", 1)), 100)
+        .upsert_event_and_queue(&e, MessageKind::Start, Some(&o))
         .await
         .unwrap();
     assert!(
@@ -353,11 +408,7 @@ async fn an_event_cut_short_still_owes_its_end() {
     e.ended_at = Some(t0);
     index.upsert_event(&e).await.unwrap();
     assert_eq!(index.events_owing_an_end().await.unwrap(), ["ev2"]);
-    let build = |e: &EventInfo, _: &[crate::index::ClipFacts]| NewMessage {
-        kind: "end",
-        ..message("end", e.id.len() as u32)
-    };
-    assert!(index.queue_end_once("ev2", 100, build).await.unwrap());
+    assert!(index.queue_end_once("ev2", &o).await.unwrap());
     assert!(index.events_owing_an_end().await.unwrap().is_empty());
 }
 
@@ -569,8 +620,20 @@ async fn times_recorded_before_the_clock_was_set_are_corrected() {
         until: time(104_000),
         delta,
     };
-    // started_at of e1, start_at of c1 (open events and clips have no end yet).
-    assert_eq!(index.correct_times(&c).await.unwrap(), 2);
+    let o = outbox(100);
+    let state = r#"{"recording":true}"#;
+    index
+        .queue_state(MessageKind::State, state, t0, &o)
+        .await
+        .unwrap();
+    // started_at of e1, start_at of c1 (open events and clips have no end yet), the
+    // queued state's time.
+    assert_eq!(index.correct_times(&c).await.unwrap(), 3);
+    let queued = index.outbox_after(0, 1).await.unwrap().remove(0).message;
+    assert_eq!(
+        queued,
+        Some(Queued::State(MessageKind::State, state.into(), t0 + delta))
+    );
     assert_eq!(index.clip("c1").await.unwrap().start_at, t0 + delta);
     assert_eq!(
         index.event_range("old").await.unwrap().map(|r| r.0),

@@ -5,8 +5,9 @@ use super::{Index, IndexError};
 
 impl Index {
     /// Moves the times of this run that were recorded before the wall clock was set
-    /// (events, clips, fragments within `c.since..=c.until`, and the times inside queued
-    /// MQTT messages) by `c.delta`; returns how many times and messages moved.
+    /// (events, clips, fragments and queued MQTT messages within `c.since..=c.until`) by
+    /// `c.delta`; returns how many times moved. Queued messages hold no time of their own
+    /// but `at`: they are worded from these rows when they are sent.
     pub async fn correct_times(&self, c: &crate::clock::Correction) -> Result<u64, IndexError> {
         let (since, until) = (c.since.timestamp_millis(), c.until.timestamp_millis());
         let delta = c.delta.num_milliseconds();
@@ -19,6 +20,7 @@ impl Index {
             ("clips", "end_at"),
             ("fragments", "start_at"),
             ("fragments", "end_at"),
+            ("outbox", "at"),
         ] {
             // Table and column names come from the list above, never from outside.
             let sql = format!(
@@ -31,22 +33,6 @@ impl Index {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        }
-        let queued: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT seq, payload FROM mqtt_outbox")
-            .fetch_all(&mut *tx)
-            .await?;
-        for (seq, payload) in queued {
-            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&payload) else {
-                continue;
-            };
-            if crate::clock::correct_json(&mut v, c) {
-                sqlx::query("UPDATE mqtt_outbox SET payload = ?1 WHERE seq = ?2")
-                    .bind(v.to_string().into_bytes())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                moved += 1;
-            }
         }
         tx.commit().await?;
         Ok(moved)

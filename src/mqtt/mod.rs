@@ -2,25 +2,18 @@
 //! durable SQLite outbox, commands in, availability with a Last Will, a retained state
 //! snapshot, and Home Assistant discovery.
 //!
-//! The recorder queues event messages (built here by `EventPublisher`) in the same
-//! transaction that records the event; the session task (`session`) sends the outbox in order and deletes
-//! each message on its PUBACK, so nothing is lost across broker outages, restarts or
-//! `kill -9`.
+//! The recorder queues the facts of each event change in the index's outbox in the same
+//! transaction that records the change; the session task (`session`) words them
+//! (`payload::word`), sends them in order and deletes each on its PUBACK, so nothing is
+//! lost across broker outages, restarts or `kill -9`.
 
 pub mod payload;
 pub mod session;
 mod snapshot;
 mod window;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tracing::error;
-
-use crate::events::{EventInfo, EventKind};
-use crate::index::{ClipFacts, NewMessage};
-use crate::recorder::publish::EventMessages;
 use payload::Topics;
 
 pub use session::{spawn, MqttDeps, MqttSettings};
@@ -48,88 +41,11 @@ pub fn settings(
         tls: crate::tls::client_config("mqtt", &m.ca, &m.cert, &m.key, m.alpn)?,
         motion_min_area_percent: config.motion.min_area_percent,
         publish_talk: m.publish_talk,
+        stream: config
+            .upload
+            .enabled
+            .then(|| config.upload.stream(&config.aws.thing_name).to_owned()),
     }))
-}
-
-/// Builds the event messages the recorder queues, and wakes the session task when one
-/// was queued; clones share the wake-up.
-#[derive(Debug, Clone)]
-pub struct EventPublisher {
-    topics: Topics,
-    camera: String,
-    /// The KVS stream the event's video goes to (upload on).
-    stream: Option<String>,
-    outbox_max: u64,
-    wake: Arc<Notify>,
-}
-
-impl EventPublisher {
-    /// `end` messages then name the KVS stream and the event's range in it.
-    pub fn with_stream(mut self, stream: Option<String>) -> Self {
-        self.stream = stream;
-        self
-    }
-
-    pub fn new(topics: Topics, camera: String, outbox_max: u64, wake: Arc<Notify>) -> Self {
-        Self {
-            topics,
-            camera,
-            stream: None,
-            outbox_max,
-            wake,
-        }
-    }
-
-    fn bounded(&self, kind: EventKind, v: serde_json::Value, event_id: &str) -> Option<NewMessage> {
-        let payload = v.to_string().into_bytes();
-        if payload.len() > payload::MAX_PAYLOAD {
-            error!(
-                event_id,
-                bytes = payload.len(),
-                "event message over 128 KB; not sent"
-            );
-            return None;
-        }
-        Some(NewMessage {
-            topic: self.topics.events(),
-            payload,
-            retain: false,
-            kind: kind.as_str(),
-            event_id: Some(event_id.to_owned()),
-        })
-    }
-}
-
-impl EventMessages for EventPublisher {
-    fn message(&self, kind: EventKind, e: &EventInfo) -> Option<NewMessage> {
-        let v = payload::event(kind, e, &self.camera, &[], None);
-        self.bounded(kind, v, &e.id)
-    }
-
-    fn end_message(&self, e: &EventInfo, clips: &[ClipFacts]) -> NewMessage {
-        let v = payload::event(
-            EventKind::End,
-            e,
-            &self.camera,
-            clips,
-            self.stream.as_deref(),
-        );
-        NewMessage {
-            topic: self.topics.events(),
-            payload: v.to_string().into_bytes(),
-            retain: false,
-            kind: "end",
-            event_id: Some(e.id.clone()),
-        }
-    }
-
-    fn outbox_max(&self) -> u64 {
-        self.outbox_max
-    }
-
-    fn queued(&self) {
-        self.wake.notify_one();
-    }
 }
 
 /// The client options for a session: persistent, with a last will on the availability

@@ -4,11 +4,15 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use serde::{Deserialize, Serialize};
+
 pub use crate::events::EventKind;
 pub use crate::index::ClipFacts;
 
 use crate::commands::AudioReport;
 use crate::events::EventInfo;
+use crate::index::{MessageKind, Queued};
+use crate::speaker::TalkState;
 
 /// IoT Core's payload limit.
 pub const MAX_PAYLOAD: usize = 128 * 1024;
@@ -109,8 +113,8 @@ pub fn event(
     v
 }
 
-/// What `<prefix>/state` reports.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What `<prefix>/state` reports (kept in the outbox as JSON of these fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateFacts {
     pub recording: bool,
     pub event_id: Option<String>,
@@ -146,13 +150,59 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
 }
 
 /// `<prefix>/talk` (retained): who talks through the speaker.
-pub fn talk(s: &crate::speaker::TalkState, camera: &str, at: DateTime<Utc>) -> Value {
+pub fn talk(s: &TalkState, camera: &str, at: DateTime<Utc>) -> Value {
     json!({
         "v": VERSION,
         "camera": camera,
         "talking": s.talking,
         "talker": s.talker,
         "at": ts(at),
+    })
+}
+
+/// A message ready to hand to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worded {
+    pub topic: String,
+    pub body: Value,
+    pub retain: bool,
+}
+
+/// Words a queued message: its topic, its JSON and whether it is retained. `stream` is
+/// the KVS stream event video goes to (upload on). An error says why the facts cannot be
+/// read (the row is dropped).
+pub fn word(
+    q: &Queued,
+    t: &Topics,
+    camera: &str,
+    stream: Option<&str>,
+) -> Result<Worded, serde_json::Error> {
+    let (topic, body, retain) = match q {
+        Queued::Event(kind, e) => {
+            let kind = match kind {
+                MessageKind::Start => EventKind::Start,
+                _ => EventKind::Update,
+            };
+            (t.events(), event(kind, e, camera, &[], None), false)
+        }
+        Queued::End(e, clips) => (
+            t.events(),
+            event(EventKind::End, e, camera, clips, stream),
+            false,
+        ),
+        Queued::State(MessageKind::Talk, facts, at) => {
+            let s: TalkState = serde_json::from_str(facts)?;
+            (t.talk(), talk(&s, camera, *at), true)
+        }
+        Queued::State(_, facts, at) => {
+            let s: StateFacts = serde_json::from_str(facts)?;
+            (t.state(), state(&s, camera, *at), true)
+        }
+    };
+    Ok(Worded {
+        topic,
+        body,
+        retain,
     })
 }
 
@@ -299,6 +349,45 @@ mod tests {
         );
         let local = event(EventKind::End, &e, "front-door", &clips, None);
         assert!(local.get("kvs").is_none(), "no upload, no cloud range");
+    }
+
+    #[test]
+    fn queued_facts_are_worded_at_send_time() {
+        let t = Topics {
+            prefix: "edgecam/cam1".into(),
+        };
+        let at = at("2026-11-21T10:00:01.500Z");
+        let facts = StateFacts {
+            recording: true,
+            viewers: 2,
+            ..StateFacts::default()
+        };
+        let state = Queued::State(
+            MessageKind::State,
+            serde_json::to_string(&facts).unwrap(),
+            at,
+        );
+        let m = word(&state, &t, "cam1", None).unwrap();
+        assert_eq!((m.topic.as_str(), m.retain), ("edgecam/cam1/state", true));
+        assert_eq!(
+            m.body,
+            self::state(&facts, "cam1", at),
+            "the same as sent directly"
+        );
+        let talk = Queued::State(
+            MessageKind::Talk,
+            r#"{"talking":false,"talker":null}"#.into(),
+            at,
+        );
+        let m = word(&talk, &t, "cam1", None).unwrap();
+        assert_eq!(m.topic, "edgecam/cam1/talk");
+        assert_eq!(m.body["at"], "2026-11-21T10:00:01.500Z");
+        let update = Queued::Event(MessageKind::Update, info());
+        let m = word(&update, &t, "cam1", Some("porch")).unwrap();
+        assert_eq!((m.topic.as_str(), m.retain), ("edgecam/cam1/events", false));
+        assert_eq!(m.body["type"], "update");
+        let broken = Queued::State(MessageKind::State, "{\"recording\":".into(), at);
+        assert!(word(&broken, &t, "cam1", None).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -20,7 +20,7 @@ use crate::capture::{audio, Heartbeat};
 use crate::commands::{self, Command, Reply};
 use crate::control::Commands;
 use crate::events::TriggerKind;
-use crate::index::{Index, NewMessage};
+use crate::index::{Index, MessageKind, Outbox, Queued};
 use crate::media::Snapshot;
 use crate::metrics::MqttMetrics;
 
@@ -55,6 +55,9 @@ pub struct MqttSettings {
     pub motion_min_area_percent: f32,
     /// Publish `<prefix>/talk`.
     pub publish_talk: bool,
+    /// The KVS stream event video goes to (upload on): `end` messages say where to play
+    /// the event back from.
+    pub stream: Option<String>,
 }
 
 /// What the session reads and drives.
@@ -65,8 +68,9 @@ pub struct MqttDeps {
     pub snapshot: watch::Receiver<Option<Snapshot>>,
     pub viewers: watch::Receiver<usize>,
     pub metrics: MqttMetrics,
-    /// Rung when a message was queued.
-    pub wake: Arc<Notify>,
+    /// The outbox's bound, and the bell rung when a message was queued (and when the
+    /// clock is set: messages held until then may go).
+    pub outbox: Outbox,
     /// The audio pipeline's heartbeat, when audio is on.
     pub audio: Option<Heartbeat>,
     /// Who talks through the speaker, when the camera has one.
@@ -171,7 +175,7 @@ impl<'a> Connection<'a> {
                     return Ok(());
                 }
                 ev = self.eventloop.poll() => self.on_event(ev?).await,
-                _ = self.deps.wake.notified(), if self.connected => self.top_up().await,
+                _ = self.deps.outbox.queued.notified(), if self.connected => self.top_up().await,
                 Some((topic, body)) = replies.recv(), if self.connected => {
                     self.publish(topic, body, false, None);
                 }
@@ -269,15 +273,46 @@ impl<'a> Connection<'a> {
                 break;
             }
             for r in rows {
-                if r.payload.len() > payload::MAX_PAYLOAD {
-                    warn!(seq = r.seq, "queued message over 128 KB dropped");
+                let Some((topic, body, retain)) = self.word(r.seq, r.message.as_ref()) else {
                     let _ = self.deps.index.outbox_delete(r.seq).await;
                     self.window.passed_over(r.seq);
                     continue;
-                }
-                if !self.publish(r.topic, r.payload, r.retain, Some(r.seq)) {
+                };
+                if !self.publish(topic, body, retain, Some(r.seq)) {
                     return;
                 }
+            }
+        }
+    }
+
+    /// The queued message `seq` in words, or `None` (logged) when it cannot be sent: its
+    /// facts are unreadable, or it is over IoT Core's 128 KB.
+    fn word(&self, seq: i64, q: Option<&Queued>) -> Option<(String, Vec<u8>, bool)> {
+        let stream = self.s.stream.as_deref();
+        let worded = q.map(|q| payload::word(q, &self.s.topics, &self.s.client_id, stream));
+        match worded {
+            Some(Ok(m)) => {
+                let body = m.body.to_string().into_bytes();
+                if body.len() > payload::MAX_PAYLOAD {
+                    warn!(
+                        seq,
+                        bytes = body.len(),
+                        "queued message over 128 KB dropped"
+                    );
+                    return None;
+                }
+                Some((m.topic, body, m.retain))
+            }
+            Some(Err(e)) => {
+                warn!(seq, error = %e, "queued message unreadable; dropped");
+                None
+            }
+            None => {
+                warn!(
+                    seq,
+                    "queued message about an event no longer indexed; dropped"
+                );
+                None
             }
         }
     }
@@ -319,15 +354,7 @@ impl<'a> Connection<'a> {
         if !force && self.last_state.as_ref() == Some(&facts) {
             return;
         }
-        let v = payload::state(&facts, &self.s.client_id, chrono::Utc::now());
-        if queue_state(
-            &self.deps.index,
-            self.s.outbox_max,
-            self.s.topics.state(),
-            &v,
-        )
-        .await
-        {
+        if queue_state(self.deps, MessageKind::State, &facts).await {
             self.last_state = Some(facts);
             self.top_up().await;
         }
@@ -342,15 +369,7 @@ impl<'a> Connection<'a> {
         if !force && self.last_talk.as_ref() == Some(&now) {
             return;
         }
-        let v = payload::talk(&now, &self.s.client_id, chrono::Utc::now());
-        if queue_state(
-            &self.deps.index,
-            self.s.outbox_max,
-            self.s.topics.talk(),
-            &v,
-        )
-        .await
-        {
+        if queue_state(self.deps, MessageKind::Talk, &now).await {
             self.last_talk = Some(now);
             self.top_up().await;
         }
@@ -452,20 +471,23 @@ impl<'a> Connection<'a> {
     }
 }
 
-/// Queues a retained message of the `state` kind (the first dropped when the outbox is
+/// Queues a retained `State` or `Talk` message (the first dropped when the outbox is
 /// full); false when it could not be written.
-async fn queue_state(index: &Index, max: u64, topic: String, v: &serde_json::Value) -> bool {
-    let m = NewMessage {
-        topic,
-        payload: v.to_string().into_bytes(),
-        retain: true,
-        kind: "state",
-        event_id: None,
+async fn queue_state(deps: &MqttDeps, kind: MessageKind, facts: &impl serde::Serialize) -> bool {
+    let queued = match serde_json::to_string(facts) {
+        Ok(facts) => {
+            let at = chrono::Utc::now();
+            deps.index.queue_state(kind, &facts, at, &deps.outbox).await
+        }
+        Err(e) => {
+            warn!(error = %e, kind = kind.as_str(), "could not write a state message");
+            return false;
+        }
     };
-    match index.queue(&m, max).await {
+    match queued {
         Ok(()) => true,
         Err(e) => {
-            warn!(error = %e, topic = %m.topic, "could not queue a state message");
+            warn!(error = %e, kind = kind.as_str(), "could not queue a state message");
             false
         }
     }

@@ -288,15 +288,15 @@ impl Recorder {
         }
         let index = self.deps.index.clone();
         let data_dir = self.deps.data_dir.clone();
-        let events = self.deps.events.clone();
+        let outbox = self.deps.outbox.clone();
         let now = self.now();
         let clock = self.clock_applied.clone();
         self.finishing.spawn(async move {
             let event_id = clip.event_id.clone();
             finish_clip(&index, &data_dir, clip, now, &clock).await;
             // The event's end message goes out once its last clip is finished.
-            if let Some(out) = events {
-                publish::queue_end(&index, out.as_ref(), &event_id).await;
+            if let Some(outbox) = outbox {
+                publish::queue_end(&index, &outbox, &event_id).await;
             }
         });
     }
@@ -330,8 +330,8 @@ impl Recorder {
         }
         if now.duration_since(self.owed_checked) >= OWED_CHECK {
             self.owed_checked = now;
-            if let Some(out) = self.deps.events.clone() {
-                publish::queue_owed_ends(&self.deps.index, out.as_ref()).await;
+            if let Some(outbox) = &self.deps.outbox {
+                publish::queue_owed_ends(&self.deps.index, outbox).await;
             }
         }
     }

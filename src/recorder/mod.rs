@@ -1,7 +1,7 @@
 //! The event recorder: the pre-roll ring, the event tracker's actions applied to clip
 //! files and the index, recovery and retention. It knows nothing of the paths that
-//! follow it: event messages are built through `publish::EventMessages`, and the frames
-//! of clips go out on the `feed`.
+//! follow it: event changes go into the index's outbox as facts (`publish`), and the
+//! frames of clips go out on the `feed`.
 
 pub mod clip;
 mod clips;
@@ -20,5 +20,4 @@ pub use clip::{ClipError, ClipWriter};
 pub use feed::{ClipFeed, Feed, FeedReceiver};
 pub use handle::{RecorderCommand, RecorderHandle, RecorderStatus};
 pub use preroll::{AudioRing, PreRoll};
-pub use publish::EventMessages;
 pub use task::{prepare, spawn, Recorder, RecorderConfig, RecorderDeps, RECORDER_QUEUE};

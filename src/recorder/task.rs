@@ -15,7 +15,7 @@ use super::clips::OpenClip;
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
 use super::motion::round_score;
-use super::publish::{self, EventMessages};
+use super::publish;
 use super::retry::{ClipRetry, Reopen};
 use super::{AudioRing, PreRoll};
 use crate::clock::{ClockState, SharedClocks};
@@ -24,7 +24,7 @@ use crate::events::{
     Action, EventInfo, EventKind, IdSource, Input, MotionDetector, MotionSettings, Tracker,
     TrackerSettings, Trigger, TriggerKind, UlidIds,
 };
-use crate::index::Index;
+use crate::index::{Index, Outbox};
 use crate::media::{
     AnalysisBus, AnalysisFrame, AudioBus, AudioFrame, EncodedFrame, FrameBus, Snapshot,
     Subscription,
@@ -66,9 +66,9 @@ pub struct RecorderDeps {
     pub index: Index,
     pub data_dir: PathBuf,
     pub clocks: SharedClocks,
-    /// Builds the event messages queued with each event change (when MQTT is on); the
-    /// tracker already spaces updates by `events.update_interval_s`.
-    pub events: Option<Arc<dyn EventMessages>>,
+    /// The MQTT outbox each event change is queued in (when MQTT is on); the tracker
+    /// already spaces updates by `events.update_interval_s`.
+    pub outbox: Option<Outbox>,
     /// Hands every frame written to a clip to its follower (events upload mode).
     pub feed: Option<ClipFeed>,
     /// The camera's sound as AAC, when audio is on: every clip gets a sound track.
@@ -96,8 +96,8 @@ pub async fn spawn(
 /// now (so it sees the first keyframe of a capture started after), and commands sent to
 /// the handle wait until it runs. Events a crash cut short get their owed `end` message.
 pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle, Recorder) {
-    if let Some(out) = &deps.events {
-        publish::queue_owed_ends(&deps.index, out.as_ref()).await;
+    if let Some(outbox) = &deps.outbox {
+        publish::queue_owed_ends(&deps.index, outbox).await;
     }
     let detect = match deps.index.setting(DETECT_SETTING).await {
         Ok(Some(v)) => v == "on",
@@ -461,20 +461,6 @@ impl Recorder {
     /// Records an event change in the index, with its MQTT message when MQTT is on (the
     /// `end` message waits for the event's clips to be finished).
     async fn record_event(&mut self, kind: EventKind, e: &EventInfo) {
-        let index = &self.deps.index;
-        let Some(out) = self.deps.events.as_deref() else {
-            if let Err(err) = index.upsert_event(e).await {
-                error!(event_id = %e.id, error = %err, "could not record the event in the index");
-            }
-            return;
-        };
-        let message = match kind {
-            EventKind::Start | EventKind::Update => out.message(kind, e),
-            EventKind::End => None,
-        };
-        publish::record(index, out, e, message).await;
-        if kind == EventKind::End {
-            publish::queue_end(index, out, &e.id).await;
-        }
+        publish::record(&self.deps.index, self.deps.outbox.as_ref(), kind, e).await;
     }
 }

@@ -9,7 +9,7 @@ pub mod playback;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,7 @@ impl SpeakerConfig {
 }
 
 /// Who talks now, for the viewer page, MQTT and `status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TalkState {
     pub talking: bool,
     pub talker: Option<String>,

@@ -421,7 +421,7 @@ pub async fn spawn_recorder(
         index: index.clone(),
         data_dir: data.to_owned(),
         clocks: edgecam::clock::system(),
-        events: None,
+        outbox: None,
         feed: None,
         audio,
         disk_full: None,
