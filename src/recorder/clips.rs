@@ -1,22 +1,28 @@
-//! The recorder's open clips: opening one from the pre-roll, writing frames to it (and
-//! to the clip feed), finishing it in the background, and the periodic syncs.
+//! The recorder's clips, one owner for them all: opening a clip from the pre-roll,
+//! writing frames and sound to every open one (and to the clip feed), opening it again
+//! with backoff when it cannot be written, finishing clips in the background, and the
+//! index writes a full disk refused, made once it takes writes again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinError, JoinSet};
 use tracing::{error, info, warn};
 
-use super::clip::{ClipError, ClipWriter, AUDIO_IDLE};
+use super::clip::{part_path, ClipWriter, AUDIO_IDLE};
 use super::feed::ClipFeed;
+use super::open_clip::{finish_clip, OpenClip, Owed};
+use super::preroll::{AudioRing, PreRoll};
 use super::publish;
-use super::recovery;
-use super::retry::Reopen;
-use super::task::Recorder;
-use crate::clock::ClockState;
-use crate::index::{upload_state, ClipStatus, Index};
-use crate::media::{AudioFrame, EncodedFrame};
+use super::retry::{ClipRetry, Reopen};
+use super::time::RecorderClock;
+use crate::backoff::Backoff;
+use crate::events::{IdSource, UlidIds};
+use crate::index::{upload_state, Index, Outbox};
+use crate::media::{AudioFrame, EncodedFrame, Snapshot};
 
 /// Sound kept and offered from before a clip's first keyframe: the frame nearest the
 /// picture's start may begin a little before it.
@@ -25,99 +31,91 @@ pub(super) const SOUND_MARGIN: chrono::TimeDelta = chrono::TimeDelta::millisecon
 /// How long a clip whose picture is complete waits for the rest of its sound.
 const CLOSING_WAIT: Duration = Duration::from_millis(500);
 
-/// How often ended events still owed their `end` message are looked for.
-const OWED_CHECK: Duration = Duration::from_secs(10);
-
 /// A clip past its end time with no newer frame is finished after this long anyway.
 const END_GRACE: Duration = Duration::from_secs(2);
 
-pub(super) struct OpenClip {
-    /// The clip's file and index id.
-    pub id: String,
-    /// The same, for the clip feed.
-    feed_id: Arc<str>,
-    /// The id the tracker knows it by: a clip split by a stream restart keeps it.
-    pub tracker_id: String,
-    pub event_id: String,
-    /// Pipeline generation of the frames in it; a new generation starts a new file.
-    pub generation: Option<u32>,
-    pub(super) writer: ClipWriter,
-    /// Relative path of the final file.
-    rel: String,
-    thumbnail: Option<String>,
-    pub until: Option<DateTime<Utc>>,
-    pub frames_lost: u64,
-    /// The follower missed some sound: it gets nothing more of this clip live (it sees
-    /// the clip end short and reads the rest, with its sound, from the file).
-    feed_cut: bool,
-    /// The picture is complete (past `until`); the clip waits, at most `CLOSING_WAIT`,
-    /// for the sound up to `until`, which arrives a little later.
-    pub closing: Option<Instant>,
+/// A clip that has been writing this long shows the disk takes writes again (one that
+/// cannot write fails at its first fragment, well within it).
+const PROVEN_AFTER: Duration = Duration::from_secs(3);
+
+/// Index writes a full disk refused are tried again after this, doubling to the longest.
+const OWED_FIRST: Duration = Duration::from_secs(1);
+const OWED_LONGEST: Duration = Duration::from_secs(30);
+
+/// Where the clips get their frames and what else they need.
+pub(super) struct ClipDeps {
+    pub index: Index,
+    pub data_dir: PathBuf,
+    /// Hands every frame written to a clip to its follower (events upload mode).
+    pub feed: Option<ClipFeed>,
+    /// The MQTT outbox: an event's `end` is queued once its last clip is finished.
+    pub outbox: Option<Outbox>,
+    /// Told when a clip cannot be written (a full disk?), so retention runs at once.
+    pub disk_full: Option<Arc<Notify>>,
+    /// The thumbnail of a clip is the snapshot at its start.
+    pub snapshot: watch::Receiver<Option<Snapshot>>,
 }
 
-impl OpenClip {
-    /// Writes a frame (and hands it to the feed); `false` when the file failed and the
-    /// event must continue in a new clip.
-    pub fn write(&mut self, frame: &EncodedFrame, feed: Option<&ClipFeed>) -> bool {
-        let index = self.writer.frames();
-        if let Err(e) = self.writer.push(frame) {
-            error!(clip_id = %self.id, error = %e, "cannot write frame; continuing in a new clip");
-            return false;
-        }
-        self.generation = Some(frame.generation);
-        if self.writer.frames() > index && !self.feed_cut {
-            if let Some(feed) = feed {
-                // A follower that is behind sees the gap and reads the rest from the file.
-                feed.frame(&self.feed_id, index, frame);
-            }
-        }
-        true
-    }
-
-    /// Writes a sound frame (and hands it to the feed); a failure ends the clip's sound,
-    /// never its picture.
-    pub fn write_audio(&mut self, frame: &AudioFrame, feed: Option<&ClipFeed>, now: Instant) {
-        if !self.writer.takes_audio() {
-            return;
-        }
-        match self.writer.push_audio(frame, now) {
-            Ok(true) => {
-                if let Some(feed) = feed.filter(|_| !self.feed_cut) {
-                    self.feed_cut = !feed.audio(&self.feed_id, frame);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                error!(clip_id = %self.id, error = %e, "cannot write sound; the clip goes on without it");
-                self.writer.end_audio();
-            }
-        }
-        if !self.writer.takes_audio() {
-            self.sound_ended(feed);
-        }
-    }
-
-    /// Ends the clip's sound track (the picture goes on) and tells the follower.
-    pub fn end_audio(&mut self, feed: Option<&ClipFeed>) {
-        self.writer.end_audio();
-        self.sound_ended(feed);
-    }
-
-    fn sound_ended(&self, feed: Option<&ClipFeed>) {
-        if let Some(feed) = feed.filter(|_| !self.feed_cut) {
-            feed.audio_end(&self.feed_id);
-        }
-    }
+/// What the recorder lends for one call: the pre-roll a clip starts from, the sound
+/// beside it, and the time.
+pub(super) struct Sources<'a> {
+    pub preroll: &'a PreRoll,
+    pub sound: &'a AudioRing,
+    pub clock: &'a RecorderClock,
 }
 
-impl Recorder {
-    /// Opens a clip file from the keyframe at or before `from` (frames of the newest
+pub(super) struct Clips {
+    deps: ClipDeps,
+    open: Vec<OpenClip>,
+    finishing: JoinSet<Option<Owed>>,
+    /// A clip that could not be written, to be opened again with backoff.
+    retry: ClipRetry,
+    /// Index writes about finished clips that failed; made again with backoff.
+    owed: Vec<Owed>,
+    owed_backoff: Backoff,
+    owed_next: Option<Instant>,
+}
+
+impl Clips {
+    pub fn new(deps: ClipDeps) -> Self {
+        Self {
+            deps,
+            open: Vec::new(),
+            finishing: JoinSet::new(),
+            retry: ClipRetry::default(),
+            owed: Vec::new(),
+            owed_backoff: Backoff::new(OWED_FIRST, OWED_LONGEST),
+            owed_next: None,
+        }
+    }
+
+    /// Clips being written now.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The recorder lost `n` frames: every open clip has a gap.
+    pub fn lost(&mut self, n: u64) {
+        for clip in &mut self.open {
+            clip.frames_lost += n;
+        }
+    }
+
+    /// The tracker ended a clip: it closes after its last frame captured by `until`.
+    pub fn end(&mut self, tracker_id: &str, until: DateTime<Utc>) {
+        if let Some(c) = self.open.iter_mut().find(|c| c.tracker_id == tracker_id) {
+            c.until = Some(until);
+        }
+        self.retry.end(tracker_id, until);
+    }
+
+    /// Opens clip `id` from the keyframe at or before `from` (frames of the newest
     /// stream generation only: a file holds one stream).
-    pub(super) async fn open_clip(
+    pub async fn start(
         &mut self,
+        src: &Sources<'_>,
         event_id: &str,
-        tracker_id: String,
-        id: String,
+        (tracker_id, id): (String, String),
         from: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
     ) {
@@ -125,13 +123,11 @@ impl Recorder {
         let rel = format!("clips/{day}/{id}.mp4");
         let path = self.deps.data_dir.join(&rel);
         // Sound goes in when it is flowing now (a dead microphone would stall the muxer).
-        let sound = self
+        let idle = chrono::Duration::from_std(AUDIO_IDLE).unwrap_or_default();
+        let sound = src
             .preroll
             .newest()
-            .and_then(|t| {
-                self.sound
-                    .format_since(t - chrono::Duration::from_std(AUDIO_IDLE).unwrap_or_default())
-            })
+            .and_then(|t| src.sound.format_since(t - idle))
             .cloned();
         // Creating the file and starting the muxer touch the disk: off the runtime.
         let created = {
@@ -144,20 +140,22 @@ impl Recorder {
         let mut writer = match created {
             Ok(w) => w,
             Err(why) => {
+                // A file the muxer may have made before failing holds nothing.
+                let _ = tokio::fs::remove_file(part_path(&path)).await;
                 let again = Reopen {
                     event_id: event_id.to_owned(),
                     tracker_id,
                     until,
                 };
-                self.clip_failed(again, &why);
+                self.failed(again, &why, src.clock.monotonic());
                 return;
             }
         };
-        let generation = self.preroll.since(from).last().map(|f| f.generation);
-        let backlog = self.preroll.since(from).map(|f| f.data.len() as u64).sum();
+        let generation = src.preroll.since(from).last().map(|f| f.generation);
+        let backlog = src.preroll.since(from).map(|f| f.data.len() as u64).sum();
         writer.allow_backlog(backlog);
         let mut written = Vec::new();
-        for f in self
+        for f in src
             .preroll
             .since(from)
             .filter(|f| Some(f.generation) == generation)
@@ -171,14 +169,14 @@ impl Recorder {
                 written.push((index, f.clone()));
             }
         }
-        let start = self
+        let start = src
             .preroll
             .since(from)
             .find(|f| Some(f.generation) == generation && f.keyframe)
             .map_or(from, |f| f.captured_at);
-        let now = self.deps.clocks.monotonic();
+        let now = src.clock.monotonic();
         let mut sound_written = Vec::new();
-        for a in self.sound.since(start - SOUND_MARGIN) {
+        for a in src.sound.since(start - SOUND_MARGIN) {
             match writer.push_audio(a, now) {
                 Ok(true) => sound_written.push(a.clone()),
                 Ok(false) => {}
@@ -189,16 +187,12 @@ impl Recorder {
                 }
             }
         }
+        let start_at = src.clock.applied().correct(start);
         let part = format!("{rel}.part");
         let index = &self.deps.index;
+        // A row that cannot be written now is written when the clip is finished.
         if let Err(e) = index
-            .insert_clip(
-                &id,
-                event_id,
-                &part,
-                self.clock_applied.correct(start),
-                self.now(),
-            )
+            .insert_clip(&id, event_id, &part, start_at, src.clock.now())
             .await
         {
             error!(clip_id = %id, error = %e, "could not record the clip in the index");
@@ -221,9 +215,6 @@ impl Recorder {
         }
         let thumbnail = self.write_thumbnail(&path, &id).await;
         info!(clip_id = %id, event_id, pre_roll_frames = writer.frames(), sound = writer.takes_audio(), "clip started");
-        if self.retry.succeeded() {
-            info!(clip_id = %id, event_id, "recording resumed");
-        }
         self.open.push(OpenClip {
             feed_id,
             id,
@@ -233,23 +224,99 @@ impl Recorder {
             writer,
             rel,
             thumbnail,
+            start_at,
             until,
             frames_lost: 0,
             feed_cut: false,
             closing: None,
+            opened: now,
         });
+    }
+
+    /// A frame for the open clips: written to each, or the clip ends (past its end, a
+    /// restarted stream, a file that cannot be written); a clip due to be opened again
+    /// is opened first.
+    pub async fn on_frame(&mut self, frame: &EncodedFrame, src: &Sources<'_>) {
+        let mono = src.clock.monotonic();
+        if let Some(r) = self.retry.due(mono) {
+            if r.until.is_none_or(|u| frame.captured_at <= u) {
+                let ids = (r.tracker_id, UlidIds.next_id(frame.captured_at));
+                self.start(src, &r.event_id, ids, frame.captured_at, r.until)
+                    .await;
+            }
+        }
+        let (mut done, mut split, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, clip) in self.open.iter_mut().enumerate() {
+            if clip.closing.is_some() {
+                continue; // the picture is complete; the sound is catching up
+            }
+            if let Some(u) = clip.until.filter(|u| frame.captured_at > *u) {
+                if clip.writer.audio_short_of(u) {
+                    clip.closing = Some(mono);
+                } else {
+                    done.push(i);
+                }
+            } else if clip.generation.is_some_and(|g| g != frame.generation) {
+                info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
+                split.push(i);
+            } else if !clip.write(frame, self.deps.feed.as_ref()) {
+                failed.push(i);
+            }
+        }
+        for i in (0..self.open.len()).rev() {
+            if done.contains(&i) {
+                let clip = self.open.remove(i);
+                self.finish(clip, src.clock);
+            } else if failed.contains(&i) {
+                // Not a new file per frame: the event goes on, its clip comes back later.
+                let clip = self.open.remove(i);
+                let again = Reopen {
+                    event_id: clip.event_id.clone(),
+                    tracker_id: clip.tracker_id.clone(),
+                    until: clip.until,
+                };
+                self.finish(clip, src.clock);
+                self.failed(again, "the clip file cannot be written", mono);
+            } else if split.contains(&i) {
+                let clip = self.open.remove(i);
+                let (event_id, tracker_id, until) =
+                    (clip.event_id.clone(), clip.tracker_id.clone(), clip.until);
+                self.finish(clip, src.clock);
+                let ids = (tracker_id, UlidIds.next_id(frame.captured_at));
+                self.start(src, &event_id, ids, frame.captured_at, until)
+                    .await;
+            }
+        }
+    }
+
+    /// A sound frame for the open clips; a clip waiting for its sound is finished once
+    /// the sound passed its end.
+    pub fn on_audio(&mut self, frame: &AudioFrame, clock: &RecorderClock) {
+        let now = clock.monotonic();
+        let mut done = Vec::new();
+        for (i, clip) in self.open.iter_mut().enumerate() {
+            let past = clip.until.is_some_and(|u| frame.captured_at > u);
+            if !(clip.closing.is_some() && past) {
+                clip.write_audio(frame, self.deps.feed.as_ref(), now);
+            }
+            if clip.closing.is_some() && (past || !clip.writer.takes_audio()) {
+                done.push(i); // the sound caught up with the picture's end
+            }
+        }
+        for i in done.into_iter().rev() {
+            let clip = self.open.remove(i);
+            self.finish(clip, clock);
+        }
     }
 
     /// A clip could not be started or written: the event goes on without a file until
     /// the retry (with backoff, logged once per run of failures).
-    pub(super) fn clip_failed(&mut self, again: Reopen, why: &str) {
+    fn failed(&mut self, again: Reopen, why: &str, now: Instant) {
         let event_id = again.event_id.clone();
         if let Some(disk_full) = &self.deps.disk_full {
             disk_full.notify_one();
         }
-        let (delay, first) =
-            self.retry
-                .failed(again, self.deps.clocks.monotonic(), fastrand::f64());
+        let (delay, first) = self.retry.failed(again, now, fastrand::f64());
         if first {
             error!(event_id, error = why, retry_in_ms = delay.as_millis() as u64,
                 "cannot record a clip (disk full or failing?); the event goes on and recording is tried again with backoff");
@@ -263,7 +330,8 @@ impl Recorder {
         }
     }
 
-    /// Writes the latest snapshot beside the clip; returns its relative path.
+    /// Writes the latest snapshot beside the clip; returns its relative path. A write
+    /// that fails leaves no file.
     async fn write_thumbnail(&self, clip_path: &Path, id: &str) -> Option<String> {
         let jpeg = self.deps.snapshot.borrow().as_ref()?.jpeg.clone();
         let path = clip_path.with_extension("jpg");
@@ -276,36 +344,62 @@ impl Recorder {
             Ok(()) => Some(rel),
             Err(e) => {
                 warn!(clip_id = %id, error = %e, "could not write the thumbnail");
+                let _ = tokio::fs::remove_file(&path).await;
                 None
             }
         }
     }
 
     /// Finishes a clip in the background: muxer EOS, fsync, rename, index row.
-    pub(super) fn finish(&mut self, clip: OpenClip) {
+    fn finish(&mut self, clip: OpenClip, clock: &RecorderClock) {
         if let Some(feed) = &self.deps.feed {
             feed.clip_end(&clip.feed_id, clip.writer.frames());
         }
         let index = self.deps.index.clone();
         let data_dir = self.deps.data_dir.clone();
         let outbox = self.deps.outbox.clone();
-        let now = self.now();
-        let clock = self.clock_applied.clone();
+        let now = clock.now();
+        let applied = clock.applied().clone();
         self.finishing.spawn(async move {
             let event_id = clip.event_id.clone();
-            finish_clip(&index, &data_dir, clip, now, &clock).await;
+            let owed = finish_clip(&index, &data_dir, clip, now, &applied).await;
             // The event's end message goes out once its last clip is finished.
             if let Some(outbox) = outbox {
                 publish::queue_end(&index, &outbox, &event_id).await;
             }
+            owed
         });
     }
 
-    /// Finishes clips whose end passed without a newer frame; syncs the others' data.
-    pub(super) async fn housekeeping(&mut self) {
-        let now = self.now();
+    /// Waits for a clip being finished in the background (never, while none is).
+    pub async fn finished(&mut self) -> Result<Option<Owed>, JoinError> {
+        match self.finishing.join_next().await {
+            Some(done) => done,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A clip finished in the background; the index write it could not make is kept.
+    pub fn reap(&mut self, done: Result<Option<Owed>, JoinError>) {
+        match done {
+            Ok(Some(owed)) => self.owe(owed),
+            Ok(None) => {}
+            Err(e) => error!(error = %e, "clip finishing task failed"),
+        }
+    }
+
+    fn owe(&mut self, owed: Owed) {
+        self.owed.retain(|o| o.id != owed.id);
+        self.owed.push(owed);
+    }
+
+    /// Finishes clips whose end passed without a newer frame; syncs the others' data;
+    /// makes the index writes a full disk refused; a clip that has been writing a while
+    /// ends a run of failures.
+    pub async fn housekeeping(&mut self, clock: &RecorderClock) {
+        let now = clock.now();
         let grace = chrono::Duration::from_std(END_GRACE).unwrap_or_default();
-        let mono = self.deps.clocks.monotonic();
+        let mono = clock.monotonic();
         let mut i = 0;
         while i < self.open.len() {
             let closed = self.open[i]
@@ -313,82 +407,81 @@ impl Recorder {
                 .is_some_and(|t| mono.duration_since(t) >= CLOSING_WAIT);
             if closed || self.open[i].until.is_some_and(|u| now > u + grace) {
                 let clip = self.open.remove(i);
-                self.finish(clip);
+                self.finish(clip, clock);
             } else {
                 i += 1;
             }
         }
-        let now = self.deps.clocks.monotonic();
         for clip in &mut self.open {
-            if clip.writer.audio_idle(now) {
+            if clip.writer.audio_idle(mono) {
                 warn!(clip_id = %clip.id, "the sound stopped; the clip goes on without it");
                 clip.end_audio(self.deps.feed.as_ref());
             }
-            if let Some(file) = clip.writer.due_sync(now) {
+            if let Some(file) = clip.writer.due_sync(mono) {
                 tokio::task::spawn_blocking(move || file.sync_data());
             }
         }
-        if now.duration_since(self.owed_checked) >= OWED_CHECK {
-            self.owed_checked = now;
-            if let Some(outbox) = &self.deps.outbox {
-                publish::queue_owed_ends(&self.deps.index, outbox).await;
+        let proven = self
+            .open
+            .iter()
+            .find(|c| mono.duration_since(c.opened) >= PROVEN_AFTER);
+        if let Some(clip) = proven {
+            let (id, event_id) = (clip.id.clone(), clip.event_id.clone());
+            if self.retry.succeeded() {
+                info!(clip_id = %id, event_id, "recording resumed");
             }
+        }
+        if self.owed_next.is_none_or(|t| mono >= t) {
+            self.make_owed(clock).await;
         }
     }
-}
 
-/// Muxer EOS, fsync, rename, index row (or repair of what reached the disk).
-/// Finishes a clip: its times are those of its first and last frames, corrected when
-/// they were captured before the clock was set.
-async fn finish_clip(
-    index: &Index,
-    data_dir: &Path,
-    clip: OpenClip,
-    now: DateTime<Utc>,
-    clock: &ClockState,
-) {
-    let OpenClip {
-        id,
-        writer,
-        rel,
-        thumbnail,
-        frames_lost,
-        ..
-    } = clip;
-    let part = writer.part().to_owned();
-    let result = tokio::task::spawn_blocking(move || writer.finish()).await;
-    match result {
-        Ok(Ok((_, mut stats))) => {
-            stats.frames_lost += frames_lost;
-            stats.start_at = clock.correct(stats.start_at);
-            stats.end_at = clock.correct(stats.end_at);
-            info!(clip_id = %id, frames = stats.frame_count, duration_s = stats.duration.as_secs_f64(), "clip finished");
-            if let Err(e) = index
-                .finish_clip(
-                    &id,
-                    &rel,
-                    ClipStatus::Complete,
-                    &stats,
-                    thumbnail.as_deref(),
-                )
-                .await
-            {
-                error!(clip_id = %id, error = %e, "could not record the finished clip");
+    /// Makes the owed index writes, oldest first; stops at the first the index refuses
+    /// and tries again later.
+    async fn make_owed(&mut self, clock: &RecorderClock) {
+        while let Some(owed) = self.owed.first().cloned() {
+            match owed.make(&self.deps.index, clock.now()).await {
+                Ok(()) => {
+                    info!(clip_id = %owed.id, "the index took the clip's record it had refused");
+                    self.owed.remove(0);
+                }
+                Err(e) if e.is_retryable() => {
+                    let delay = self.owed_backoff.next_delay(fastrand::f64());
+                    self.owed_next = Some(clock.monotonic() + delay);
+                    return;
+                }
+                Err(e) => {
+                    error!(clip_id = %owed.id, error = %e, "could not record the clip");
+                    self.owed.remove(0);
+                }
             }
         }
-        Ok(Err(ClipError::Empty)) => {
-            warn!(clip_id = %id, "clip had no frames; dropped");
-            let _ = index.set_clip_status(&id, ClipStatus::Deleted).await;
+        self.owed_backoff.reset();
+        self.owed_next = None;
+    }
+
+    /// Shutdown: nothing more is opened; every open clip is finished within `budget`
+    /// (past it, an unfinished clip stays `.part` and the next start recovers it), and
+    /// the owed index writes are tried a last time.
+    pub async fn shutdown(&mut self, clock: &RecorderClock, budget: Duration) {
+        self.retry.clear();
+        for clip in std::mem::take(&mut self.open) {
+            self.finish(clip, clock);
         }
-        Ok(Err(e)) => {
-            // The muxer failed (disk full, stream change): keep what reached the disk.
-            error!(clip_id = %id, error = %e, "clip could not be finished; repairing what was written");
-            let start = match index.clip(&id).await {
-                Ok(row) => row.start_at,
-                Err(_) => now,
-            };
-            recovery::repair_now(index, data_dir, &id, &part, start).await;
+        let all = async {
+            while let Some(done) = self.finishing.join_next().await {
+                self.reap(done);
+            }
+        };
+        if tokio::time::timeout(budget, all).await.is_err() {
+            warn!("clips still finishing at shutdown; they will be recovered at the next start");
         }
-        Err(e) => error!(clip_id = %id, error = %e, "clip finishing panicked"),
+        self.make_owed(clock).await;
+        if !self.owed.is_empty() {
+            warn!(
+                clips = self.owed.len(),
+                "the index refused records of finished clips; the next start reconciles them"
+            );
+        }
     }
 }

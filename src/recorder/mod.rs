@@ -8,6 +8,7 @@ mod clips;
 pub mod feed;
 mod handle;
 mod motion;
+mod open_clip;
 pub mod preroll;
 pub mod publish;
 pub mod recovery;

@@ -1,73 +1,126 @@
 //! The recorder's motion detection: each analysis frame scored, motion turned into
-//! triggers, and the score and "motion now" published (the score at most once a second).
+//! triggers, and whether there is motion now, with the score, for the status (the score
+//! at most once a second).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tracing::info;
 
-use super::handle::RecorderStatus;
-use super::task::{Recorder, MOTION_HOLD};
-use crate::events::{Input, Trigger, TriggerKind};
+use crate::commands::MotionReport;
+use crate::events::{MotionDetector, MotionSettings, Trigger, TriggerKind};
 use crate::media::AnalysisFrame;
+use crate::metrics::MotionMetrics;
 
 /// The score goes out on the status at most this often.
 pub const SCORE_EVERY: Duration = Duration::from_secs(1);
+
+/// Motion counts as going on this long after the last analysis frame that showed some
+/// (analysis runs at a few frames a second; a person pausing is still there).
+pub const MOTION_HOLD: Duration = Duration::from_secs(2);
 
 /// A score as the status gives it: one decimal, so tiny changes do not count as news.
 pub fn round_score(score: f32) -> f32 {
     (score * 10.0).round() / 10.0
 }
 
-impl Recorder {
-    pub(super) async fn on_analysis(&mut self, a: &AnalysisFrame) {
+/// The detector, whether it is on, and what the status last said of it.
+#[derive(Debug)]
+pub(super) struct Motion {
+    detector: MotionDetector,
+    settings: MotionSettings,
+    detect: bool,
+    /// When the detector last saw motion.
+    last_motion: Option<DateTime<Utc>>,
+    /// What the status says about motion now.
+    moving: bool,
+    /// The detector's last score, and the one the status last gave, and when.
+    score: f32,
+    published_score: f32,
+    published_at: Instant,
+}
+
+impl Motion {
+    pub fn new(settings: MotionSettings, detect: bool, now: Instant) -> Self {
+        Self {
+            detector: MotionDetector::new(settings.clone()),
+            settings,
+            detect,
+            last_motion: None,
+            moving: false,
+            score: 0.0,
+            published_score: 0.0,
+            published_at: now,
+        }
+    }
+
+    pub fn detect(&self) -> bool {
+        self.detect
+    }
+
+    /// Turns detection on or off; on starts from a fresh background (a stale one would
+    /// see everything that changed meanwhile).
+    pub fn set_detect(&mut self, enabled: bool) {
+        if enabled && !self.detect {
+            self.detector = MotionDetector::new(self.settings.clone());
+        }
+        self.detect = enabled;
+    }
+
+    /// Scores an analysis frame taken at `now`: the trigger it makes when it shows
+    /// motion. Nothing while detection is off.
+    pub fn analyse(
+        &mut self,
+        a: &AnalysisFrame,
+        now: DateTime<Utc>,
+        metrics: &MotionMetrics,
+    ) -> Option<Trigger> {
         if !self.detect {
-            return;
+            return None;
         }
         let r = self.detector.process(&a.data, a.width, a.height, a.stride);
-        self.deps.motion.score.set(f64::from(r.score));
+        metrics.score.set(f64::from(r.score));
         if r.lighting {
             info!("the light changed (most of the picture at once): not motion; the background starts again");
         }
-        if r.motion {
-            self.last_motion = Some(self.now());
-        }
         self.score = r.score;
-        self.update_motion();
-        if r.motion {
-            let trigger = Trigger {
-                kind: TriggerKind::Motion,
-                label: "motion".into(),
-                score: r.score,
-                duration: None,
-            };
-            let actions = self.tracker.handle(self.now(), Input::Trigger(trigger));
-            self.apply(actions).await;
+        if !r.motion {
+            return None;
         }
+        self.last_motion = Some(now);
+        Some(Trigger {
+            kind: TriggerKind::Motion,
+            label: "motion".into(),
+            score: r.score,
+            duration: None,
+        })
     }
 
-    pub(super) fn update_motion(&mut self) {
+    /// Whether the status must go out now: motion started or stopped, or a new score
+    /// is due.
+    pub fn changed(&mut self, now: DateTime<Utc>, mono: Instant) -> bool {
         let hold = chrono::Duration::from_std(MOTION_HOLD).unwrap_or_default();
-        let now = self.now();
         let moving = self.detect && self.last_motion.is_some_and(|t| now - t <= hold);
-        // The score goes out at most once a second (MQTT state, the viewer page).
-        let mono = self.deps.clocks.monotonic();
         let score_due = self.published_score != round_score(self.score)
-            && mono.duration_since(self.score_published_at) >= SCORE_EVERY;
-        if moving != self.moving || score_due {
-            self.moving = moving;
-            self.publish_status();
-        }
+            && mono.duration_since(self.published_at) >= SCORE_EVERY;
+        let changed = moving != self.moving || score_due;
+        self.moving = moving;
+        changed
     }
 
-    pub(super) fn publish_status(&mut self) {
+    /// The status goes out at `mono`: whether there is motion, and the score it gives.
+    pub fn published(&mut self, mono: Instant) -> (bool, f32) {
         self.published_score = round_score(self.score);
-        self.score_published_at = self.deps.clocks.monotonic();
-        self.status.send_replace(RecorderStatus {
-            recording: self.tracker.recording(),
-            event_id: self.tracker.current().map(|e| e.id.clone()),
-            detect: self.detect,
-            motion: self.moving,
-            motion_score: self.published_score,
-        });
+        self.published_at = mono;
+        (self.moving, self.published_score)
+    }
+
+    pub fn report(&self) -> MotionReport {
+        MotionReport {
+            moving: self.moving,
+            score: round_score(self.score),
+            min_area_percent: self.settings.min_area_percent,
+            threshold: self.settings.threshold,
+        }
     }
 }

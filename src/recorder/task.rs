@@ -7,22 +7,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::clips::OpenClip;
+use super::clips::{ClipDeps, Clips, Sources, SOUND_MARGIN};
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
-use super::motion::round_score;
+use super::motion::Motion;
+use super::preroll::{AudioRing, PreRoll};
 use super::publish;
-use super::retry::{ClipRetry, Reopen};
-use super::{AudioRing, PreRoll};
+use super::time::RecorderClock;
 use crate::clock::{ClockState, SharedClocks};
-use crate::commands::{CommandError, MotionReport, Outcome, Record, StatusReport};
+use crate::commands::{CommandError, Outcome, Record, StatusReport};
 use crate::events::{
-    Action, EventInfo, EventKind, IdSource, Input, MotionDetector, MotionSettings, Tracker,
-    TrackerSettings, Trigger, TriggerKind, UlidIds,
+    Action, EventInfo, EventKind, Input, MotionSettings, Tracker, TrackerSettings, Trigger,
+    TriggerKind, UlidIds,
 };
 use crate::index::{Index, Outbox};
 use crate::media::{
@@ -43,9 +43,8 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long shutdown waits for open clips to be finished and synced.
 const SHUTDOWN_FINISH_BUDGET: Duration = Duration::from_millis(1200);
 const DETECT_SETTING: &str = "detect";
-/// Motion counts as going on this long after the last analysis frame that showed some
-/// (analysis runs at a few frames a second; a person pausing is still there).
-pub const MOTION_HOLD: Duration = Duration::from_secs(2);
+/// How often ended events still owed their `end` message are looked for.
+const OWED_CHECK: Duration = Duration::from_secs(10);
 
 /// What the recorder needs to know.
 #[derive(Debug, Clone)]
@@ -108,6 +107,14 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         detect,
         ..RecorderStatus::default()
     });
+    let clips = Clips::new(ClipDeps {
+        index: deps.index.clone(),
+        data_dir: deps.data_dir.clone(),
+        feed: deps.feed.clone(),
+        outbox: deps.outbox.clone(),
+        disk_full: deps.disk_full.clone(),
+        snapshot: deps.snapshot.clone(),
+    });
     let task = Recorder {
         frames: deps.frames.subscribe("recorder", RECORDER_QUEUE),
         audio: deps
@@ -121,21 +128,11 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
             cfg.pre_roll_max_bytes,
         ),
         tracker: Tracker::new(cfg.tracker.clone(), UlidIds),
-        detector: MotionDetector::new(cfg.motion.clone()),
-        motion: cfg.motion,
-        detect,
-        open: Vec::new(),
-        finishing: JoinSet::new(),
+        motion: Motion::new(cfg.motion, detect, deps.clocks.monotonic()),
+        clips,
         lost_seen: 0,
-        retry: ClipRetry::default(),
-        last_motion: None,
-        moving: false,
-        score: 0.0,
-        published_score: 0.0,
-        score_published_at: deps.clocks.monotonic(),
         owed_checked: deps.clocks.monotonic(),
-        time_base: (deps.clocks.utc(), deps.clocks.monotonic()),
-        clock_applied: ClockState::default(),
+        clock: RecorderClock::new(Arc::clone(&deps.clocks)),
         status: status_tx,
         deps,
         commands: command_rx,
@@ -143,39 +140,24 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
     (RecorderHandle { commands, status }, task)
 }
 
-/// The recorder task's state; `run` it.
+/// The recorder task's state; `run` it. It owns the frames' subscriptions, the pre-roll,
+/// the event tracker and the status; the clips and the motion detector have owners of
+/// their own.
 pub struct Recorder {
     frames: Subscription<EncodedFrame>,
     audio: Option<Subscription<AudioFrame>>,
-    pub(super) sound: AudioRing,
+    sound: AudioRing,
     analysis: Subscription<AnalysisFrame>,
-    pub(super) preroll: PreRoll,
-    pub(super) tracker: Tracker<UlidIds>,
-    pub(super) detector: MotionDetector,
-    motion: MotionSettings,
-    pub(super) detect: bool,
-    pub(super) open: Vec<OpenClip>,
-    pub(super) finishing: JoinSet<()>,
+    preroll: PreRoll,
+    tracker: Tracker<UlidIds>,
+    motion: Motion,
+    clips: Clips,
     lost_seen: u64,
-    /// A clip that could not be written, to be opened again with backoff.
-    pub(super) retry: ClipRetry,
-    /// When the detector last saw motion.
-    pub(super) last_motion: Option<DateTime<Utc>>,
-    /// What the status says about motion now.
-    pub(super) moving: bool,
-    /// The detector's last score, and the one the status last gave, and when.
-    pub(super) score: f32,
-    pub(super) published_score: f32,
-    pub(super) score_published_at: std::time::Instant,
     /// When ended events were last checked for an `end` message still owed.
-    pub(super) owed_checked: std::time::Instant,
-    pub(super) status: watch::Sender<RecorderStatus>,
-    /// The wall-clock time at a monotonic instant: the recorder's clock runs on
-    /// monotonic time and moves only when a step of the wall clock is applied.
-    pub(super) time_base: (DateTime<Utc>, std::time::Instant),
-    /// The clock steps and corrections applied so far.
-    pub(super) clock_applied: ClockState,
-    pub(super) deps: RecorderDeps,
+    owed_checked: std::time::Instant,
+    clock: RecorderClock,
+    status: watch::Sender<RecorderStatus>,
+    deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,
 }
 
@@ -202,7 +184,7 @@ impl Recorder {
         loop {
             let deadline = self.tracker.poll_timeout();
             let wait = if deadline.is_some() {
-                until(deadline, self.now())
+                until(deadline, self.clock.now())
             } else {
                 Duration::from_secs(3600)
             };
@@ -212,7 +194,10 @@ impl Recorder {
                     Some(f) => self.on_frame(f).await,
                     None => break,
                 },
-                Some(a) = next_audio(&mut self.audio) => self.on_audio(a),
+                Some(a) = next_audio(&mut self.audio) => {
+                    self.clips.on_audio(&a, &self.clock);
+                    self.sound.push(a);
+                }
                 Some(state) = crate::clock::next_state(&mut self.deps.clock) => self.on_clock(state).await,
                 Some(a) = self.analysis.recv() => self.on_analysis(&a).await,
                 Some((source, cmd, reply)) = self.commands.recv() => {
@@ -220,44 +205,27 @@ impl Recorder {
                     let _ = reply.send(result);
                 }
                 _ = tokio::time::sleep(wait), if deadline.is_some() => {
-                    let actions = self.tracker.handle(self.now(), Input::Tick);
+                    let actions = self.tracker.handle(self.clock.now(), Input::Tick);
                     self.apply(actions).await;
                 }
-                _ = housekeeping.tick() => {
-                    self.update_motion();
-                    self.housekeeping().await
-                }
-                Some(done) = self.finishing.join_next(), if !self.finishing.is_empty() => {
-                    if let Err(e) = done {
-                        error!(error = %e, "clip finishing task failed");
-                    }
-                }
+                _ = housekeeping.tick() => self.housekeeping().await,
+                done = self.clips.finished() => self.clips.reap(done),
             }
         }
         // Shutdown: end the open event now and finish every clip before returning.
-        let actions = self.tracker.handle(self.now(), Input::Stop);
+        let actions = self.tracker.handle(self.clock.now(), Input::Stop);
         self.apply(actions).await;
-        self.retry.clear();
-        for clip in std::mem::take(&mut self.open) {
-            self.finish(clip);
-        }
-        // Finishing ends with an fsync, which a busy disk can stretch to seconds. Past
-        // the budget, exit anyway: an unfinished clip stays `.part` and the next start
-        // recovers it.
-        let all = async { while self.finishing.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_FINISH_BUDGET, all)
-            .await
-            .is_err()
-        {
-            warn!("clips still finishing at shutdown; they will be recovered at the next start");
-        }
+        // Finishing ends with an fsync, which a busy disk can stretch to seconds.
+        self.clips
+            .shutdown(&self.clock, SHUTDOWN_FINISH_BUDGET)
+            .await;
         info!("recorder stopped");
     }
 
     async fn on_frame(&mut self, frame: EncodedFrame) {
         self.preroll.push(frame.clone());
         if let Some(oldest) = self.preroll.oldest() {
-            self.sound.trim_before(oldest - super::clips::SOUND_MARGIN);
+            self.sound.trim_before(oldest - SOUND_MARGIN);
         }
         let lost = self.frames.dropped();
         if lost > self.lost_seen {
@@ -265,80 +233,47 @@ impl Recorder {
                 lost = lost - self.lost_seen,
                 "recorder fell behind and lost frames; open clips have a gap"
             );
-            for clip in &mut self.open {
-                clip.frames_lost += lost - self.lost_seen;
-            }
+            self.clips.lost(lost - self.lost_seen);
             self.lost_seen = lost;
         }
-        if let Some(r) = self.retry.due(self.deps.clocks.monotonic()) {
-            if r.until.is_none_or(|u| frame.captured_at <= u) {
-                let id = UlidIds.next_id(frame.captured_at);
-                self.open_clip(&r.event_id, r.tracker_id, id, frame.captured_at, r.until)
-                    .await;
-            }
-        }
-        let (mut done, mut split, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-        let mono = self.deps.clocks.monotonic();
-        for (i, clip) in self.open.iter_mut().enumerate() {
-            if clip.closing.is_some() {
-                continue; // the picture is complete; the sound is catching up
-            }
-            if let Some(u) = clip.until.filter(|u| frame.captured_at > *u) {
-                if clip.writer.audio_short_of(u) {
-                    clip.closing = Some(mono);
-                } else {
-                    done.push(i);
-                }
-            } else if clip.generation.is_some_and(|g| g != frame.generation) {
-                info!(clip_id = %clip.id, "the camera stream restarted; continuing the event in a new clip");
-                split.push(i);
-            } else if !clip.write(&frame, self.deps.feed.as_ref()) {
-                failed.push(i);
-            }
-        }
-        for i in (0..self.open.len()).rev() {
-            if done.contains(&i) {
-                let clip = self.open.remove(i);
-                self.finish(clip);
-            } else if failed.contains(&i) {
-                // Not a new file per frame: the event goes on, its clip comes back later.
-                let clip = self.open.remove(i);
-                let again = Reopen {
-                    event_id: clip.event_id.clone(),
-                    tracker_id: clip.tracker_id.clone(),
-                    until: clip.until,
-                };
-                self.finish(clip);
-                self.clip_failed(again, "the clip file cannot be written");
-            } else if split.contains(&i) {
-                let clip = self.open.remove(i);
-                let (event_id, tracker_id, until) =
-                    (clip.event_id.clone(), clip.tracker_id.clone(), clip.until);
-                self.finish(clip);
-                let id = UlidIds.next_id(frame.captured_at);
-                self.open_clip(&event_id, tracker_id, id, frame.captured_at, until)
-                    .await;
-            }
+        let src = Sources {
+            preroll: &self.preroll,
+            sound: &self.sound,
+            clock: &self.clock,
+        };
+        self.clips.on_frame(&frame, &src).await;
+    }
+
+    async fn on_analysis(&mut self, a: &AnalysisFrame) {
+        let now = self.clock.now();
+        let trigger = self.motion.analyse(a, now, &self.deps.motion);
+        self.update_motion();
+        if let Some(trigger) = trigger {
+            let actions = self.tracker.handle(now, Input::Trigger(trigger));
+            self.apply(actions).await;
         }
     }
 
-    fn on_audio(&mut self, frame: AudioFrame) {
-        let now = self.deps.clocks.monotonic();
-        let mut done = Vec::new();
-        for (i, clip) in self.open.iter_mut().enumerate() {
-            let past = clip.until.is_some_and(|u| frame.captured_at > u);
-            if !(clip.closing.is_some() && past) {
-                clip.write_audio(&frame, self.deps.feed.as_ref(), now);
-            }
-            if clip.closing.is_some() && (past || !clip.writer.takes_audio()) {
-                done.push(i); // the sound caught up with the picture's end
+    /// Applies a step of the wall clock to the open event (see `RecorderClock::apply`).
+    async fn on_clock(&mut self, state: ClockState) {
+        if let Some(delta) = self.clock.apply(state) {
+            let actions = self
+                .tracker
+                .handle(self.clock.now(), Input::ClockStepped(delta));
+            self.apply(actions).await;
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        self.update_motion();
+        self.clips.housekeeping(&self.clock).await;
+        let mono = self.clock.monotonic();
+        if mono.duration_since(self.owed_checked) >= OWED_CHECK {
+            self.owed_checked = mono;
+            if let Some(outbox) = &self.deps.outbox {
+                publish::queue_owed_ends(&self.deps.index, outbox).await;
             }
         }
-        for i in done.into_iter().rev() {
-            let clip = self.open.remove(i);
-            self.finish(clip);
-        }
-        self.sound.push(frame);
     }
 
     async fn on_command(
@@ -359,7 +294,9 @@ impl Recorder {
                     score: 0.0,
                     duration: duration_s.map(Duration::from_secs_f64),
                 };
-                let actions = self.tracker.handle(self.now(), Input::Trigger(trigger));
+                let actions = self
+                    .tracker
+                    .handle(self.clock.now(), Input::Trigger(trigger));
                 self.apply(actions).await;
                 Ok(Outcome::Recording {
                     recording: self.tracker.recording(),
@@ -368,7 +305,7 @@ impl Recorder {
             }
             RecorderCommand::Record(Record::Stop) => {
                 let event = self.tracker.current().map(|e| e.id.clone());
-                let actions = self.tracker.handle(self.now(), Input::Stop);
+                let actions = self.tracker.handle(self.clock.now(), Input::Stop);
                 self.apply(actions).await;
                 Ok(Outcome::Stopped {
                     recording: false,
@@ -390,29 +327,20 @@ impl Recorder {
             RecorderCommand::Status => Ok(Outcome::Status(StatusReport {
                 recording: self.tracker.recording(),
                 event_id: self.tracker.current().map(|e| e.id.clone()),
-                detect: self.detect,
+                detect: self.motion.detect(),
                 pre_roll_s: self.preroll.span().as_secs_f64(),
                 pre_roll_bytes: self.preroll.bytes(),
-                open_clips: self.open.len(),
+                open_clips: self.clips.len(),
                 frames_lost: self.lost_seen,
                 // The dispatcher knows about audio capture.
                 audio: Default::default(),
-                motion: MotionReport {
-                    moving: self.moving,
-                    score: round_score(self.score),
-                    min_area_percent: self.motion.min_area_percent,
-                    threshold: self.motion.threshold,
-                },
+                motion: self.motion.report(),
             })),
         }
     }
 
     async fn set_detect(&mut self, enabled: bool) {
-        if enabled && !self.detect {
-            // A stale background would see everything that changed meanwhile.
-            self.detector = MotionDetector::new(self.motion.clone());
-        }
-        self.detect = enabled;
+        self.motion.set_detect(enabled);
         if let Err(e) = self
             .deps
             .index
@@ -425,7 +353,28 @@ impl Recorder {
     }
 
     /// Whether motion is going on now; the status follows when it changes.
-    pub(super) async fn apply(&mut self, actions: Vec<Action>) {
+    fn update_motion(&mut self) {
+        if self
+            .motion
+            .changed(self.clock.now(), self.clock.monotonic())
+        {
+            self.publish_status();
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let (motion, motion_score) = self.motion.published(self.clock.monotonic());
+        self.status.send_replace(RecorderStatus {
+            recording: self.tracker.recording(),
+            event_id: self.tracker.current().map(|e| e.id.clone()),
+            detect: self.motion.detect(),
+            motion,
+            motion_score,
+        });
+    }
+
+    /// Applies the tracker's actions to the index and the clips.
+    async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::EventStarted(e) => {
@@ -444,15 +393,15 @@ impl Recorder {
                     clip_id,
                     from,
                 } => {
-                    self.open_clip(&event_id, clip_id.clone(), clip_id, from, None)
-                        .await
+                    let src = Sources {
+                        preroll: &self.preroll,
+                        sound: &self.sound,
+                        clock: &self.clock,
+                    };
+                    let ids = (clip_id.clone(), clip_id);
+                    self.clips.start(&src, &event_id, ids, from, None).await
                 }
-                Action::EndClip { clip_id, until } => {
-                    if let Some(c) = self.open.iter_mut().find(|c| c.tracker_id == clip_id) {
-                        c.until = Some(until);
-                    }
-                    self.retry.end(&clip_id, until);
-                }
+                Action::EndClip { clip_id, until } => self.clips.end(&clip_id, until),
             }
         }
         self.publish_status();

@@ -1,31 +1,56 @@
 //! The recorder's clock: monotonic time from the wall clock at start, moved only when a
 //! step of the wall clock is applied (ARCHITECTURE.md, "Time").
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 
-use super::task::Recorder;
-use crate::clock::ClockState;
-use crate::events::Input;
+use crate::clock::{ClockState, SharedClocks};
 
-impl Recorder {
+#[derive(Debug)]
+pub(super) struct RecorderClock {
+    clocks: SharedClocks,
+    /// The wall-clock time at a monotonic instant.
+    base: (DateTime<Utc>, Instant),
+    /// The clock steps and corrections applied so far.
+    applied: ClockState,
+}
+
+impl RecorderClock {
+    pub fn new(clocks: SharedClocks) -> Self {
+        Self {
+            base: (clocks.utc(), clocks.monotonic()),
+            clocks,
+            applied: ClockState::default(),
+        }
+    }
+
     /// Now, on monotonic time from the wall clock at start (moved by each step of the
     /// wall clock as it is applied): a step never stretches or cuts an event.
-    pub(super) fn now(&self) -> DateTime<Utc> {
-        let (utc, mono) = self.time_base;
-        let elapsed = self.deps.clocks.monotonic().saturating_duration_since(mono);
+    pub fn now(&self) -> DateTime<Utc> {
+        let (utc, mono) = self.base;
+        let elapsed = self.clocks.monotonic().saturating_duration_since(mono);
         utc + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 
-    /// Applies what is new in the clock's state: a step moves the recorder's clock and
-    /// the open event's times (the clock part has already corrected the index; clip
-    /// times written from now on are corrected with `clock_applied`).
-    pub(super) async fn on_clock(&mut self, state: ClockState) {
-        let delta = state.stepped - self.clock_applied.stepped;
-        self.clock_applied = state;
-        if delta != chrono::Duration::zero() {
-            self.time_base.0 += delta;
-            let actions = self.tracker.handle(self.now(), Input::ClockStepped(delta));
-            self.apply(actions).await;
-        }
+    pub fn monotonic(&self) -> Instant {
+        self.clocks.monotonic()
+    }
+
+    /// Takes what is new in the clock's state; returns the step the open event must move
+    /// by, if the clock stepped (the clock part has already corrected the index; times
+    /// written from now on are corrected with `applied`).
+    pub fn apply(&mut self, state: ClockState) -> Option<chrono::Duration> {
+        let delta = state.stepped - self.applied.stepped;
+        self.applied = state;
+        (delta != chrono::Duration::zero()).then(|| {
+            self.base.0 += delta;
+            delta
+        })
+    }
+
+    /// The corrections applied so far.
+    pub fn applied(&self) -> &ClockState {
+        &self.applied
     }
 }

@@ -1,11 +1,16 @@
 //! A real small filesystem filling up during an event: no storm of clip files, the
 //! oldest clips make room, recording resumes, and the index and the MQTT outbox (both in
 //! SQLite on that disk) keep working: every event's `start` and `end` reaches the broker.
+//! A disk held full to the last byte for half a minute: clips are tried again with a
+//! growing backoff, failed attempts leave no files, and once the disk frees the index and
+//! the files agree.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use edgecam::index::ClipStatus;
 use serde_json::Value;
 
 use crate::mqtt::{event_ids, EVENTS, THING};
@@ -229,4 +234,131 @@ fn with_data_dir(text: &str, to: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Writes to `path` until the disk is full, again and again for `hold`, so that every
+/// byte anyone frees is taken back; meanwhile notes every clip file name seen under
+/// `clips` (the attempts to open a clip, and what they left).
+fn hold_full(path: &Path, clips: &Path, hold: Duration) -> BTreeSet<String> {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xA5u8; 4096];
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    while start.elapsed() < hold {
+        while f.write(&chunk).is_ok_and(|n| n > 0) {}
+        // The last pages: a byte at a time.
+        while f.write(&chunk[..1]).is_ok_and(|n| n > 0) {}
+        for p in walk(clips) {
+            seen.insert(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+/// Where the index and the files disagree: a row that is not deleted must name an
+/// existing `.mp4` (and thumbnail), every clip file and thumbnail must be named by such a
+/// row, and nothing unfinished or set aside is left.
+async fn disagreements(data: &Path) -> Vec<String> {
+    let index = edgecam::index::Index::open_read_only(&data.join("index.sqlite3"))
+        .await
+        .unwrap();
+    let mut named = HashSet::new();
+    let mut wrong = Vec::new();
+    for status in [
+        ClipStatus::Recording,
+        ClipStatus::Complete,
+        ClipStatus::Recovered,
+    ] {
+        for row in index.clips_with_status(status).await.unwrap() {
+            if status == ClipStatus::Recording {
+                wrong.push(format!("{} still recording at {}", row.id, row.path));
+            }
+            for rel in std::iter::once(&row.path).chain(row.thumbnail.as_ref()) {
+                if !data.join(rel).exists() {
+                    wrong.push(format!("{} names {rel}, which is not there", row.id));
+                }
+                named.insert(data.join(rel));
+            }
+        }
+    }
+    index.close().await;
+    for file in walk(&data.join("clips")) {
+        if !named.contains(&file) {
+            wrong.push(format!("{} is in no row", file.display()));
+        }
+    }
+    wrong
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_held_full_for_30_s_leaves_the_index_and_the_files_in_agreement() {
+    let disk = SmallDisk::new(40);
+    let data = disk.dir().join("data");
+    let mut d = Daemon::start_in(tempfile::tempdir().unwrap(), disk.wrapper(), &[], |text| {
+        let text = with_data_dir(&text, &data.display().to_string());
+        format!("{text}\n[events]\npre_roll_s = 1\npost_roll_s = 1\n[motion]\nenabled = false\n")
+    });
+    let root = disk.path(d.child.id());
+    d.command(r#"{"command":"record","duration_s":300}"#);
+    wait_for(Duration::from_secs(10), "a clip being recorded", || {
+        clips(&d).iter().any(|c| c["status"] == "recording")
+    });
+    let event = clips(&d)[0]["event_id"].as_str().unwrap().to_owned();
+
+    // Another program takes every byte for 30 s, then gives them back.
+    let filler = root.join("filler");
+    let seen = tokio::task::block_in_place(|| {
+        hold_full(&filler, &root.join("data/clips"), Duration::from_secs(30))
+    });
+    std::fs::remove_file(&filler).unwrap();
+    eprintln!("clip files seen while the disk was full: {seen:?}");
+    // 1 s doubling to 30 s: about six tries in 30 s, not one every 0.7 s.
+    let tried: BTreeSet<&str> = seen.iter().filter_map(|n| n.split('.').next()).collect();
+    assert!(tried.len() <= 10, "{} clips tried in 30 s", tried.len());
+    assert!(
+        !seen.iter().any(|n| n.ends_with(".bad")),
+        "an attempt that wrote nothing leaves nothing: {seen:?}"
+    );
+
+    // Recording resumes in a new clip, which writes; the event is then stopped and its
+    // clips settle.
+    let data_on_disk = root.join("data");
+    wait_for(
+        Duration::from_secs(40),
+        "recording resumed in a new clip",
+        || {
+            clips(&d).iter().any(|c| {
+                let id = c["id"].as_str().unwrap_or_default();
+                let part = data_on_disk.join(c["path"].as_str().unwrap_or_default());
+                c["event_id"] == event.as_str()
+                    && c["status"] == "recording"
+                    && !seen.contains(&format!("{id}.mp4.part"))
+                    && std::fs::metadata(part).is_ok_and(|m| m.len() > 20_000)
+            })
+        },
+    );
+    d.command(r#"{"command":"record","action":"stop"}"#);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut wrong = disagreements(&root.join("data")).await;
+    while !wrong.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        wrong = disagreements(&root.join("data")).await;
+    }
+    assert_eq!(wrong, Vec::<String>::new(), "with the daemon running");
+    let recorded: Vec<Value> = complete(&d)
+        .into_iter()
+        .filter(|c| c["event_id"] == event.as_str() && c["frame_count"].as_u64() > Some(0))
+        .collect();
+    assert!(!recorded.is_empty(), "the event has its clips");
+
+    d.signal("-TERM");
+    assert!(d.child.wait().unwrap().success(), "clean shutdown");
+    if disk.survives_the_daemon() {
+        assert_eq!(
+            disagreements(&data).await,
+            Vec::<String>::new(),
+            "after a clean stop"
+        );
+    }
 }

@@ -407,7 +407,8 @@ async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
             recovered: 1,
             completed: 0,
             adopted: 2,
-            missing: 2
+            missing: 2,
+            ..Report::default()
         }
     );
     assert!(!day.join("mangled.mp4.part").exists());

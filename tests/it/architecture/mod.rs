@@ -220,11 +220,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[
         "live/session.rs",
     ],
     &["mqtt/mod.rs", "mqtt/session.rs"],
-    &[
-        "recorder/clips.rs",
-        "recorder/motion.rs",
-        "recorder/task.rs",
-    ],
     &["upload/task/intake.rs", "upload/task/mod.rs"],
     &["web/api.rs", "web/auth.rs", "web/mod.rs", "web/origin.rs"],
 ];

@@ -84,6 +84,12 @@ impl SmallDisk {
         .collect()
     }
 
+    /// Whether the small disk is still there after the daemon exits (mounted by the test,
+    /// not inside the daemon's own namespace).
+    pub fn survives_the_daemon(&self) -> bool {
+        self.direct
+    }
+
     /// The small disk as the test sees it, `pid` being the daemon's.
     pub fn path(&self, pid: u32) -> PathBuf {
         if self.direct {
