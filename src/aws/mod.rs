@@ -7,9 +7,11 @@ pub mod iot;
 pub mod sign;
 pub mod signaling;
 pub mod skew;
+
+pub use skew::{skew_from_date, skew_ms, skewed};
 pub mod stream;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
@@ -163,33 +165,4 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
-}
-
-/// Clock skew from a server `Date` header, in ms (server − local), when it matters
-/// (over 60 s; smaller skews are within what SigV4 tolerates).
-pub fn skew_ms(
-    server: chrono::DateTime<chrono::Utc>,
-    local: chrono::DateTime<chrono::Utc>,
-) -> Option<i64> {
-    let ms = (server - local).num_milliseconds();
-    (ms.abs() > 60_000).then_some(ms)
-}
-
-/// The skew a response's `Date` header shows against `local` (see `skew_ms`).
-pub fn skew_from_date(
-    date: Option<&http::HeaderValue>,
-    local: chrono::DateTime<chrono::Utc>,
-) -> Option<i64> {
-    let date = chrono::DateTime::parse_from_rfc2822(date?.to_str().ok()?).ok()?;
-    skew_ms(date.to_utc(), local)
-}
-
-/// `SystemTime` corrected by a measured offset to the service's clock.
-pub fn skewed(now: SystemTime, skew_ms: i64) -> SystemTime {
-    let d = Duration::from_millis(skew_ms.unsigned_abs());
-    if skew_ms >= 0 {
-        now + d
-    } else {
-        now.checked_sub(d).unwrap_or(now)
-    }
 }

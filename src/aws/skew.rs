@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_smithy_async::time::TimeSource;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -34,10 +34,10 @@ impl Skew {
         let signing = local + chrono::Duration::milliseconds(self.ms());
         // Within a minute of the time we sign with: nothing to learn (the header has
         // whole seconds, and SigV4 allows minutes).
-        if super::skew_ms(server.to_utc(), signing).is_none() {
+        if skew_ms(server.to_utc(), signing).is_none() {
             return;
         }
-        let skew = super::skew_ms(server.to_utc(), local).unwrap_or(0);
+        let skew = skew_ms(server.to_utc(), local).unwrap_or(0);
         warn!(
             skew_ms = skew,
             "the local clock is off from AWS's; signing with AWS's time"
@@ -48,7 +48,7 @@ impl Skew {
 
 impl TimeSource for Skew {
     fn now(&self) -> SystemTime {
-        super::skewed(SystemTime::now(), self.ms())
+        skewed(SystemTime::now(), self.ms())
     }
 }
 
@@ -70,6 +70,35 @@ impl Intercept for LearnSkew {
         self.0
             .learn(context.response().headers().get("date"), SystemTime::now());
         Ok(())
+    }
+}
+
+/// Clock skew from a server `Date` header, in ms (server − local), when it matters
+/// (over 60 s; smaller skews are within what SigV4 tolerates).
+pub fn skew_ms(
+    server: chrono::DateTime<chrono::Utc>,
+    local: chrono::DateTime<chrono::Utc>,
+) -> Option<i64> {
+    let ms = (server - local).num_milliseconds();
+    (ms.abs() > 60_000).then_some(ms)
+}
+
+/// The skew a response's `Date` header shows against `local` (see `skew_ms`).
+pub fn skew_from_date(
+    date: Option<&http::HeaderValue>,
+    local: chrono::DateTime<chrono::Utc>,
+) -> Option<i64> {
+    let date = chrono::DateTime::parse_from_rfc2822(date?.to_str().ok()?).ok()?;
+    skew_ms(date.to_utc(), local)
+}
+
+/// `SystemTime` corrected by a measured offset to the service's clock.
+pub fn skewed(now: SystemTime, skew_ms: i64) -> SystemTime {
+    let d = Duration::from_millis(skew_ms.unsigned_abs());
+    if skew_ms >= 0 {
+        now + d
+    } else {
+        now.checked_sub(d).unwrap_or(now)
     }
 }
 

@@ -11,7 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::pipeline::{appsink, parse, timing};
+use super::pipeline::{appsink, parse, timing, Running};
 use super::template::PipelineSpec;
 use super::{CaptureError, Heartbeat};
 use crate::commands::AudioReport;
@@ -68,6 +68,15 @@ pub fn check(spec: &PipelineSpec) -> Result<(), CaptureError> {
             path: spec.path.clone(),
         })
     }
+}
+
+/// Builds an audio part, wired to `outputs`, ready to play.
+pub(super) fn start(
+    spec: &PipelineSpec,
+    outputs: &AudioOutputs,
+    generation: u32,
+) -> Result<Running, CaptureError> {
+    Ok(Running::without_video(build(spec, outputs, generation)?))
 }
 
 /// Builds an audio part and wires its appsinks; at least one of `opus` and `aac` must be

@@ -31,8 +31,13 @@ pub enum CaptureError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: unknown placeholder ${{{var}}}; known ones: {known}", path.display(), known = template::variables(&Default::default()).iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))]
-    UnknownPlaceholder { path: PathBuf, var: String },
+    #[error("{}: unknown placeholder ${{{var}}}; known ones: {known}", path.display())]
+    UnknownPlaceholder {
+        path: PathBuf,
+        var: String,
+        /// The placeholders there are, comma-separated.
+        known: String,
+    },
     #[error("{}: GStreamer cannot build this pipeline: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{}: the pipeline has no appsink named \"encoded\"; every pipeline must end its H.264 branch in `appsink name=encoded`", path.display())]

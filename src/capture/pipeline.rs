@@ -126,16 +126,12 @@ impl Running {
         })
     }
 
-    /// Builds an audio part and wires its appsinks to `outputs`.
-    pub fn build_audio(
-        spec: &PipelineSpec,
-        outputs: &super::audio::AudioOutputs,
-        generation: u32,
-    ) -> Result<Self, CaptureError> {
-        Ok(Self {
-            pipeline: super::audio::build(spec, outputs, generation)?,
+    /// A pipeline built elsewhere (an audio part) that gives no video.
+    pub(super) fn without_video(pipeline: gst::Pipeline) -> Self {
+        Self {
+            pipeline,
             encoded: None,
-        })
+        }
     }
 
     pub fn play(&self) -> Result<(), CaptureError> {

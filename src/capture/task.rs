@@ -149,7 +149,7 @@ impl Branch {
     ) -> Result<Running, CaptureError> {
         match self {
             Self::Video(o) => Running::build(spec, o, generation, fps),
-            Self::Audio(o) => Running::build_audio(spec, o, generation),
+            Self::Audio(o) => super::audio::start(spec, o, generation),
         }
     }
 }

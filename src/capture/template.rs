@@ -75,6 +75,7 @@ pub fn load(camera: &Camera) -> Result<PipelineSpec, CaptureError> {
     let text = render(split(&raw).0, camera).map_err(|var| CaptureError::UnknownPlaceholder {
         path: path.clone(),
         var,
+        known: known_placeholders(),
     })?;
     Ok(PipelineSpec { path, text })
 }
@@ -95,6 +96,7 @@ pub fn load_audio(camera: &Camera, audio: &Audio) -> Result<Option<PipelineSpec>
     let mut text = render_with(part, &vars).map_err(|var| CaptureError::UnknownPlaceholder {
         path: path.clone(),
         var,
+        known: known_placeholders(),
     })?;
     if audio.speaker && audio.record_talk {
         text =
@@ -137,6 +139,15 @@ pub fn audio_variables(a: &Audio) -> Vec<(&'static str, String)> {
             (u64::from(a.aac_bitrate_kbps) * 1000).to_string(),
         ),
     ]
+}
+
+/// The names of the video part's placeholders, for an error that names an unknown one.
+fn known_placeholders() -> String {
+    variables(&Camera::default())
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The placeholder values a pipeline file may use.

@@ -2,21 +2,22 @@
 //! and shuts down in order on SIGTERM/SIGINT (a second signal exits at once).
 
 mod clock;
+mod error;
 mod parts;
 mod start;
 mod systemd;
 
-use std::path::PathBuf;
+pub use error::DaemonError;
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::capture::{self, CaptureError};
+use crate::capture;
 use crate::config::Config;
-use crate::index::{Index, IndexError, INDEX_FILE};
-use crate::live;
+use crate::index::{Index, INDEX_FILE};
 use crate::mqtt;
 use crate::recorder::recovery;
 use crate::web;
@@ -24,51 +25,6 @@ use start::{Opened, Running};
 
 /// How long parts get to finish after the shutdown signal before edgecam exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Why the daemon could not start or run.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-    #[error("cannot create the data directory {}: {source} (check storage.data_dir and its permissions)", path.display())]
-    DataDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {addr}: {source} (is another edgecam running? change web.listen)")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the index in the data directory: {0}")]
-    Index(#[from] IndexError),
-    #[error("live view: {0}")]
-    Live(#[from] live::LiveError),
-    #[error(transparent)]
-    Mqtt(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Https(#[from] web::https::HttpsError),
-    #[error(transparent)]
-    Speaker(#[from] crate::speaker::PlaybackError),
-    #[error("upload: {0}")]
-    Upload(#[source] crate::aws::AwsError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
-    #[error("the {part} part {how}; edgecam stopped so that it can be restarted")]
-    PartFailed { part: &'static str, how: String },
-}
-
-impl DaemonError {
-    /// True when the configuration (or pipeline file) must be fixed: exit code 78.
-    pub fn is_config(&self) -> bool {
-        matches!(self, Self::Capture(e) if !e.is_retryable())
-            || matches!(self, Self::Mqtt(_) | Self::Https(_) | Self::Speaker(_))
-            || matches!(self, Self::Live(live::LiveError::Aws(_)))
-            || matches!(self, Self::Upload(_))
-    }
-}
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {

@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::error;
 
+use super::error::DaemonError;
 use super::parts::Parts;
-use super::DaemonError;
 use crate::aws::Aws;
 use crate::capture::{
     self, AudioOutputs, CaptureState, Heartbeat, Outputs, PipelineSpec, TaskConfig,
@@ -224,7 +224,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
             config.web.metrics_public,
             https.is_some(),
         )),
-        hosts,
+        hosts: Arc::new(hosts),
         talk: speaker.as_ref().map(speaker::SpeakerHandle::state),
     };
     let tls = https.map(|h| h.config);

@@ -14,8 +14,9 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState as State;
 
 use super::early::EarlyCandidates;
+use super::events::SessionEvent;
 use super::message::{Inbound, Outbound};
-use super::session::{Session, SessionEvent};
+use super::session::Session;
 use super::LiveDeps;
 
 pub use super::early::EARLY_CANDIDATE_TTL;

@@ -15,9 +15,12 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
-use super::session::{EventSender, Goodbye, SessionEvent, VIEWER_QUEUE};
+use super::events::{EventSender, Goodbye, SessionEvent};
 use super::LiveDeps;
 use crate::media::AudioBus;
+
+/// Frames a viewer may fall behind by before it skips to the next keyframe.
+pub const VIEWER_QUEUE: usize = 30;
 
 /// Audio frames a viewer may fall behind by (1 s of 20 ms Opus frames).
 const VIEWER_AUDIO_QUEUE: usize = 50;

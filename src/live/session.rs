@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -24,52 +24,13 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_local::TrackLocal;
 
+use super::events::{EventSender, Goodbye, SessionEvent};
 use super::message::Candidate;
 use super::pump::{drain_rtcp, pump, pump_audio, read_rtcp};
 use super::{talk, LiveDeps};
 use crate::commands::{self, Command, Reply};
 use crate::events::TriggerKind;
 use crate::speaker::SpeakerHandle;
-
-/// Frames a viewer may fall behind by before it skips to the next keyframe.
-pub const VIEWER_QUEUE: usize = 30;
-
-/// What a session reports to the master.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SessionEvent {
-    LocalCandidate(Candidate),
-    State(RTCPeerConnectionState),
-    /// The first keyframe went out, this long after the offer arrived.
-    FirstFrame(Duration),
-    /// The viewer said it is leaving, in one of the ways the protocols allow (webrtc-rs
-    /// itself reports a remote close only as a later ICE disconnect).
-    Goodbye(Goodbye),
-}
-
-/// How a viewer said goodbye.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goodbye {
-    /// It closed its `control` data channel.
-    ControlClosed,
-    /// Its last data channel closed: a peer connection closed with SCTP ABORT or
-    /// SHUTDOWN, or DTLS close_notify under it, ends every channel at once.
-    ChannelsClosed,
-    /// It sent an RTCP BYE (RFC 3550 §6.6).
-    RtcpBye,
-}
-
-impl Goodbye {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Goodbye::ControlClosed => "closed its control channel",
-            Goodbye::ChannelsClosed => "closed its data channels",
-            Goodbye::RtcpBye => "sent RTCP BYE",
-        }
-    }
-}
-
-/// Events tagged with the session's serial, so a replaced session's are ignored.
-pub type EventSender = mpsc::Sender<(u64, SessionEvent)>;
 
 pub struct Session {
     pub serial: u64,

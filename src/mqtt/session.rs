@@ -4,7 +4,6 @@
 //! current, and reconnects with jittered backoff forever. Each connection gets a fresh
 //! rumqttc event loop: what was not acknowledged is resent from the outbox.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
@@ -13,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::payload::{self, StateFacts, Topics};
+use super::payload::{self, StateFacts};
+use super::settings::{options, MqttSettings, REQUESTS};
 use super::window::{Fetch, Window};
 use crate::backoff::Backoff;
 use crate::capture::{audio, Heartbeat};
@@ -26,8 +26,6 @@ use crate::metrics::MqttMetrics;
 
 /// Outbox messages sent but not yet acknowledged (IoT Core allows 100 in flight).
 const WINDOW: usize = 50;
-/// rumqttc's request queue; more than the window plus a burst of replies.
-pub(super) const REQUESTS: usize = 512;
 const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// A connection that lasted this long resets the backoff.
@@ -39,26 +37,6 @@ const STORAGE_EVERY: Duration = Duration::from_secs(10);
 const REPLY_QUEUE: usize = 64;
 /// On shutdown, how long to wait for `offline` to reach the broker.
 const GOODBYE: Duration = Duration::from_millis(500);
-
-/// The session's settings, resolved from `[mqtt]`.
-#[derive(Debug, Clone)]
-pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    pub topics: Topics,
-    pub keep_alive: Duration,
-    pub home_assistant: bool,
-    pub outbox_max: u64,
-    pub tls: Arc<rustls::ClientConfig>,
-    /// `motion.min_area_percent`, reported beside the detector's score.
-    pub motion_min_area_percent: f32,
-    /// Publish `<prefix>/talk`.
-    pub publish_talk: bool,
-    /// The KVS stream event video goes to (upload on): `end` messages say where to play
-    /// the event back from.
-    pub stream: Option<String>,
-}
 
 /// What the session reads and drives.
 #[derive(Debug, Clone)]
@@ -146,7 +124,7 @@ impl<'a> Connection<'a> {
         deps: &'a MqttDeps,
         reply_tx: mpsc::Sender<(String, Vec<u8>)>,
     ) -> Self {
-        let (client, eventloop) = AsyncClient::new(super::options(s), REQUESTS);
+        let (client, eventloop) = AsyncClient::new(options(s), REQUESTS);
         Self {
             s,
             deps,

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,7 +21,6 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::throttle::Throttle;
-use super::WebState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "edgecam_session";
@@ -170,8 +169,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The layer: lets a request through when it needs no credential or has a good one.
-pub async fn require(State(s): State<WebState>, req: Request, next: Next) -> Response {
-    let auth = &s.auth;
+pub async fn require(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
     let peer = peer_of(req.extensions());
     if !auth.enabled() || auth.public(req.uri().path()) {
         return next.run(req).await;
@@ -268,9 +266,8 @@ pub struct LoginForm {
 }
 
 /// `POST /login` (a form with `token`): a session cookie and back to the viewer page.
-pub async fn login(State(s): State<WebState>, req: Request) -> Response {
+pub async fn login(State(auth): State<Arc<Auth>>, req: Request) -> Response {
     use axum::extract::FromRequest;
-    let auth = &s.auth;
     let peer = peer_of(req.extensions());
     let form = match axum::Form::<LoginForm>::from_request(req, &()).await {
         Ok(axum::Form(form)) => form,
@@ -312,13 +309,13 @@ pub async fn login(State(s): State<WebState>, req: Request) -> Response {
 }
 
 /// `POST /logout`: ends the session and clears the cookie.
-pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
+pub async fn logout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
     if let Some(id) = session_cookie(&headers) {
-        s.auth.end_session(&id);
+        auth.end_session(&id);
     }
     let clear = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        s.auth.cookie_flags()
+        auth.cookie_flags()
     );
     let mut r = redirect_home(Some(clear));
     if let Some(v) = r.headers_mut().get_mut(header::LOCATION) {

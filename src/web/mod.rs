@@ -6,9 +6,11 @@ pub mod auth;
 pub mod https;
 pub mod origin;
 mod serve;
+mod state;
 mod throttle;
 
 pub use serve::{Limits, HEADER_TIMEOUT};
+pub use state::WebState;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,39 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::Heartbeat;
-use crate::control::Commands;
-use crate::index::Index;
-use crate::live::lan::{self, LanSignaling, SignalingQuery};
-use crate::media::Snapshot;
-use crate::metrics::Metrics;
+use crate::live::lan::{self, SignalingQuery};
 
 /// `/healthz` fails when no frame arrived for this long.
 pub const HEALTHY_FRAME_AGE: Duration = Duration::from_secs(5);
-
-/// What the handlers read. Cheap to clone: every field is shared.
-#[derive(Clone)]
-pub struct WebState {
-    pub metrics: Arc<Metrics>,
-    pub heartbeat: Heartbeat,
-    pub snapshot: watch::Receiver<Option<Snapshot>>,
-    pub commands: Commands,
-    pub index: Index,
-    pub data_dir: std::path::PathBuf,
-    /// LAN signaling, when live view uses it.
-    pub lan: Option<LanSignaling>,
-    /// Viewers connected (0 when live view is off) and the limit.
-    pub viewers: watch::Receiver<usize>,
-    pub max_viewers: usize,
-    /// `motion.masks`, drawn over the video on the viewer page.
-    pub masks: Vec<[f32; 4]>,
-    /// The credential check in front of every route.
-    pub auth: Arc<auth::Auth>,
-    /// The host names the camera answers to (DNS-rebinding defence).
-    pub hosts: origin::Hosts,
-    /// Who talks through the speaker, when the camera has one.
-    pub talk: Option<watch::Receiver<crate::speaker::TalkState>>,
-}
 
 /// The viewer page: plain HTML and JavaScript, no build step.
 const VIEWER_PAGE: &str = include_str!("viewer.html");
@@ -75,12 +48,12 @@ pub fn router(state: WebState) -> Router {
         .fallback(not_found)
         // Over every route and the fallback: a route added later is protected too.
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            Arc::clone(&state.auth),
             auth::require,
         ))
         // Outermost: other pages' requests are refused before anything else.
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            Arc::clone(&state.hosts),
             origin::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -10,13 +10,12 @@
 //!   this same host. Else 403.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use super::WebState;
 
 /// The names the camera answers to, besides its own addresses.
 #[derive(Debug, Clone)]
@@ -94,14 +93,14 @@ fn is_local(ip: IpAddr) -> bool {
 }
 
 /// The layer.
-pub async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(hosts): State<Arc<Hosts>>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if !s.hosts.allows(&host) {
+    if !hosts.allows(&host) {
         tracing::warn!(
             host,
             "refused a request for another host name (DNS rebinding?)"
