@@ -5,10 +5,11 @@
 //! 2. The daemon's own CPU per second of video: the capture path with a passthrough
 //!    H.264 source (no encode, paced at real time, as with an RTSP camera), and for
 //!    context the whole process with the test pattern including its x264 encode.
-//! 3. The audio path's CPU per second (the test pattern's audio part: both encodes, Opus
-//!    and AAC-LC, of 48 kHz mono), and its share of the video path's: with its frames
-//!    going to a viewer's and the recorder's subscriptions (the figure that counts), and
-//!    to no one (the pipeline alone; the difference is the cost of waking consumers).
+//! 3. The audio path's CPU per second (the test pattern's audio part: Opus and AAC-LC of
+//!    48 kHz mono), and its share of the video path's: with a viewer listening (both
+//!    encodes, frames to a viewer's and the recorder's subscriptions); on an idle camera
+//!    (the recorder takes AAC, nobody listens, so the Opus valve is shut), and the same
+//!    with the valve taken out of the file (Opus encoded for nobody, as before the valve).
 //!
 //! Arguments: `--quick` for short runs; `bus`, `video` or `audio` to run only those
 //! sections (`audio` alone also runs the test pattern's video, for the share).
@@ -131,9 +132,9 @@ fn capture_run(spec: PipelineSpec, fps: u32, subscribers: usize, seconds: u64) -
     })
 }
 
-/// Runs an audio part for `seconds`, with one subscriber per bus (a viewer's and the
-/// recorder's) or none: process CPU and the AAC frames it gave.
-fn audio_run(spec: PipelineSpec, seconds: u64, subscribed: bool) -> (Duration, u64) {
+/// Runs an audio part for `seconds`, with a subscriber on the Opus bus (a viewer's) and
+/// on the AAC bus (the recorder's) as asked: process CPU and the AAC frames it gave.
+fn audio_run(spec: PipelineSpec, seconds: u64, (opus, aac): (bool, bool)) -> (Duration, u64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -141,7 +142,8 @@ fn audio_run(spec: PipelineSpec, seconds: u64, subscribed: bool) -> (Duration, u
         .unwrap();
     rt.block_on(async move {
         let out = AudioOutputs::new(AudioCounters::default());
-        for bus in [&out.opus, &out.aac].into_iter().filter(|_| subscribed) {
+        let wanted = [(&out.opus, opus), (&out.aac, aac)];
+        for bus in wanted.into_iter().filter(|b| b.1).map(|b| b.0) {
             let mut sub = bus.subscribe("bench", 64);
             tokio::spawn(async move { while sub.recv().await.is_some() {} });
         }
@@ -269,11 +271,29 @@ fn audio_table(camera: &Camera, seconds: u64, video_ms_per_s: Option<f64>) {
         "{:<58} {:>10} {:>16} {:>14}",
         "audio path", "CPU ms/s", "% of one core", "% of video"
     );
-    for (label, subscribed) in [
-        ("both encodes, frames to a viewer and the recorder", true),
-        ("both encodes, frames to no one (the part alone)", false),
+    let without_valve = PipelineSpec {
+        text: audio.text.replace("valve name=opus_valve drop=true ! ", ""),
+        ..audio.clone()
+    };
+    assert_ne!(without_valve.text, audio.text, "the file has an Opus valve");
+    for (label, spec, subscribed) in [
+        (
+            "a viewer listens: both encodes, to it and the recorder",
+            &audio,
+            (true, true),
+        ),
+        (
+            "idle camera: AAC to the recorder, Opus valve shut",
+            &audio,
+            (false, true),
+        ),
+        (
+            "idle camera without the valve (Opus for nobody)",
+            &without_valve,
+            (false, true),
+        ),
     ] {
-        let (cpu, aac_frames) = audio_run(audio.clone(), seconds, subscribed);
+        let (cpu, aac_frames) = audio_run(spec.clone(), seconds, subscribed);
         let audio_s = aac_frames as f64 * 1024.0 / 48_000.0;
         let ms_per_s = cpu.as_secs_f64() * 1000.0 / audio_s.max(1e-9);
         let share = video_ms_per_s.map_or("-".to_string(), |v| {

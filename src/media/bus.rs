@@ -4,11 +4,12 @@
 //! frame after it until the next sync point (a keyframe for encoded video), so it always
 //! resumes on something it can decode. Its losses are counted under its name; capture and
 //! the other subscribers are not affected. A new subscriber starts at the next sync point.
+//! `listeners` tells a producer whether anyone subscribes, so work for nobody can stop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::frame::SyncPoint;
 
@@ -40,6 +41,8 @@ struct Inner<T> {
     known: Mutex<Vec<Arc<SubscriberStats>>>,
     published: AtomicU64,
     sync_points: AtomicU64,
+    /// Subscriptions alive now (each decrements it when dropped).
+    listeners: Arc<watch::Sender<usize>>,
 }
 
 struct Slot<T> {
@@ -92,6 +95,13 @@ pub struct BusStats {
 pub struct Subscription<T> {
     rx: mpsc::Receiver<T>,
     stats: Arc<SubscriberStats>,
+    listeners: Arc<watch::Sender<usize>>,
+}
+
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        self.listeners.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl<T> Subscription<T> {
@@ -130,6 +140,7 @@ impl<T: SyncPoint + Clone> Bus<T> {
                 known: Mutex::new(Vec::new()),
                 published: AtomicU64::new(0),
                 sync_points: AtomicU64::new(0),
+                listeners: Arc::new(watch::Sender::new(0)),
             }),
         }
     }
@@ -143,7 +154,17 @@ impl<T: SyncPoint + Clone> Bus<T> {
             stats: Arc::clone(&stats),
             state: SlotState::Starting,
         });
-        Subscription { rx, stats }
+        self.inner.listeners.send_modify(|n| *n += 1);
+        Subscription {
+            rx,
+            stats,
+            listeners: Arc::clone(&self.inner.listeners),
+        }
+    }
+
+    /// How many subscriptions are alive, as it changes.
+    pub fn listeners(&self) -> watch::Receiver<usize> {
+        self.inner.listeners.subscribe()
     }
 
     fn stats_for(&self, name: &str) -> Arc<SubscriberStats> {
@@ -230,6 +251,20 @@ mod tests {
     /// Frame n is a keyframe every 5 frames.
     fn gop5(n: u32) -> F {
         F(n, n.is_multiple_of(5))
+    }
+
+    #[test]
+    fn listeners_count_live_subscriptions() {
+        let bus: Bus<F> = Bus::new("test");
+        let listeners = bus.listeners();
+        assert_eq!(*listeners.borrow(), 0);
+        let a = bus.subscribe("a", 1);
+        let b = bus.subscribe("b", 1);
+        assert_eq!(*listeners.borrow(), 2);
+        drop(a);
+        assert_eq!(*listeners.borrow(), 1);
+        drop(b);
+        assert_eq!(*listeners.borrow(), 0);
     }
 
     #[test]

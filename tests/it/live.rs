@@ -252,6 +252,16 @@ async fn idle_signaling_sockets_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_asks_for_sound_hears_the_camera_beside_the_picture() {
     let d = daemon(1, None);
+    let frames = |codec: &str| {
+        support::metric(
+            d.addr,
+            &format!("edgecam_audio_frames_total{{codec=\"{codec}\"}}"),
+        )
+    };
+    // Sound is captured for clips (AAC), but nobody listens: nothing is encoded to Opus.
+    let recorded = support::poll_until(Duration::from_secs(10), || frames("aac") >= 25.0).await;
+    assert!(recorded, "AAC flows");
+    assert_eq!(frames("opus"), 0.0, "no Opus for nobody");
     let mut v = Viewer::connect_with_audio(d.addr, "ears").await;
     // Two seconds of sound: the test pattern ticks once a second.
     let seen = v
@@ -272,6 +282,14 @@ async fn a_viewer_that_asks_for_sound_hears_the_camera_beside_the_picture() {
         .wait(Duration::from_secs(10), |s| s.decoded >= 10)
         .await;
     assert!(seen.decoded >= 10 && seen.audio_decoded == 0, "{seen:?}");
+    // Nobody listens again: the Opus encoder stops (20 ms frames: 50 a second).
+    let stopped = support::poll_until(Duration::from_secs(5), || {
+        let before = frames("opus");
+        std::thread::sleep(Duration::from_millis(300));
+        frames("opus") == before
+    })
+    .await;
+    assert!(stopped, "Opus is still encoded with no one listening");
     mute.close().await;
 }
 
