@@ -10,7 +10,7 @@ use crate::capture::{audio, Heartbeat};
 use crate::commands::{Command, CommandError, Outcome};
 use crate::events::TriggerKind;
 use crate::recorder::{RecorderCommand, RecorderHandle, RecorderStatus};
-use crate::upload::Playback;
+use crate::upload::CloudPlayback;
 
 /// Runs commands; cheap to clone.
 #[derive(Debug, Clone)]
@@ -18,13 +18,13 @@ pub struct Commands {
     recorder: RecorderHandle,
     /// Answers `playback` in the caller's task (a cloud call must not hold up frames);
     /// `None` when upload is off.
-    playback: Option<Playback>,
+    playback: Option<CloudPlayback>,
     /// The audio pipeline's heartbeat, when audio is on.
     audio: Option<Heartbeat>,
 }
 
 impl Commands {
-    pub fn new(recorder: RecorderHandle, playback: Option<Playback>) -> Self {
+    pub fn new(recorder: RecorderHandle, playback: Option<CloudPlayback>) -> Self {
         Self {
             recorder,
             playback,

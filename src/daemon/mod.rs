@@ -21,7 +21,7 @@ use crate::index::{Index, INDEX_FILE};
 use crate::mqtt;
 use crate::recorder::recovery;
 use crate::web;
-use start::{Opened, Running};
+use start::{Opened, Started};
 
 /// How long parts get to finish after the shutdown signal before edgecam exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let opened = open(&config).await?;
     let (index, pipeline) = (opened.index.clone(), opened.spec.path.clone());
     let mut signals = Signals::install()?;
-    let Running {
+    let Started {
         mut parts,
         heartbeat,
         capture,

@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::mqtt::{self, MqttSettings};
 use crate::recorder::{self, retention, ClipFeed, RecorderConfig, RecorderDeps};
 use crate::speaker;
-use crate::upload::{self, Playback, UploadConfig, UploadDeps};
+use crate::upload::{self, CloudPlayback, UploadConfig, UploadDeps};
 use crate::web::{self, WebState};
 
 /// What start-up checked and opened before any part runs.
@@ -46,14 +46,14 @@ pub struct Opened {
 }
 
 /// What the supervisor watches once the parts run.
-pub struct Running {
+pub struct Started {
     pub parts: Parts,
     pub heartbeat: Heartbeat,
     pub capture: watch::Receiver<CaptureState>,
 }
 
 /// Starts every part, in order.
-pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
+pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     let Opened {
         spec,
         audio: audio_spec,
@@ -120,7 +120,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
     let playback = upload_aws
         .as_ref()
-        .map(|aws| Playback::new(aws.clone(), stream.clone(), index.clone()));
+        .map(|aws| CloudPlayback::new(aws.clone(), stream.clone(), index.clone()));
     let commands =
         Commands::new(recorder, playback).with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
 
@@ -240,7 +240,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Running, DaemonError> {
         });
         ((), vec![task])
     });
-    Ok(Running {
+    Ok(Started {
         parts,
         heartbeat,
         capture: capture.state(),

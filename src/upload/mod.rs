@@ -26,7 +26,7 @@ use crate::index::{FragmentRow, Index};
 use crate::media::{AudioBus, FrameBus};
 use crate::metrics::UploadMetrics;
 
-pub use playback::Playback;
+pub use playback::CloudPlayback;
 pub use task::spawn;
 
 /// A fragment made of several GOPs (backlog) spans at most this much.

@@ -7,13 +7,13 @@ use crate::index::Index;
 
 /// Answers `playback` commands (upload on).
 #[derive(Debug, Clone)]
-pub struct Playback {
+pub struct CloudPlayback {
     aws: Aws,
     stream: String,
     index: Index,
 }
 
-impl Playback {
+impl CloudPlayback {
     pub fn new(aws: Aws, stream: String, index: Index) -> Self {
         Self { aws, stream, index }
     }

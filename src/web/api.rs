@@ -10,7 +10,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::WebState;
-use crate::commands::{self, Reply};
+use crate::commands::{self, CommandError, Reply};
 use crate::events::TriggerKind;
 use crate::index::{ClipStatus, IndexError};
 
@@ -38,11 +38,29 @@ pub async fn command(
     };
     match s.commands.execute(source, request.command.clone()).await {
         Ok(outcome) => Json(Reply::ok(&request, &outcome)).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Reply::error(&request, &e)),
-        )
-            .into_response(),
+        Err(e) => (status_of(&e), Json(Reply::error(&request, &e))).into_response(),
+    }
+}
+
+/// The HTTP status of a refused command: what the client could do about it.
+fn status_of(e: &CommandError) -> StatusCode {
+    match e {
+        // Not now: the daemon is starting or stopping; try again.
+        CommandError::RecorderStopped
+        | CommandError::NoAnswer
+        | CommandError::Closing
+        | CommandError::NoSnapshot => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::NoSuchEvent(_) => StatusCode::NOT_FOUND,
+        // Someone else holds the speaker.
+        CommandError::Talk(_) => StatusCode::CONFLICT,
+        // Not possible from here, or on this camera as configured.
+        CommandError::TalkViewerOnly | CommandError::NoSpeaker | CommandError::PlaybackOff => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        CommandError::Cloud(_) => StatusCode::BAD_GATEWAY,
+        CommandError::Index(_) | CommandError::SnapshotScaling(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -112,5 +130,26 @@ pub async fn clip(State(s): State<WebState>, Path(file): Path<String>, req: Requ
     match ServeFile::new(s.data_dir.join(rel)).oneshot(req).await {
         Ok(res) => res.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_whether_to_retry_fix_or_give_up() {
+        let cases = [
+            (CommandError::RecorderStopped, 503),
+            (CommandError::NoSuchEvent("e".into()), 404),
+            (CommandError::Talk("Ann is talking".into()), 409),
+            (CommandError::TalkViewerOnly, 422),
+            (CommandError::PlaybackOff, 422),
+            (CommandError::Cloud("timeout".into()), 502),
+            (CommandError::Index("disk".into()), 500),
+        ];
+        for (e, code) in cases {
+            assert_eq!(status_of(&e).as_u16(), code, "{e}");
+        }
     }
 }

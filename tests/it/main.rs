@@ -24,6 +24,7 @@ mod live;
 mod mkv;
 mod mqtt;
 mod putmedia_fake;
+mod readme;
 mod recorder;
 mod talk;
 mod turn;
