@@ -1,113 +1,49 @@
-//! The uploader task: owns the upload state machine, the PutMedia connection, the GOPs
-//! being cut from the recorder's feed and a bounded cache of their frames.
+//! The uploader task, thin: it feeds what arrives (the recorder's clip feed, the live
+//! stream, acks, the clock) to the pure `upload::machine` and does what the machine says
+//! (record a fragment, open a connection, write, record acks, reload from the index),
+//! with the frames in its `FrameStore` and the connection in its `Link`.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 mod catch_up;
-mod clock;
-mod disk;
-mod intake;
-mod send;
+mod link;
+mod store;
 
-use crate::aws::{images, stream, AwsError};
-use crate::capture;
-use crate::index::{upload_state, FragmentRow, NewFragment};
-use crate::media::fmp4::{self, Scan};
-use crate::media::AudioCodec;
-use crate::media::{AudioFormat, AudioFrame, EncodedFrame, Subscription};
-use crate::recorder::{Feed, FeedReceiver};
+use crate::clock::ClockState;
+use crate::index::{FragmentRow, NewFragment};
+use crate::media::{AudioFrame, EncodedFrame, Subscription};
+use crate::recorder::FeedReceiver;
 use crate::upload::ack::AckEvent;
-use crate::upload::cache::FrameCache;
-use crate::upload::gop::{Gop, GopAssembler};
-use crate::upload::machine::{Action, EnqueueError, Uploader, Why};
-use crate::upload::mkv::{self, AudioTrackInfo, TrackInfo};
-use crate::upload::putmedia::{self, Connection, Event, PutMediaError, Target};
-use crate::upload::sound::SoundJoin;
-use crate::upload::source::{self, OwnedAudio, OwnedFrame};
+use crate::upload::gop::Gop;
+use crate::upload::machine::{Input, Machine, Notice, Output, Settings};
+use crate::upload::mkv;
+use crate::upload::putmedia::Event;
 use crate::upload::{group, UploadConfig, UploadDeps};
+use link::Link;
+use store::FrameStore;
 
-/// Frames of recent fragments kept in memory for sending and resending.
-const CACHE_BYTES: usize = 64 << 20;
-/// The data endpoint is fetched again after this long.
-const ENDPOINT_TTL: Duration = Duration::from_secs(45 * 60);
-const TICK: Duration = Duration::from_secs(1);
-/// How often finished clips are checked for frames still owed and for being done.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
-/// A clip whose feed went quiet this long without an end is finished from its file.
-const FEED_IDLE: Duration = Duration::from_secs(10);
 /// Frames of the live stream the uploader may fall behind by in continuous mode.
 const LIVE_QUEUE: usize = 300;
 /// The same for its sound: 10 s of AAC frames.
 const LIVE_AUDIO_QUEUE: usize = 470;
 
-#[derive(Debug, thiserror::Error)]
-enum OpenError {
-    #[error(transparent)]
-    Kvs(#[from] AwsError),
-    #[error(transparent)]
-    PutMedia(#[from] PutMediaError),
-    #[error("fragment {0}: {1}")]
-    Frames(u64, String),
-}
-
-/// A fragment ready to write: the stream header's tracks, frames, sound.
-type Loaded = (TrackInfo, Vec<OwnedFrame>, Vec<OwnedAudio>);
-
-struct Unit {
-    rows: Vec<FragmentRow>,
-    /// Cut from the live feed (its latency is measured).
-    live: bool,
-}
-
-struct Open {
-    conn: Connection,
-    track: TrackInfo,
-}
-
 struct Task {
-    cfg: UploadConfig,
+    continuous: bool,
+    stream_name: String,
     deps: UploadDeps,
     feed: FeedReceiver,
     live: Option<Subscription<EncodedFrame>>,
     live_audio: Option<Subscription<AudioFrame>>,
-    live_gop: GopAssembler,
-    live_join: SoundJoin,
-    live_index: u64,
-    live_lost: u64,
-    clips: HashMap<Arc<str>, intake::ClipIntake>,
-    cache: FrameCache,
-    machine: Uploader,
-    units: HashMap<u64, Unit>,
-    open: Option<Open>,
-    stream_ready: bool,
-    /// The image and notification configurations are set (or not asked for).
-    images_applied: bool,
-    endpoint: Option<(String, Instant)>,
-    /// The PutMedia service's clock minus ours, ms, learned from a refusal's `Date`.
-    skew_ms: i64,
-    /// Rows older than what the connection already sent wait for the queue to drain.
-    deferred: bool,
-    last_number: Option<String>,
-    scan: Option<(PathBuf, u64, Arc<Scan>)>,
-    last_catch_up: Instant,
-    /// A frame of AAC silence per (rate, channels), made when first needed.
-    silence: HashMap<(u32, u32), Bytes>,
-    /// Uploads are waiting for the clock to be set (said once).
-    waiting_for_clock: bool,
-    /// Clock corrections already applied to the index.
-    corrections_seen: usize,
-    /// Continuous mode's GOP files on disk: fragment id → bytes.
-    ring: std::collections::BTreeMap<i64, u64>,
+    machine: Machine,
+    store: FrameStore,
+    link: Link,
 }
 
 /// Starts the uploader.
@@ -124,52 +60,34 @@ pub fn spawn(
         (Some(bus), true) => Some(bus.subscribe("uploader", LIVE_AUDIO_QUEUE)),
         _ => None,
     };
-    let live_join = match live_audio {
-        Some(_) => SoundJoin::live(),
-        None => SoundJoin::for_clip(None),
+    let settings = Settings {
+        images: cfg.images.is_some(),
+        notify: cfg.sns_topic_arn.is_some(),
+        live_sound: live_audio.is_some(),
     };
-    let now = Instant::now();
+    let clock = match &deps.clock {
+        Some(rx) => rx.borrow().clone(),
+        None => ClockState {
+            synced: true,
+            ..ClockState::default()
+        },
+    };
+    let ring_budget = match cfg.continuous {
+        true => cfg.continuous_buffer_bytes,
+        false => 0,
+    };
     let task = Task {
-        cfg,
+        continuous: cfg.continuous,
+        stream_name: cfg.stream_name.clone(),
+        machine: Machine::new(settings, clock, Instant::now(), fastrand::u64(..)),
+        store: FrameStore::new(deps.index.clone(), deps.data_dir.clone(), ring_budget),
+        link: Link::new(deps.aws.clone(), cfg),
         deps,
         feed,
         live,
         live_audio,
-        live_join,
-        live_gop: GopAssembler::resynchronising(),
-        live_index: 0,
-        live_lost: 0,
-        clips: HashMap::new(),
-        cache: FrameCache::new(CACHE_BYTES),
-        machine: Uploader::default(),
-        units: HashMap::new(),
-        open: None,
-        stream_ready: false,
-        images_applied: false,
-        endpoint: None,
-        skew_ms: 0,
-        deferred: false,
-        last_number: None,
-        scan: None,
-        last_catch_up: now,
-        silence: HashMap::new(),
-        waiting_for_clock: false,
-        corrections_seen: 0,
-        ring: std::collections::BTreeMap::new(),
     };
     tokio::spawn(task.run(cancel))
-}
-
-async fn next_event(open: &mut Option<Open>) -> Event {
-    match open {
-        Some(o) => o
-            .conn
-            .events
-            .recv()
-            .await
-            .unwrap_or_else(|| Event::Closed("the connection ended".into())),
-        None => std::future::pending().await,
-    }
 }
 
 async fn next_live<T>(live: &mut Option<Subscription<T>>) -> Option<T> {
@@ -179,172 +97,42 @@ async fn next_live<T>(live: &mut Option<Subscription<T>>) -> Option<T> {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400)
-}
-
 impl Task {
     async fn run(mut self, cancel: CancellationToken) {
-        info!(stream = %self.cfg.stream_name, continuous = self.cfg.continuous, "uploader started");
-        self.open_ring().await;
-        self.reload().await;
-        self.prune_ring().await;
-        let mut tick = tokio::time::interval(TICK);
+        info!(stream = %self.stream_name, continuous = self.continuous, "uploader started");
+        self.store.open_ring().await;
+        self.reload(&[]).await;
+        let pending = self.pending_ids().await;
+        self.store.prune_ring(&pending).await;
         loop {
-            let write_at = self.machine.write_at().filter(|_| self.open.is_some());
-            let connect_at = self.machine.connect_at().filter(|_| self.open.is_none());
-            tokio::select! {
+            while let Some(out) = self.machine.poll(Instant::now()) {
+                self.perform(out).await;
+            }
+            let deadline = self.machine.deadline();
+            let input = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                event = next_event(&mut self.open) => self.on_event(event).await,
-                Some(feed) = self.feed.recv() => self.on_feed(feed).await,
-                Some(frame) = next_live(&mut self.live) => self.on_live(frame).await,
-                Some(frame) = next_live(&mut self.live_audio) => self.on_live_audio(frame).await,
-                _ = sleep_until(write_at.unwrap_or_else(far_future).into()), if write_at.is_some() => {
-                    self.write_next().await
+                // The clock first: GOPs cut after it is set must get corrected times.
+                Some(state) = crate::clock::next_state(&mut self.deps.clock) => Input::Clock(state),
+                event = self.link.next_event() => match self.on_event(event) {
+                    Some(input) => input,
+                    None => continue,
+                },
+                Some(feed) = self.feed.recv() => Input::Feed(feed),
+                Some(frame) = next_live(&mut self.live) => {
+                    let lost = self.live.as_ref().map_or(0, Subscription::dropped);
+                    Input::Live { frame, lost }
                 }
-                _ = sleep_until(connect_at.unwrap_or_else(far_future).into()), if connect_at.is_some() => {
-                    self.connect().await
-                }
-                _ = tick.tick() => self.on_tick().await,
-                Some(state) = crate::clock::next_state(&mut self.deps.clock) => self.on_clock(state).await,
-            }
+                Some(frame) = next_live(&mut self.live_audio) => Input::LiveAudio(frame),
+                _ = sleep_until(deadline.into()) => continue,
+            };
+            self.machine.handle(Instant::now(), input);
         }
         info!("uploader stopped");
     }
 
-    /// (Re)starts from the index: clips' owed frames, then every pending fragment.
-    async fn reload(&mut self) {
-        self.machine = Uploader::default();
-        self.units.clear();
-        self.open = None;
-        self.deps.metrics.connected.set(0);
-        self.deferred = false;
-        self.catch_up(false).await;
-        let rows = match self.deps.index.pending_fragments().await {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "uploader: cannot read pending fragments");
-                return;
-            }
-        };
-        if !rows.is_empty() {
-            info!(fragments = rows.len(), "uploader: resuming the backlog");
-        }
-        for unit in group(rows) {
-            self.enqueue(unit, false).await;
-        }
-        self.update_backlog().await;
-    }
-
-    async fn enqueue(&mut self, rows: Vec<FragmentRow>, live: bool) {
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-            return;
-        };
-        self.restore(&rows).await;
-        if first.clip_id.is_none() && !rows.iter().all(|r| self.cache.contains(r.id)) {
-            // Continuous mode's frames are in memory, or on disk: these are gone.
-            self.skip_rows(&rows, 0, "frames no longer in memory").await;
-            return;
-        }
-        let id = first.id as u64;
-        let start = self.corrected(first.start_at).timestamp_millis().max(0) as u64;
-        let end = self.corrected(last.end_at).timestamp_millis().max(0) as u64;
-        match self.machine.enqueue(id, start, end, Instant::now()) {
-            Ok(actions) => {
-                self.units.insert(id, Unit { rows, live });
-                self.apply(actions).await;
-                self.machine.want_connection(Instant::now());
-            }
-            Err(EnqueueError::NotIncreasing { .. }) => {
-                // Older than what this connection sent: it goes on a fresh one later.
-                debug!(fragment = id, "uploader: older fragment deferred");
-                self.deferred = true;
-            }
-            Err(EnqueueError::Backwards) => {
-                self.skip_rows(&rows, 0, "fragment ends before it starts")
-                    .await;
-            }
-        }
-    }
-
-    async fn apply(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::Connect => {
-                    self.close();
-                    self.machine
-                        .schedule_connect(Instant::now(), fastrand::f64());
-                }
-                // Written by `write_next` as the pace allows.
-                Action::Send(_) => {}
-                Action::Persisted(id) => self.persisted(id).await,
-                Action::Skipped { id, code } => {
-                    if let Some(unit) = self.units.remove(&id) {
-                        self.skip_rows(&unit.rows, code, "refused by KVS").await;
-                    }
-                }
-                Action::Stop { code } => {
-                    error!(
-                        stream = %self.cfg.stream_name, code,
-                        "KVS will not take data on this stream (missing, deleted, KMS or access denied): \
-                         check the stream and the role's kinesisvideo:PutMedia permission; retrying in 10 min"
-                    );
-                    self.close();
-                }
-                Action::Reconnect(why) => {
-                    if why == Why::Rotation {
-                        info!("uploader: new PutMedia connection (rotation)");
-                    }
-                    self.close();
-                    queue.extend(self.machine.disconnected(why));
-                }
-            }
-        }
-    }
-
-    async fn persisted(&mut self, id: u64) {
-        let Some(unit) = self.units.remove(&id) else {
-            return;
-        };
-        let now = Utc::now();
-        for row in &unit.rows {
-            if let Err(e) = self
-                .deps
-                .index
-                .fragment_persisted(row.id, self.last_number.as_deref(), now)
-                .await
-            {
-                error!(fragment = row.id, error = %e, "uploader: cannot record a persisted fragment");
-            }
-            self.cache.remove(row.id);
-        }
-        let ids: Vec<i64> = unit.rows.iter().map(|r| r.id).collect();
-        self.forget_on_disk(&ids).await;
-        self.deps.metrics.persisted.inc_by(unit.rows.len() as u64);
-        if unit.live {
-            if let Some(first) = unit.rows.first() {
-                let latency = (now - first.start_at).num_milliseconds().max(0);
-                self.deps.metrics.latency.observe(latency as f64 / 1000.0);
-            }
-        }
-        debug!(fragment = id, rows = unit.rows.len(), "persisted");
-    }
-
-    async fn skip_rows(&mut self, rows: &[FragmentRow], code: u32, why: &str) {
-        for row in rows {
-            warn!(fragment = row.id, clip_id = ?row.clip_id, code, why, "fragment skipped");
-            if let Err(e) = self.deps.index.fragment_skipped(row.id, code).await {
-                error!(fragment = row.id, error = %e, "uploader: cannot record a skipped fragment");
-            }
-            self.cache.remove(row.id);
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        self.forget_on_disk(&ids).await;
-    }
-
-    async fn on_event(&mut self, event: Event) {
+    /// What the connection said, for the machine (errors counted and logged here).
+    fn on_event(&self, event: Event) -> Option<Input> {
         match event {
             Event::Ack(ack) => {
                 if ack.event == AckEvent::Error {
@@ -355,17 +143,14 @@ impl Task {
                         timecode = ack.fragment_timecode,
                         "PutMedia error"
                     );
-                    self.deps
-                        .metrics
-                        .errors
-                        .get_or_create(&[("code", code.to_string())])
-                        .inc();
+                    self.count_error(code);
                 }
-                self.last_number.clone_from(&ack.fragment_number);
-                let actions = self.machine.ack(&ack, Instant::now());
-                self.apply(actions).await;
+                Some(Input::Ack(ack))
             }
-            Event::BadAck(e) => warn!(error = %e, "PutMedia: unreadable acknowledgement ignored"),
+            Event::BadAck(e) => {
+                warn!(error = %e, "PutMedia: unreadable acknowledgement ignored");
+                None
+            }
             Event::Closed(why) => {
                 if self.machine.backlog() > 0 {
                     warn!(
@@ -375,36 +160,284 @@ impl Task {
                 } else {
                     debug!(why, "PutMedia connection closed while idle");
                 }
-                self.close();
-                let actions = self.machine.disconnected(Why::Lost);
-                self.apply(actions).await;
+                Some(Input::Lost)
             }
         }
     }
 
-    async fn on_tick(&mut self) {
-        let now = Instant::now();
-        let actions = self.machine.tick(now);
-        self.apply(actions).await;
-        // A clip whose end never came (the feed was full) is finished from its file.
-        self.clips
-            .retain(|_, c| now.duration_since(c.seen) < FEED_IDLE);
-        self.expire_sound().await;
-        if self.machine.stop_retry_due(now) {
-            // A fresh machine: the stream is tried again from the index.
-            self.reload().await;
-            self.machine.want_connection(now);
+    fn count_error(&self, code: u32) {
+        self.deps
+            .metrics
+            .errors
+            .get_or_create(&[("code", code.to_string())])
+            .inc();
+    }
+
+    async fn perform(&mut self, out: Output) {
+        match out {
+            Output::Record {
+                clip_id,
+                gop,
+                start_at,
+                end_at,
+            } => self.record(clip_id, gop, (start_at, end_at)).await,
+            Output::Connect { id, first } => self.connect(id, &first).await,
+            Output::Write { id, rows, tags } => self.write(id, &rows, &tags).await,
+            Output::Close => {
+                self.link.close();
+                self.deps.metrics.connected.set(0);
+            }
+            Output::Persisted {
+                rows,
+                fragment_number,
+                live,
+            } => {
+                self.persisted(&rows, fragment_number.as_deref(), live)
+                    .await
+            }
+            Output::Skipped { rows, code, why } => self.skip_rows(&rows, code, &why).await,
+            Output::Stopped { code } => error!(
+                stream = %self.stream_name, code,
+                "KVS will not take data on this stream (missing, deleted, KMS or access denied): \
+                 check the stream and the role's kinesisvideo:PutMedia permission; retrying in 10 min"
+            ),
+            Output::Reload { cutting } => self.reload(&cutting).await,
+            Output::CatchUp { cutting } => {
+                let owed = self.catch_up(&cutting).await;
+                self.queue(owed).await;
+            }
+            Output::CorrectTimes(corrections) => {
+                for c in &corrections {
+                    if let Err(e) = self.deps.index.correct_times(c).await {
+                        error!(error = %e, "uploader: cannot correct fragment times");
+                    }
+                }
+            }
+            Output::Notice(Notice::WaitingForClock) => {
+                info!("uploads wait until the clock is set (NTP): their times would be wrong")
+            }
+            Output::Notice(Notice::ClockSet) => info!("the clock is set: uploads start"),
+            Output::Notice(Notice::Rotation) => {
+                info!("uploader: new PutMedia connection (rotation)")
+            }
+            Output::CountBacklog => self.update_backlog().await,
+        }
+    }
+
+    async fn catch_up(&mut self, cutting: &[Arc<str>]) -> Vec<FragmentRow> {
+        let (index, data_dir) = (self.deps.index.clone(), self.deps.data_dir.clone());
+        catch_up::catch_up(&index, &mut self.store, &data_dir, cutting).await
+    }
+
+    /// (Re)starts from the index: clips' owed frames, then every pending fragment.
+    async fn reload(&mut self, cutting: &[Arc<str>]) {
+        self.catch_up(cutting).await;
+        let rows = match self.deps.index.pending_fragments().await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "uploader: cannot read pending fragments");
+                return;
+            }
+        };
+        if !rows.is_empty() {
+            info!(fragments = rows.len(), "uploader: resuming the backlog");
+        }
+        self.queue(rows).await;
+        self.update_backlog().await;
+    }
+
+    async fn pending_ids(&self) -> Vec<i64> {
+        let rows = self.deps.index.pending_fragments().await;
+        rows.unwrap_or_default().iter().map(|r| r.id).collect()
+    }
+
+    /// Hands rows of the index to the machine, grouped into fragments; continuous rows
+    /// whose frames are neither in memory nor on disk any more are skipped.
+    async fn queue(&mut self, rows: Vec<FragmentRow>) {
+        for unit in group(rows) {
+            self.store.restore(&unit).await;
+            let continuous = unit.first().is_some_and(|r| r.clip_id.is_none());
+            if continuous && !self.store.holds(&unit) {
+                self.skip_rows(&unit, 0, "frames no longer in memory").await;
+                continue;
+            }
+            let input = Input::Queue {
+                rows: unit,
+                live: false,
+            };
+            self.machine.handle(Instant::now(), input);
+        }
+    }
+
+    /// Records a GOP cut live as a fragment, keeps its frames, and queues it.
+    async fn record(
+        &mut self,
+        clip_id: Option<Arc<str>>,
+        gop: Gop,
+        at: (DateTime<Utc>, DateTime<Utc>),
+    ) {
+        let new = NewFragment {
+            clip_id: clip_id.as_deref(),
+            first_frame: gop.first_frame,
+            frames: gop.frames.len() as u64,
+            start_at: at.0,
+            end_at: at.1,
+        };
+        let id = match self.deps.index.insert_fragment(&new).await {
+            Ok(id) => id,
+            Err(e) => {
+                error!(error = %e, "uploader: cannot record a fragment; it will be read from the clip later");
+                return;
+            }
+        };
+        let row = FragmentRow {
+            id,
+            clip_id: clip_id.as_deref().map(str::to_owned),
+            first_frame: new.first_frame,
+            frames: new.frames,
+            start_at: new.start_at,
+            end_at: new.end_at,
+        };
+        let dropped = self.store.keep(id, gop, clip_id.is_none()).await;
+        for old in &dropped {
+            if let Err(e) = self.deps.index.fragment_skipped(*old, 0).await {
+                error!(fragment = old, error = %e, "uploader: cannot record a skipped fragment");
+            }
+        }
+        if !dropped.is_empty() {
+            self.machine.handle(Instant::now(), Input::Forget(dropped));
+        }
+        let input = Input::Queue {
+            rows: vec![row],
+            live: true,
+        };
+        self.machine.handle(Instant::now(), input);
+    }
+
+    async fn connect(&mut self, id: u64, first: &FragmentRow) {
+        let track = match self.store.track_of(first).await {
+            Ok(t) => t,
+            Err(why) => {
+                let input = Input::Unreadable { id, why };
+                self.machine.handle(Instant::now(), input);
+                return;
+            }
+        };
+        let start = self.machine.corrected(first.start_at);
+        let start_ms = start.timestamp_millis().max(0) as u64;
+        match self.link.open(track, start_ms).await {
+            Ok(()) => {
+                self.deps.metrics.connected.set(1);
+                self.machine.handle(Instant::now(), Input::Connected);
+            }
+            Err(e) => {
+                let (retryable, code) = e.retry();
+                self.count_error(code);
+                let now = Instant::now();
+                self.machine.handle(now, Input::ConnectFailed { retryable });
+                let wait = self.machine.next_connect().unwrap_or(now) - now;
+                if retryable {
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot open PutMedia");
+                } else {
+                    error!(error = %e, "KVS refused the upload: fix the stream or the credentials; retrying in 10 min");
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, id: u64, rows: &[FragmentRow], tags: &[(&'static str, String)]) {
+        let (track, frames, mut audio) = match self.store.load(rows).await {
+            Ok(x) => x,
+            Err(why) => {
+                self.machine
+                    .handle(Instant::now(), Input::Unreadable { id, why });
+                return;
+            }
+        };
+        if let (Some(sound), true) = (&track.audio, audio.is_empty()) {
+            audio = self.store.silence(sound, &frames).await;
+            self.deps.metrics.silent.inc();
+        }
+        if self.link.track().is_some_and(|t| *t != track) {
+            // A new header is needed; the stall check replaces the connection once the
+            // fragments already written are acknowledged.
+            warn!(
+                fragment = id,
+                "the camera's stream parameters changed; a new PutMedia connection follows"
+            );
             return;
         }
-        if self.deferred && self.machine.backlog() == 0 {
-            // Older fragments go on a fresh connection, oldest first.
-            self.reload().await;
+        // Frames recorded before the clock was set go up on the set clock, corrected as
+        // the machine corrected the fragment's start (acks match on it).
+        let ms = |t: u64| {
+            let at = DateTime::from_timestamp_millis(t as i64).unwrap_or_default();
+            self.machine.corrected(at).timestamp_millis().max(0) as u64
+        };
+        let mkv_frames: Vec<mkv::Frame<'_>> = frames
+            .iter()
+            .map(|f| mkv::Frame {
+                annex_b: &f.annex_b,
+                time_ms: ms(f.time_ms),
+                keyframe: f.keyframe,
+            })
+            .collect();
+        let blocks: Vec<mkv::AudioBlock<'_>> = audio
+            .iter()
+            .map(|a| mkv::AudioBlock {
+                data: &a.data,
+                time_ms: ms(a.time_ms),
+            })
+            .collect();
+        // The trailing Tags (this fragment's metadata) also ends the cluster now, so the
+        // fragment is acknowledged without waiting for the next GOP.
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let bytes = match mkv::fragment(&mkv_frames, &blocks, &tags) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = e.to_string();
+                self.machine
+                    .handle(Instant::now(), Input::Unreadable { id, why });
+                return;
+            }
+        };
+        if !self.link.write(bytes).await {
+            self.machine.handle(Instant::now(), Input::Lost);
         }
-        if now.duration_since(self.last_catch_up) >= CATCH_UP_EVERY {
-            self.last_catch_up = now;
-            self.catch_up(true).await;
+    }
+
+    async fn persisted(&mut self, rows: &[FragmentRow], number: Option<&str>, live: bool) {
+        let now = Utc::now();
+        for row in rows {
+            let done = self
+                .deps
+                .index
+                .fragment_persisted(row.id, number, now)
+                .await;
+            if let Err(e) = done {
+                error!(fragment = row.id, error = %e, "uploader: cannot record a persisted fragment");
+            }
         }
-        self.update_backlog().await;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        self.store.forget(&ids).await;
+        self.deps.metrics.persisted.inc_by(rows.len() as u64);
+        if live {
+            if let Some(first) = rows.first() {
+                let latency = (now - first.start_at).num_milliseconds().max(0);
+                self.deps.metrics.latency.observe(latency as f64 / 1000.0);
+            }
+        }
+        debug!(fragment = ?ids.first(), rows = rows.len(), "persisted");
+    }
+
+    async fn skip_rows(&mut self, rows: &[FragmentRow], code: u32, why: &str) {
+        for row in rows {
+            warn!(fragment = row.id, clip_id = ?row.clip_id, code, why, "fragment skipped");
+            if let Err(e) = self.deps.index.fragment_skipped(row.id, code).await {
+                error!(fragment = row.id, error = %e, "uploader: cannot record a skipped fragment");
+            }
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        self.store.forget(&ids).await;
     }
 
     async fn update_backlog(&self) {

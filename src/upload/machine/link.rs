@@ -1,4 +1,4 @@
-//! The PutMedia upload's bookkeeping, pure: which fragments to send on the current
+//! The PutMedia link's bookkeeping, pure: which fragments to send on the current
 //! connection and when (at most 5 a second), what each ack means, when to reconnect
 //! (error codes, a stalled connection, the 40-minute rotation) and after how long (backoff
 //! with full jitter, none after a rotation, 10 minutes after the stream refused data),
@@ -11,8 +11,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::ack::{on_error, Ack, AckEvent, OnError};
 use crate::backoff::Backoff;
+use crate::upload::ack::{on_error, Ack, AckEvent, OnError};
 
 /// No ack for this long while fragments are outstanding: the connection is dead.
 pub const STALL: Duration = Duration::from_secs(30);
@@ -63,7 +63,7 @@ pub enum Why {
 
 /// What the task layer must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum LinkAction {
     /// Open a connection (new header) — after a backoff when `why` is not `Rotation`.
     Connect,
     /// Write this fragment on the open connection.
@@ -154,7 +154,7 @@ impl Uploader {
         start_ms: u64,
         end_ms: u64,
         now: Instant,
-    ) -> Result<Vec<Action>, EnqueueError> {
+    ) -> Result<Vec<LinkAction>, EnqueueError> {
         if end_ms < start_ms {
             return Err(EnqueueError::Backwards);
         }
@@ -182,7 +182,7 @@ impl Uploader {
     }
 
     /// The connection is open (its header written).
-    pub fn connected(&mut self, now: Instant) -> Vec<Action> {
+    pub fn connected(&mut self, now: Instant) -> Vec<LinkAction> {
         self.backoff.reset();
         self.rotating = false;
         self.connect_at = None;
@@ -200,7 +200,7 @@ impl Uploader {
 
     /// The connection ended (dropped, or closed on our request); the caller waits a
     /// backoff before connecting again unless `why` is `Rotation`.
-    pub fn disconnected(&mut self, why: Why) -> Vec<Action> {
+    pub fn disconnected(&mut self, why: Why) -> Vec<LinkAction> {
         self.connection = None;
         self.rotating = why == Why::Rotation;
         for f in &mut self.fragments {
@@ -209,11 +209,11 @@ impl Uploader {
         if self.stopped {
             return Vec::new();
         }
-        vec![Action::Connect]
+        vec![LinkAction::Connect]
     }
 
     /// An ack from the service.
-    pub fn ack(&mut self, ack: &Ack, now: Instant) -> Vec<Action> {
+    pub fn ack(&mut self, ack: &Ack, now: Instant) -> Vec<LinkAction> {
         if let Some(c) = &mut self.connection {
             c.last_ack = now;
         }
@@ -223,20 +223,20 @@ impl Uploader {
         match (ack.event, pos) {
             (AckEvent::Persisted, Some(i)) => {
                 let f = self.fragments.remove(i).map(|f| f.id);
-                f.map(Action::Persisted).into_iter().collect()
+                f.map(LinkAction::Persisted).into_iter().collect()
             }
             (AckEvent::Error, _) => {
                 let code = ack.error_id.unwrap_or(0);
                 match on_error(code) {
-                    OnError::Reconnect => vec![Action::Reconnect(Why::ErrorCode(code))],
+                    OnError::Reconnect => vec![LinkAction::Reconnect(Why::ErrorCode(code))],
                     OnError::SkipFragment => match pos.and_then(|i| self.fragments.remove(i)) {
-                        Some(f) => vec![Action::Skipped { id: f.id, code }],
+                        Some(f) => vec![LinkAction::Skipped { id: f.id, code }],
                         None => Vec::new(),
                     },
                     OnError::Stop => {
                         self.stopped = true;
                         self.connect_at = Some(now + STOP_RETRY);
-                        vec![Action::Stop { code }]
+                        vec![LinkAction::Stop { code }]
                     }
                 }
             }
@@ -245,19 +245,19 @@ impl Uploader {
     }
 
     /// Periodic check: a stalled connection, or one due for rotation.
-    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+    pub fn tick(&mut self, now: Instant) -> Vec<LinkAction> {
         let Some(c) = &mut self.connection else {
             return Vec::new();
         };
         let outstanding = self.fragments.iter().any(|f| f.state != State::Queued);
         if outstanding && now.duration_since(c.last_ack) >= STALL {
-            return vec![Action::Reconnect(Why::Stalled)];
+            return vec![LinkAction::Reconnect(Why::Stalled)];
         }
         if now.duration_since(c.opened) >= ROTATE_AFTER {
             c.rotate = true;
         }
         if c.rotate && !outstanding {
-            return vec![Action::Reconnect(Why::Rotation)];
+            return vec![LinkAction::Reconnect(Why::Rotation)];
         }
         Vec::new()
     }
@@ -338,7 +338,7 @@ impl Uploader {
     }
 
     /// Sends what is queued, unless a rotation is waiting for the connection to drain.
-    fn pump(&mut self, now: Instant) -> Vec<Action> {
+    fn pump(&mut self, now: Instant) -> Vec<LinkAction> {
         let Some(c) = &mut self.connection else {
             return Vec::new();
         };
@@ -354,7 +354,7 @@ impl Uploader {
             return if outstanding {
                 Vec::new()
             } else {
-                vec![Action::Reconnect(Why::Rotation)]
+                vec![LinkAction::Reconnect(Why::Rotation)]
             };
         }
         if !self.fragments.iter().any(|f| f.state != State::Queued) {
@@ -365,7 +365,7 @@ impl Uploader {
             .filter(|f| f.state == State::Queued)
             .map(|f| {
                 f.state = State::Sent;
-                Action::Send(f.id)
+                LinkAction::Send(f.id)
             })
             .collect()
     }
@@ -393,7 +393,7 @@ mod tests {
     }
 
     /// Fragment i covers [1000 i, 1000 i + 900] ms.
-    fn enqueue(u: &mut Uploader, i: u64, now: Instant) -> Vec<Action> {
+    fn enqueue(u: &mut Uploader, i: u64, now: Instant) -> Vec<LinkAction> {
         u.enqueue(i, i * 1000, i * 1000 + 900, now).unwrap()
     }
 
@@ -402,18 +402,18 @@ mod tests {
         let t = Instant::now();
         let mut u = Uploader::default();
         assert!(enqueue(&mut u, 1, t).is_empty(), "not connected yet");
-        assert_eq!(u.connected(t), [Action::Send(1)]);
-        assert_eq!(enqueue(&mut u, 2, t), [Action::Send(2)]);
+        assert_eq!(u.connected(t), [LinkAction::Send(1)]);
+        assert_eq!(enqueue(&mut u, 2, t), [LinkAction::Send(2)]);
         assert!(u.ack(&ack(AckEvent::Buffering, 1000), t).is_empty());
         assert!(u.ack(&ack(AckEvent::Received, 1000), t).is_empty());
         assert_eq!(
             u.ack(&ack(AckEvent::Persisted, 1000), t),
-            [Action::Persisted(1)]
+            [LinkAction::Persisted(1)]
         );
         assert_eq!(u.backlog(), 1);
         assert_eq!(
             u.ack(&ack(AckEvent::Persisted, 2000), t),
-            [Action::Persisted(2)]
+            [LinkAction::Persisted(2)]
         );
         assert_eq!(u.backlog(), 0);
     }
@@ -427,12 +427,16 @@ mod tests {
             enqueue(&mut u, i, t);
         }
         u.ack(&ack(AckEvent::Persisted, 1000), t);
-        assert_eq!(u.disconnected(Why::Lost), [Action::Connect]);
+        assert_eq!(u.disconnected(Why::Lost), [LinkAction::Connect]);
         // Queued while offline: kept for the next connection.
         assert!(enqueue(&mut u, 4, t).is_empty());
         assert_eq!(
             u.connected(t),
-            [Action::Send(2), Action::Send(3), Action::Send(4)],
+            [
+                LinkAction::Send(2),
+                LinkAction::Send(3),
+                LinkAction::Send(4)
+            ],
             "oldest first, fragment 1 (persisted) not again"
         );
     }
@@ -448,17 +452,20 @@ mod tests {
         // 4006 invalid MKV: that fragment is dropped, no loop.
         assert_eq!(
             u.ack(&error(2000, 4006), t),
-            [Action::Skipped { id: 2, code: 4006 }]
+            [LinkAction::Skipped { id: 2, code: 4006 }]
         );
         // 5000 internal error: reconnect and resend the rest.
         assert_eq!(
             u.ack(&error(3000, 5000), t),
-            [Action::Reconnect(Why::ErrorCode(5000))]
+            [LinkAction::Reconnect(Why::ErrorCode(5000))]
         );
         u.disconnected(Why::ErrorCode(5000));
-        assert_eq!(u.connected(t), [Action::Send(1), Action::Send(3)]);
+        assert_eq!(u.connected(t), [LinkAction::Send(1), LinkAction::Send(3)]);
         // 4008 stream not active: stop, and stay stopped.
-        assert_eq!(u.ack(&error(1000, 4008), t), [Action::Stop { code: 4008 }]);
+        assert_eq!(
+            u.ack(&error(1000, 4008), t),
+            [LinkAction::Stop { code: 4008 }]
+        );
         assert!(u.is_stopped());
         assert!(u.disconnected(Why::Lost).is_empty(), "no reconnect loop");
         assert!(enqueue(&mut u, 5, t).is_empty());
@@ -490,7 +497,7 @@ mod tests {
         assert!(u.tick(t + Duration::from_secs(29)).is_empty());
         assert_eq!(
             u.tick(t + Duration::from_secs(30)),
-            [Action::Reconnect(Why::Stalled)]
+            [LinkAction::Reconnect(Why::Stalled)]
         );
         // Idle with nothing outstanding is not a stall.
         let mut idle = Uploader::default();
@@ -510,11 +517,11 @@ mod tests {
         assert!(enqueue(&mut u, 2, late).is_empty());
         assert_eq!(
             u.ack(&ack(AckEvent::Persisted, 1000), late),
-            [Action::Persisted(1)]
+            [LinkAction::Persisted(1)]
         );
-        assert_eq!(u.tick(late), [Action::Reconnect(Why::Rotation)]);
+        assert_eq!(u.tick(late), [LinkAction::Reconnect(Why::Rotation)]);
         u.disconnected(Why::Rotation);
-        assert_eq!(u.connected(late), [Action::Send(2)]);
+        assert_eq!(u.connected(late), [LinkAction::Send(2)]);
     }
 
     #[test]
@@ -585,7 +592,10 @@ mod tests {
         let mut u = Uploader::default();
         u.connected(t);
         enqueue(&mut u, 1, t);
-        assert_eq!(u.ack(&error(1000, 4008), t), [Action::Stop { code: 4008 }]);
+        assert_eq!(
+            u.ack(&error(1000, 4008), t),
+            [LinkAction::Stop { code: 4008 }]
+        );
         assert_eq!(u.connect_at(), None, "a stopped stream is not reconnected");
         assert!(!u.stop_retry_due(t + STOP_RETRY - Duration::from_secs(1)));
         assert!(u.stop_retry_due(t + STOP_RETRY));
