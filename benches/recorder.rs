@@ -90,7 +90,6 @@ fn main() {
             snapshot: outputs.snapshot.subscribe(),
             index: index.clone(),
             data_dir: dir.path().to_owned(),
-            clocks: edgecam::clock::system(),
             outbox: None,
             feed: None,
             audio: None,

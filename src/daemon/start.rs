@@ -17,7 +17,6 @@ use crate::aws::Aws;
 use crate::capture::{
     self, AudioOutputs, CaptureState, Heartbeat, Outputs, PipelineSpec, TaskConfig,
 };
-use crate::clock;
 use crate::config::Config;
 use crate::control::Commands;
 use crate::index::{Index, Outbox};
@@ -108,7 +107,6 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         snapshot: outputs.snapshot.subscribe(),
         index: index.clone(),
         data_dir: data_dir.clone(),
-        clocks: clock::system(),
         outbox: outbox.clone(),
         feed: (upload_aws.is_some() && !config.upload.continuous()).then_some(feed),
         audio: audio.as_ref().map(|a| a.aac.clone()),

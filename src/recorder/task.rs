@@ -18,7 +18,7 @@ use super::motion::Motion;
 use super::preroll::{AudioRing, PreRoll};
 use super::publish;
 use super::time::RecorderClock;
-use crate::clock::{ClockState, SharedClocks};
+use crate::clock::ClockState;
 use crate::commands::{CommandError, Outcome, Record, StatusReport};
 use crate::events::{
     Action, EventInfo, EventKind, Input, MotionSettings, Tracker, TrackerSettings, Trigger,
@@ -64,7 +64,6 @@ pub struct RecorderDeps {
     pub snapshot: watch::Receiver<Option<Snapshot>>,
     pub index: Index,
     pub data_dir: PathBuf,
-    pub clocks: SharedClocks,
     /// The MQTT outbox each event change is queued in (when MQTT is on); the tracker
     /// already spaces updates by `events.update_interval_s`.
     pub outbox: Option<Outbox>,
@@ -128,11 +127,11 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
             cfg.pre_roll_max_bytes,
         ),
         tracker: Tracker::new(cfg.tracker.clone(), UlidIds),
-        motion: Motion::new(cfg.motion, detect, deps.clocks.monotonic()),
+        motion: Motion::new(cfg.motion, detect, std::time::Instant::now()),
         clips,
         lost_seen: 0,
-        owed_checked: deps.clocks.monotonic(),
-        clock: RecorderClock::new(Arc::clone(&deps.clocks)),
+        owed_checked: std::time::Instant::now(),
+        clock: RecorderClock::new(),
         status: status_tx,
         deps,
         commands: command_rx,

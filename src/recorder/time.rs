@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::{ClockState, SharedClocks};
+use crate::clock::ClockState;
 
+/// The recorder's one source of time: the task layer reads the clocks here and passes
+/// the time to the decisions (tracker, retry, motion).
 #[derive(Debug)]
 pub(super) struct RecorderClock {
-    clocks: SharedClocks,
     /// The wall-clock time at a monotonic instant.
     base: (DateTime<Utc>, Instant),
     /// The clock steps and corrections applied so far.
@@ -17,10 +18,9 @@ pub(super) struct RecorderClock {
 }
 
 impl RecorderClock {
-    pub fn new(clocks: SharedClocks) -> Self {
+    pub fn new() -> Self {
         Self {
-            base: (clocks.utc(), clocks.monotonic()),
-            clocks,
+            base: (Utc::now(), Instant::now()),
             applied: ClockState::default(),
         }
     }
@@ -29,12 +29,12 @@ impl RecorderClock {
     /// wall clock as it is applied): a step never stretches or cuts an event.
     pub fn now(&self) -> DateTime<Utc> {
         let (utc, mono) = self.base;
-        let elapsed = self.clocks.monotonic().saturating_duration_since(mono);
+        let elapsed = Instant::now().saturating_duration_since(mono);
         utc + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 
     pub fn monotonic(&self) -> Instant {
-        self.clocks.monotonic()
+        Instant::now()
     }
 
     /// Takes what is new in the clock's state; returns the step the open event must move

@@ -420,7 +420,6 @@ pub async fn spawn_recorder(
         snapshot: tokio::sync::watch::channel(None).1,
         index: index.clone(),
         data_dir: data.to_owned(),
-        clocks: edgecam::clock::system(),
         outbox: None,
         feed: None,
         audio,
