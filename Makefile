@@ -34,6 +34,7 @@ bench: deps
 	cargo bench --locked --bench av_sync
 	cargo bench --locked --bench motion
 	cargo bench --locked --bench talk
+	cargo bench --locked --bench detect
 
 ## A thousand viewers coming and going: memory, descriptors and tasks before and after
 soak: deps

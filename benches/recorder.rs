@@ -83,6 +83,7 @@ fn main() {
             motion: MotionSettings::default(),
             detect: false,
             pre_roll_max_bytes: 64 << 20,
+            sight: None,
         };
         let deps = RecorderDeps {
             frames: frames.clone(),
@@ -96,6 +97,7 @@ fn main() {
             disk_full: None,
             motion: Default::default(),
             clock: None,
+            sight: None,
         };
         let (recorder, task) = recorder::spawn(cfg, deps, stop.clone()).await;
         let task_cfg = TaskConfig {

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod detect;
 pub mod events;
 pub mod index;
 pub mod live;

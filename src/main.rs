@@ -99,6 +99,10 @@ enum ClipsCommand {
         /// At most this many clips
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only clips of events with this label: an object the detector saw in them
+        /// (person, car, …) or the event's own label (motion, doorbell, …)
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Show one clip's index row and what its file holds
     Show { id: String },
@@ -198,11 +202,16 @@ async fn trigger(
 async fn clips(config: Config, command: ClipsCommand) -> anyhow::Result<ExitCode> {
     let data_dir = &config.storage.data_dir;
     match command {
-        ClipsCommand::List { json, since, limit } => {
+        ClipsCommand::List {
+            json,
+            since,
+            limit,
+            label,
+        } => {
             let since = since
                 .map(|s| cli::clips::parse_since(&s, chrono::Utc::now()))
                 .transpose()?;
-            cli::clips::list(data_dir, since, limit, json).await?;
+            cli::clips::list(data_dir, since, label.as_deref(), limit, json).await?;
         }
         ClipsCommand::Show { id } => cli::clips::show(data_dir, &id).await?,
         ClipsCommand::Export { id, out } => cli::clips::export(data_dir, &id, &out).await?,
@@ -256,6 +265,12 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if config.detect.enabled {
+        if let Err(e) = edgecam::detect::Model::load(&config.detect.model) {
+            eprintln!("edgecam: {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    }
     let checked = capture::template::load(&config.camera)
         .and_then(|spec| capture::check(&spec).map(|()| spec))
         .and_then(|spec| {

@@ -88,6 +88,31 @@ pub struct MotionMetrics {
     pub events: Counter,
 }
 
+/// Object detector metrics. Clones share the same values.
+#[derive(Debug, Clone)]
+pub struct DetectMetrics {
+    /// One inference, seconds.
+    pub inference: Histogram,
+    /// Pictures the detector analysed.
+    pub analysed: Counter,
+    /// Pictures passed over because a newer one was waiting.
+    pub skipped: Counter,
+    /// Objects announced (confirmed and moving), by label.
+    pub objects: Family<Vec<(String, String)>, Counter>,
+}
+
+impl Default for DetectMetrics {
+    fn default() -> Self {
+        let buckets = [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+        Self {
+            inference: Histogram::new(buckets),
+            analysed: Counter::default(),
+            skipped: Counter::default(),
+            objects: Family::default(),
+        }
+    }
+}
+
 /// Talk-back metrics. Clones share the same values.
 #[derive(Debug, Clone, Default)]
 pub struct TalkMetrics {
@@ -159,6 +184,7 @@ pub struct Metrics {
     pub mqtt: MqttMetrics,
     pub upload: UploadMetrics,
     pub motion: MotionMetrics,
+    pub detect: DetectMetrics,
     pub web: WebMetrics,
     pub talk: TalkMetrics,
 }
@@ -286,6 +312,27 @@ impl Metrics {
             "Events started by motion",
             motion.events.clone(),
         );
+        let detect = DetectMetrics::default();
+        registry.register(
+            "edgecam_detect_inference_seconds",
+            "Time of one object-detector inference",
+            detect.inference.clone(),
+        );
+        registry.register(
+            "edgecam_detect_frames",
+            "Pictures the object detector analysed (only while something moves)",
+            detect.analysed.clone(),
+        );
+        registry.register(
+            "edgecam_detect_frames_skipped",
+            "Pictures the object detector passed over because a newer one was waiting",
+            detect.skipped.clone(),
+        );
+        registry.register(
+            "edgecam_detect_objects",
+            "Objects the detector announced (confirmed and moving), by label",
+            detect.objects.clone(),
+        );
         let web = WebMetrics::default();
         registry.register(
             "edgecam_http_connections",
@@ -341,6 +388,7 @@ impl Metrics {
             mqtt,
             upload,
             motion,
+            detect,
             web,
             talk,
         }

@@ -112,36 +112,11 @@ pub(super) fn build(
             path: spec.path.clone(),
         });
     }
-    gate_opus(&pipeline, &outputs.opus);
-    Ok(pipeline)
-}
-
-/// How often a gate whose pipeline may be gone looks (it ends with its pipeline).
-const GATE_CHECK: Duration = Duration::from_secs(10);
-
-/// Keeps the `opus_valve` open while the Opus bus has a subscriber, and shut otherwise.
-fn gate_opus(pipeline: &gst::Pipeline, opus: &AudioBus) {
-    let Some(valve) = pipeline.by_name("opus_valve") else {
-        return;
-    };
-    let mut listeners = opus.listeners();
-    let shut = |valve: &gst::Element, n: usize| valve.set_property("drop", n == 0);
-    shut(&valve, *listeners.borrow_and_update());
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let valve = valve.downgrade();
-    runtime.spawn(async move {
-        loop {
-            let changed = tokio::time::timeout(GATE_CHECK, listeners.changed()).await;
-            let Some(valve) = valve.upgrade() else { return };
-            match changed {
-                Ok(Ok(())) => shut(&valve, *listeners.borrow_and_update()),
-                Ok(Err(_)) => return,
-                Err(_) => {}
-            }
-        }
+    // Open only while someone listens: nothing is encoded to Opus for nobody.
+    super::gate::valve(&pipeline, "opus_valve", outputs.opus.listeners(), |n| {
+        *n > 0
     });
+    Ok(pipeline)
 }
 
 /// The stream's format from the appsink's caps, or why it is not usable.

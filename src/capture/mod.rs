@@ -3,6 +3,7 @@
 
 mod assemble;
 pub mod audio;
+mod gate;
 mod pipeline;
 pub mod scene;
 mod task;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::backoff::Backoff;
 pub use audio::AudioOutputs;
-pub use pipeline::{check, Outputs, Running};
+pub use pipeline::{check, Outputs, Pictures, Running};
 pub use task::{spawn, spawn_audio, CaptureHandle, CaptureState, TaskConfig};
 pub use template::PipelineSpec;
 

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use super::assemble::AuAssembler;
 use super::template::PipelineSpec;
 use super::{CaptureError, Heartbeat};
-use crate::media::{AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, Snapshot};
+use crate::media::{
+    AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, RgbBus, RgbFrame, Snapshot,
+};
 use crate::metrics::CaptureCounters;
 
 /// Where a running pipeline delivers what it captures. Survives pipeline rebuilds.
@@ -29,6 +31,30 @@ pub struct Outputs {
     pub heartbeat: Heartbeat,
     /// Last PTS handed out (ns), so PTS keeps increasing across rebuilds.
     pub last_pts: Arc<AtomicU64>,
+    /// The object detector's pictures (appsink `detect`), while `wanted` says so.
+    pub pictures: Pictures,
+}
+
+/// Where the `detect` appsink's pictures go, and when.
+#[derive(Debug, Clone)]
+pub struct Pictures {
+    pub bus: RgbBus,
+    /// True while the detector wants pictures (something moves): the pipeline's
+    /// `detect_valve` is open only then.
+    pub wanted: watch::Receiver<bool>,
+    /// The least time between two pictures (the detector's rate).
+    pub every: Duration,
+}
+
+impl Default for Pictures {
+    /// No detector: the valve stays shut.
+    fn default() -> Self {
+        Self {
+            bus: RgbBus::new("pictures"),
+            wanted: watch::channel(false).1,
+            every: Duration::from_millis(500),
+        }
+    }
 }
 
 impl Outputs {
@@ -45,7 +71,13 @@ impl Outputs {
             counters,
             heartbeat,
             last_pts: Arc::new(AtomicU64::new(0)),
+            pictures: Pictures::default(),
         }
+    }
+
+    /// The same outputs, with the detector's pictures going to `pictures`.
+    pub fn with_pictures(self, pictures: Pictures) -> Self {
+        Self { pictures, ..self }
     }
 }
 
@@ -97,6 +129,7 @@ impl Running {
         fps: u32,
     ) -> Result<Self, CaptureError> {
         let pipeline = parse(spec)?;
+        super::scene::feed_person(&pipeline);
         let encoded =
             appsink(&pipeline, "encoded").ok_or_else(|| CaptureError::MissingEncoded {
                 path: spec.path.clone(),
@@ -114,6 +147,11 @@ impl Running {
                 tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"analysis\": motion detection gets no frames")
             }
         }
+        if let Some(sink) = appsink(&pipeline, "detect") {
+            wire_pictures(&sink, outputs.pictures.clone());
+        }
+        let p = &outputs.pictures;
+        super::gate::valve(&pipeline, "detect_valve", p.wanted.clone(), |w| *w);
         match appsink(&pipeline, "snapshot") {
             Some(sink) => wire_snapshot(&sink, outputs.snapshot.clone()),
             None => {
@@ -292,6 +330,44 @@ fn wire_analysis(sink: &gst_app::AppSink, bus: AnalysisBus) {
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 bus.publish(AnalysisFrame {
+                    data: Bytes::from_owner(mapped),
+                    width: info.width(),
+                    height: info.height(),
+                    stride: info.stride()[0].max(0) as u32,
+                    pts,
+                    captured_at,
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+fn wire_pictures(sink: &gst_app::AppSink, out: Pictures) {
+    sink.set_property("enable-last-sample", false);
+    let mut last: Option<Duration> = None;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                let (Some(info), Some(buffer)) = (info, sample.buffer_owned()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if info.format() != gst_video::VideoFormat::Rgb {
+                    tracing::warn!(format = ?info.format(), "the detect appsink must receive RGB; picture skipped");
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let (pts, captured_at) = timing(sink, &sample, buffer.pts());
+                // videorate's max-rate is whole frames a second: keep to the exact rate.
+                if last.is_some_and(|l| pts.saturating_sub(l) + Duration::from_millis(5) < out.every) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                last = Some(pts);
+                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                out.bus.publish(RgbFrame {
                     data: Bytes::from_owner(mapped),
                     width: info.width(),
                     height: info.height(),

@@ -1,14 +1,27 @@
 //! The built-in test scene. A pipeline element named `scene` (the test pattern's
-//! `videotestsrc`) shows its moving ball for `MOVING`, then a still black picture for
-//! `STILL`, over and over, so a camera on the defaults records events that start and
-//! end, as a real scene would.
+//! `videotestsrc`) shows its moving ball, and an overlay named `stage`
+//! (`gdkpixbufoverlay`) can show a photograph of a person walking across the picture,
+//! each in its turn, with a still black picture in between:
+//!
+//! | from | for | what moves |
+//! |---|---|---|
+//! | 0 s | 10 s | the ball |
+//! | 10 s | 30 s | nothing |
+//! | 40 s | 10 s | a person walks from left to right |
+//! | 50 s | 30 s | nothing |
+//!
+//! So a camera on the defaults records events that start and end, as a real scene would,
+//! and the object detector has something to tell from a ball. The photograph is the
+//! first of `PERSON_PHOTOS` that exists (the package ships scikit-image's astronaut, a
+//! NASA photograph in the public domain); without one the person stays hidden.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-/// How long the ball moves.
+/// How long the ball moves, then the person walks.
 pub const MOVING: Duration = Duration::from_secs(10);
 /// How long the picture then stays still: longer than the default post-roll (10 s) and
 /// event gap (5 s), so each event ends before the next movement.
@@ -16,16 +29,71 @@ pub const STILL: Duration = Duration::from_secs(30);
 /// How often the capture task looks at the time.
 pub const TICK: Duration = Duration::from_millis(200);
 
-/// Whether the ball moves `elapsed` after the pipeline started.
-pub fn moving(elapsed: Duration) -> bool {
-    let period = (MOVING + STILL).as_millis();
-    elapsed.as_millis() % period < MOVING.as_millis()
+/// Where the person's photograph is looked for (the last relative to the working
+/// directory, as `pipelines/` is, for a source checkout).
+pub const PERSON_PHOTOS: &[&str] = &[
+    "/etc/edgecam/scene/person.png",
+    "/usr/share/edgecam/scene/person.png",
+    "scene/person.png",
+];
+
+/// What the scene shows `elapsed` after the pipeline started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    Ball,
+    /// The person, this far across (0 = entering on the left, 1 = gone on the right).
+    Person(f32),
+    Still,
 }
 
-/// The `scene` element of a running pipeline.
+/// The phase at `elapsed`.
+pub fn phase(elapsed: Duration) -> Phase {
+    let turn = (MOVING + STILL).as_millis();
+    let at = elapsed.as_millis() % (2 * turn);
+    let moving = MOVING.as_millis();
+    if at < moving {
+        Phase::Ball
+    } else if (turn..turn + moving).contains(&at) {
+        Phase::Person((at - turn) as f32 / moving as f32)
+    } else {
+        Phase::Still
+    }
+}
+
+/// Whether the ball moves `elapsed` after the pipeline started.
+pub fn moving(elapsed: Duration) -> bool {
+    phase(elapsed) == Phase::Ball
+}
+
+/// The first person photograph that exists.
+pub fn person_photo() -> Option<PathBuf> {
+    PERSON_PHOTOS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Gives the pipeline's `stage` overlay (if any) the person's photograph; without one
+/// it draws nothing. Runs while the pipeline is built.
+pub fn feed_person(pipeline: &gst::Pipeline) {
+    let Some(stage) = pipeline.by_name("stage") else {
+        return;
+    };
+    match person_photo() {
+        Some(photo) => stage.set_property("location", photo.to_string_lossy().as_ref()),
+        None => tracing::info!(
+            looked_in = PERSON_PHOTOS.join(", "),
+            "no photograph for the test scene's person: only the ball moves"
+        ),
+    }
+}
+
+/// The scene's elements in a running pipeline.
 pub struct Scene {
     element: gst::Element,
-    moving: bool,
+    /// The overlay that draws the person.
+    person: Option<gst::Element>,
+    shown: Option<Phase>,
 }
 
 impl Scene {
@@ -36,20 +104,40 @@ impl Scene {
             tracing::warn!("the element named \"scene\" is not a videotestsrc; it is left alone");
             return None;
         }
+        let person = pipeline.by_name("stage");
         Some(Scene {
             element,
-            moving: true,
+            person,
+            shown: None,
         })
     }
 
-    /// Switches between the moving ball and the still picture as the time says.
+    /// Moves the ball or the person as the time says.
     pub fn update(&mut self, elapsed: Duration) {
-        let now = moving(elapsed);
-        if now != self.moving {
-            self.moving = now;
-            let pattern = if now { "ball" } else { "black" };
+        let now = phase(elapsed);
+        if self.shown == Some(now) {
+            return;
+        }
+        let was = self.shown.replace(now);
+        let pattern = if now == Phase::Ball { "ball" } else { "black" };
+        if was.is_none() || (was == Some(Phase::Ball)) != (now == Phase::Ball) {
             self.element.set_property_from_str("pattern", pattern);
             tracing::debug!(pattern, "test scene");
+        }
+        let Some(stage) = &self.person else { return };
+        match now {
+            Phase::Person(across) => {
+                let width = stage
+                    .static_pad("src")
+                    .and_then(|p| p.current_caps())
+                    .and_then(|c| c.structure(0).and_then(|s| s.get::<i32>("width").ok()))
+                    .unwrap_or(0);
+                let person = stage.property::<i32>("overlay-width");
+                let x = -person as f32 + across * (width + person) as f32;
+                stage.set_property("offset-x", x.round() as i32);
+                stage.set_property("alpha", 1.0f64);
+            }
+            _ => stage.set_property("alpha", 0.0f64),
         }
     }
 }
@@ -59,13 +147,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ball_moves_then_rests_over_and_over() {
+    fn the_ball_moves_then_a_person_walks_with_rests_between() {
         let s = Duration::from_secs;
         assert!(moving(s(0)));
         assert!(moving(s(9)));
         assert!(!moving(s(10)));
-        assert!(!moving(s(39)));
-        assert!(moving(s(40)));
-        assert!(!moving(s(55)));
+        assert_eq!(phase(s(39)), Phase::Still);
+        assert_eq!(phase(s(40)), Phase::Person(0.0));
+        assert_eq!(phase(s(45)), Phase::Person(0.5));
+        assert_eq!(phase(s(50)), Phase::Still);
+        assert_eq!(phase(s(79)), Phase::Still);
+        assert!(moving(s(80)));
+        assert!(!moving(s(95)));
     }
 }

@@ -68,15 +68,52 @@ pub fn split(raw: &str) -> (&str, Option<&str>) {
     (raw, None)
 }
 
+/// The object detector's pictures: the model's input fitted to the camera's shape (so
+/// nothing is stretched; the detector pads the rest), and at most how many a second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectPicture {
+    /// The model's input, `[width, height]`.
+    pub input: [u32; 2],
+    pub fps: f64,
+}
+
+impl Default for DetectPicture {
+    /// The shipped model's.
+    fn default() -> Self {
+        Self {
+            input: [320, 320],
+            fps: 2.0,
+        }
+    }
+}
+
+impl DetectPicture {
+    /// The picture's `[width, height]`: the camera's shape scaled to fit the input, even.
+    pub fn size(&self, c: &Camera) -> [u32; 2] {
+        let (cw, ch) = (f64::from(c.width.max(1)), f64::from(c.height.max(1)));
+        let scale = (f64::from(self.input[0]) / cw).min(f64::from(self.input[1]) / ch);
+        let even = |v: f64| ((v.round() as u32) & !1).max(2);
+        [even(cw * scale), even(ch * scale)]
+    }
+}
+
 /// Reads and renders the configured pipeline file's video part.
 pub fn load(camera: &Camera) -> Result<PipelineSpec, CaptureError> {
+    load_with(camera, &DetectPicture::default())
+}
+
+/// `load`, with the detector's pictures made for `detect`.
+pub fn load_with(camera: &Camera, detect: &DetectPicture) -> Result<PipelineSpec, CaptureError> {
     let path = locate(camera)?;
     let raw = read(&path)?;
-    let text = render(split(&raw).0, camera).map_err(|var| CaptureError::UnknownPlaceholder {
-        path: path.clone(),
-        var,
-        known: known_placeholders(),
-    })?;
+    let mut vars = variables(camera);
+    vars.extend(detect_variables(camera, detect));
+    let text =
+        render_with(split(&raw).0, &vars).map_err(|var| CaptureError::UnknownPlaceholder {
+            path: path.clone(),
+            var,
+            known: known_placeholders(),
+        })?;
     Ok(PipelineSpec { path, text })
 }
 
@@ -141,13 +178,23 @@ pub fn audio_variables(a: &Audio) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The placeholder values for the detector's branch.
+pub fn detect_variables(c: &Camera, d: &DetectPicture) -> Vec<(&'static str, String)> {
+    let [w, h] = d.size(c);
+    vec![
+        ("detect_width", w.to_string()),
+        ("detect_height", h.to_string()),
+        // videorate takes whole frames a second; the appsink keeps to the exact rate.
+        ("detect_fps", (d.fps.ceil().max(1.0) as u32).to_string()),
+    ]
+}
+
 /// The names of the video part's placeholders, for an error that names an unknown one.
 fn known_placeholders() -> String {
-    variables(&Camera::default())
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let c = Camera::default();
+    let mut vars = variables(&c);
+    vars.extend(detect_variables(&c, &DetectPicture::default()));
+    vars.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
 }
 
 /// The placeholder values a pipeline file may use.
@@ -175,7 +222,18 @@ pub fn variables(c: &Camera) -> Vec<(&'static str, String)> {
         // 20 px radius in videotestsrc) is as big a part of the picture at any size.
         ("scene_width", scene_side(c.width, 64).to_string()),
         ("scene_height", scene_side(c.height, 48).to_string()),
+        // The scene's person stands at the bottom, 70 % of the picture's height.
+        ("person_side", person_side(c.height).to_string()),
+        (
+            "person_top",
+            c.height.saturating_sub(person_side(c.height)).to_string(),
+        ),
     ]
+}
+
+/// The side of the scene's (square) person photograph: 70 % of the height, even.
+fn person_side(height: u32) -> u32 {
+    ((height * 7 / 10) & !1).max(2)
 }
 
 /// A quarter of `side`, even, and at least `min`.
@@ -186,7 +244,9 @@ fn scene_side(side: u32, min: u32) -> u32 {
 /// Drops `#` comment lines and fills `${var}`; an unknown name is returned as the error.
 /// Values are escaped so they are safe inside double quotes in the launch text.
 pub fn render(raw: &str, camera: &Camera) -> Result<String, String> {
-    render_with(raw, &variables(camera))
+    let mut vars = variables(camera);
+    vars.extend(detect_variables(camera, &DetectPicture::default()));
+    render_with(raw, &vars)
 }
 
 /// `render` with the given values.

@@ -59,6 +59,22 @@ fn duration(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
 }
 
+/// The event's label, and the objects seen in it with their best scores.
+fn labels(r: &ClipRow) -> String {
+    let objects: Vec<String> = r
+        .labels
+        .iter()
+        .filter(|(l, _)| **l != r.label)
+        .map(|(l, s)| format!("{l} {s:.2}"))
+        .collect();
+    match (r.labels.get(&r.label), objects.is_empty()) {
+        (Some(s), true) => format!("{} {s:.2}", r.label),
+        (Some(s), false) => format!("{} {s:.2}, {}", r.label, objects.join(", ")),
+        (None, true) => r.label.clone(),
+        (None, false) => format!("{} ({})", r.label, objects.join(", ")),
+    }
+}
+
 /// The `clips list` table.
 pub fn table(rows: &[ClipRow]) -> String {
     let mut out = format!(
@@ -73,7 +89,7 @@ pub fn table(rows: &[ClipRow]) -> String {
             duration(r.duration_ms),
             size(r.bytes),
             r.status.as_str(),
-            r.label
+            labels(r)
         ));
     }
     out
@@ -82,11 +98,12 @@ pub fn table(rows: &[ClipRow]) -> String {
 pub async fn list(
     data_dir: &Path,
     since: Option<DateTime<Utc>>,
+    label: Option<&str>,
     limit: u32,
     json: bool,
 ) -> anyhow::Result<()> {
     let index = open_index(data_dir).await?;
-    let rows = index.clips(since, limit).await?;
+    let rows = index.clips(since, label, limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {

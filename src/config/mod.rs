@@ -5,6 +5,7 @@
 
 mod audio;
 mod aws;
+mod detect;
 mod live;
 mod load;
 mod mqtt;
@@ -18,10 +19,11 @@ use serde::{Deserialize, Serialize};
 
 pub use audio::{Audio, TALK_CHANNEL};
 pub use aws::{Aws, CredentialSource};
+pub use detect::{Detect, SHIPPED_MODEL};
 pub use live::{Live, Signaling};
 pub use load::{load, parse, ConfigError, Problem};
 pub use mqtt::Mqtt;
-pub use recording::{Events, Motion, Storage};
+pub use recording::{EventTrigger, Events, Motion, Storage};
 pub use upload::{ImageFormat, Upload, UploadMode};
 pub use web::{TlsMode, Web, MIN_TOKEN_LEN};
 
@@ -68,6 +70,7 @@ pub struct Config {
     pub audio: Audio,
     pub events: Events,
     pub motion: Motion,
+    pub detect: Detect,
     pub storage: Storage,
     pub live: Live,
     pub aws: Aws,
@@ -75,6 +78,10 @@ pub struct Config {
     pub upload: Upload,
     pub web: Web,
     pub log: Log,
+    /// `[[zones]]`: named areas and the labels that matter in each. Default none: the
+    /// whole picture, every label of `detect.labels`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<crate::events::Zone>,
 }
 
 /// `[camera]`: which pipeline captures video and how it is encoded.
@@ -163,6 +170,15 @@ pub struct Invalid {
 }
 
 impl Config {
+    /// What opens events: the setting, or objects when the detector is on.
+    pub fn trigger(&self) -> EventTrigger {
+        self.events.trigger.unwrap_or(if self.detect.enabled {
+            EventTrigger::Objects
+        } else {
+            EventTrigger::Motion
+        })
+    }
+
     /// Cross-field and range rules that serde cannot express. Returns every problem found.
     pub fn validate(&self) -> Vec<Invalid> {
         let mut out = Vec::new();
@@ -247,6 +263,14 @@ impl Config {
         self.audio.validate(&mut bad);
         self.events.validate(&mut bad);
         self.motion.validate(&mut bad);
+        self.detect.validate(&self.zones, &mut bad);
+        if self.events.trigger == Some(EventTrigger::Objects) && !self.detect.enabled {
+            bad(
+                "events",
+                "trigger",
+                "\"objects\" needs the detector: set detect.enabled = true, or trigger = \"motion\"".into(),
+            );
+        }
         self.storage.validate(&mut bad);
         self.live.validate(&mut bad);
         self.aws.validate(&mut bad);

@@ -26,6 +26,18 @@ pub struct Events {
     pub min_gap_s: f64,
     /// At most one "event updated" per this many seconds, 1–300. Default 5.
     pub update_interval_s: f64,
+    /// What opens an event: `"motion"` (anything that moves), or `"objects"` (a listed
+    /// object confirmed in a zone that wants it; motion only keeps the pre-roll warm).
+    /// Default: `"objects"` when `detect.enabled`, else `"motion"`.
+    pub trigger: Option<EventTrigger>,
+}
+
+/// What opens an event.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventTrigger {
+    Motion,
+    Objects,
 }
 
 impl Default for Events {
@@ -36,6 +48,7 @@ impl Default for Events {
             max_clip_s: 300.0,
             min_gap_s: 5.0,
             update_interval_s: 5.0,
+            trigger: None,
         }
     }
 }

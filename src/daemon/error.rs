@@ -34,6 +34,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Https(#[from] web::https::HttpsError),
     #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
     Speaker(#[from] crate::speaker::PlaybackError),
     #[error("upload: {0}")]
     Upload(#[source] crate::aws::AwsError),
@@ -47,7 +49,10 @@ impl DaemonError {
     /// True when the configuration (or pipeline file) must be fixed: exit code 78.
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Capture(e) if !e.is_retryable())
-            || matches!(self, Self::Mqtt(_) | Self::Https(_) | Self::Speaker(_))
+            || matches!(
+                self,
+                Self::Mqtt(_) | Self::Https(_) | Self::Speaker(_) | Self::Detect(_)
+            )
             || matches!(self, Self::Live(live::LiveError::Aws(_)))
             || matches!(self, Self::Upload(_))
     }

@@ -80,6 +80,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
 }
 
+/// Loads the detection model off the async workers (parsing and optimising it takes a
+/// moment on a small CPU).
+pub async fn load_model(
+    path: std::path::PathBuf,
+) -> Result<std::sync::Arc<crate::detect::Model>, DaemonError> {
+    let started = std::time::Instant::now();
+    let model = tokio::task::spawn_blocking(move || crate::detect::Model::load(&path))
+        .await
+        .map_err(|e| crate::detect::DetectError::Inference(e.to_string()))??;
+    info!(input = ?model.input(), took_ms = started.elapsed().as_millis() as u64, "detection model loaded");
+    Ok(std::sync::Arc::new(model))
+}
+
 /// Checks what can be checked before anything runs (pipeline file, MQTT files, the
 /// listening address), then opens the index and recovers torn clips.
 async fn open(config: &Config) -> Result<Opened, DaemonError> {
@@ -88,7 +101,18 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
         path: data_dir.clone(),
         source,
     })?;
-    let spec = capture::template::load(&config.camera)?;
+    let model = match config.detect.enabled {
+        true => Some(load_model(config.detect.model.clone()).await?),
+        false => None,
+    };
+    let picture = capture::template::DetectPicture {
+        input: model.as_ref().map_or([320, 320], |m| {
+            let [w, h] = m.input();
+            [w as u32, h as u32]
+        }),
+        fps: config.detect.fps,
+    };
+    let spec = capture::template::load_with(&config.camera, &picture)?;
     capture::check(&spec)?;
     let audio = capture::template::load_audio(&config.camera, &config.audio)?;
     match &audio {
@@ -122,6 +146,7 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
         error!(error = %e, "recovery of torn clips failed; continuing");
     }
     Ok(Opened {
+        model,
         spec,
         audio,
         mqtt,

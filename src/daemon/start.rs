@@ -19,9 +19,10 @@ use crate::capture::{
 };
 use crate::config::Config;
 use crate::control::Commands;
+use crate::detect;
 use crate::index::{Index, Outbox};
 use crate::live;
-use crate::media::{AnalysisBus, FrameBus};
+use crate::media::{AnalysisBus, FrameBus, RgbBus};
 use crate::metrics::Metrics;
 use crate::mqtt::{self, MqttSettings};
 use crate::recorder::{self, retention, ClipFeed, RecorderConfig, RecorderDeps};
@@ -31,6 +32,8 @@ use crate::web::{self, WebState};
 
 /// What start-up checked and opened before any part runs.
 pub struct Opened {
+    /// The object detector's model, when `detect.enabled`.
+    pub model: Option<Arc<crate::detect::Model>>,
     pub spec: PipelineSpec,
     /// The pipeline file's audio part, when audio is on and the file has one.
     pub audio: Option<PipelineSpec>,
@@ -54,6 +57,7 @@ pub struct Started {
 /// Starts every part, in order.
 pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     let Opened {
+        model,
         spec,
         audio: audio_spec,
         mqtt: mqtt_settings,
@@ -76,12 +80,40 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     let frames = FrameBus::new("frames");
     let metrics = Arc::new(Metrics::new(frames.clone()));
     let heartbeat = Heartbeat::new(Instant::now());
-    let outputs = Outputs::new(
+    let mut outputs = Outputs::new(
         frames,
         AnalysisBus::new("analysis"),
         metrics.capture.clone(),
         heartbeat.clone(),
     );
+    // The detector: the capture's `detect` valve opens while the recorder says
+    // something moves; its results go to the recorder.
+    let detector = model.map(|model| {
+        let (wanted, wanted_rx) = watch::channel(false);
+        let (tx, detections) = tokio::sync::mpsc::channel(detect::RESULT_QUEUE);
+        let pictures = capture::Pictures {
+            bus: RgbBus::new("pictures"),
+            wanted: wanted_rx,
+            every: Duration::from_secs_f64(1.0 / config.detect.fps.max(0.1)),
+        };
+        outputs = outputs.clone().with_pictures(pictures.clone());
+        let sight = recorder::SightDeps {
+            detections,
+            wanted,
+            metrics: metrics.detect.clone(),
+        };
+        (model, pictures.bus, tx, sight)
+    });
+    let sight_deps = match detector {
+        Some((model, bus, tx, sight)) => {
+            let (scores, m) = (config.detect.scores(), metrics.detect.clone());
+            parts.start("detect", |stop| {
+                ((), vec![detect::spawn(model, scores, &bus, tx, m, stop)])
+            });
+            Some(sight)
+        }
+        None => None,
+    };
     let upload_aws = match config.upload.enabled {
         true => Some(
             Aws::from_config(&config.aws)
@@ -113,6 +145,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         disk_full: Some(Arc::clone(&disk_full)),
         motion: metrics.motion.clone(),
         clock: Some(clock_state.clone()),
+        sight: sight_deps,
     };
     // Subscribed now, run last: it sees capture's first keyframe and stops first.
     let (recorder, recorder_task) = recorder::prepare(recorder_cfg(config), recorder_deps).await;
@@ -251,6 +284,11 @@ fn recorder_cfg(config: &Config) -> RecorderConfig {
         motion: config.motion.settings(),
         detect: config.motion.enabled,
         pre_roll_max_bytes: config.storage.pre_roll_max_mb as usize * 1024 * 1024,
+        sight: config.detect.enabled.then(|| recorder::SightConfig {
+            objects: config.detect.objects(),
+            zones: config.zones.clone(),
+            objects_trigger: config.trigger() == crate::config::EventTrigger::Objects,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@
 //! is clamped to the previous clip's end (no overlap, no gap when pre_roll ≥ min_gap).
 //! A clip longer than `max_clip` is cut and continued in a new clip of the same event.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,8 @@ pub enum TriggerKind {
     Mqtt,
     DataChannel,
     Cli,
+    /// An object the detector confirmed (a person, a car, …).
+    Object,
 }
 
 impl TriggerKind {
@@ -34,6 +37,7 @@ impl TriggerKind {
             Self::Mqtt => "mqtt",
             Self::DataChannel => "data_channel",
             Self::Cli => "cli",
+            Self::Object => "object",
         }
     }
 
@@ -45,6 +49,7 @@ impl TriggerKind {
             Self::Mqtt,
             Self::DataChannel,
             Self::Cli,
+            Self::Object,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -56,10 +61,15 @@ impl TriggerKind {
 pub struct Trigger {
     pub kind: TriggerKind,
     pub label: String,
-    /// Motion score (percent of area), 0 for commands.
+    /// Motion score (percent of area), an object's score (0–1), 0 for commands.
     pub score: f32,
     /// For timed recordings: keep recording at least this long.
     pub duration: Option<Duration>,
+    /// The zones it happened in (an object's), if any.
+    pub zones: Vec<String>,
+    /// When what led to it began (the first motion before an object was confirmed): a
+    /// new event's clip starts `pre_roll` before this, not before the trigger.
+    pub since: Option<Time>,
 }
 
 /// What the tracker is told.
@@ -87,6 +97,10 @@ pub struct EventInfo {
     /// End of activity (last trigger, or end of a timed recording); set once ended.
     pub ended_at: Option<Time>,
     pub clip_ids: Vec<String>,
+    /// The objects' labels seen in it, each with its best score.
+    pub labels: BTreeMap<String, f32>,
+    /// The zones they were seen in.
+    pub zones: BTreeSet<String>,
 }
 
 /// What the task layer must do.
@@ -174,6 +188,21 @@ pub struct Tracker<I> {
     open: Option<Open>,
 }
 
+/// Adds an object trigger's label (with its best score) and zones to the event: whether
+/// anything was new.
+fn note_object(info: &mut EventInfo, t: &Trigger) -> bool {
+    if t.kind != TriggerKind::Object {
+        return false;
+    }
+    let best = info.labels.entry(t.label.clone()).or_insert(0.0);
+    let mut changed = t.score > *best;
+    *best = best.max(t.score);
+    for z in &t.zones {
+        changed |= info.zones.insert(z.clone());
+    }
+    changed
+}
+
 fn dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -245,17 +274,26 @@ impl<I: IdSource> Tracker<I> {
 
     fn trigger(&mut self, now: Time, t: Trigger, out: &mut Vec<Action>) {
         let until = now + t.duration.map_or(chrono::Duration::zero(), dur);
+        if let Some(o) = self.open.as_mut() {
+            if note_object(&mut o.info, &t) {
+                o.dirty = true;
+            }
+        }
         let Some(o) = self.open.as_mut() else {
             let id = self.ids.next_id(now);
             let info = EventInfo {
                 id,
-                label: t.label,
+                label: t.label.clone(),
                 trigger: t.kind,
                 score: t.score,
                 started_at: now,
                 ended_at: None,
                 clip_ids: Vec::new(),
+                labels: Default::default(),
+                zones: Default::default(),
             };
+            let mut info = info;
+            note_object(&mut info, &t);
             out.push(Action::EventStarted(info.clone()));
             self.open = Some(Open {
                 info,
@@ -266,7 +304,8 @@ impl<I: IdSource> Tracker<I> {
                 last_update: now,
                 dirty: false,
             });
-            self.start_clip(now - dur(self.settings.pre_roll), out);
+            let began = t.since.map_or(now, |s| s.min(now));
+            self.start_clip(began - dur(self.settings.pre_roll), out);
             return;
         };
         o.active_until = o.active_until.max(until);

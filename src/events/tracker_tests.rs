@@ -26,6 +26,8 @@ fn motion(score: f32) -> Input {
         label: "motion".into(),
         score,
         duration: None,
+        since: None,
+        zones: Vec::new(),
     })
 }
 
@@ -177,6 +179,8 @@ fn timed_recording_lasts_its_duration_plus_post_roll() {
         label: "doorbell".into(),
         score: 0.0,
         duration: Some(Duration::from_secs(30)),
+        since: None,
+        zones: Vec::new(),
     });
     assert_eq!(
         brief(&tr.handle(t(0.0), record)),
@@ -241,4 +245,30 @@ fn a_clock_step_mid_event_keeps_its_length_and_moves_its_times() {
     );
     // With nothing open, a step does nothing.
     assert_eq!(tr.handle(t(5000.0), Input::ClockStepped(hour)), []);
+}
+
+#[test]
+fn an_object_event_starts_its_clip_before_the_motion_that_led_to_it() {
+    let mut tr = tracker();
+    // Motion began at 10 s; the person was confirmed at 13 s.
+    let person = Input::Trigger(Trigger {
+        kind: TriggerKind::Object,
+        label: "person".into(),
+        score: 0.8,
+        duration: None,
+        since: Some(t(10.0)),
+        zones: vec!["porch".into()],
+    });
+    let actions = tr.handle(t(13.0), person);
+    assert_eq!(
+        brief(&actions),
+        ["started id1 at 13", "clip id2 of id1 from 5"],
+        "pre-roll (5 s) before the first motion"
+    );
+    let Action::EventStarted(e) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(e.labels.get("person"), Some(&0.8));
+    assert!(e.zones.contains("porch"));
+    assert_eq!(TriggerKind::parse("object"), Some(TriggerKind::Object));
 }

@@ -1,6 +1,7 @@
 //! The SQLite index (sqlx, WAL): events and clips. The source of truth every part
 //! restarts from.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -112,6 +113,8 @@ pub struct ClipRow {
     pub label: String,
     pub trigger: String,
     pub score: f64,
+    /// The objects' labels seen in the event, each with its best score.
+    pub labels: BTreeMap<String, f64>,
 }
 
 /// What a finished (or recovered) clip measured.
@@ -148,7 +151,7 @@ macro_rules! select_clips {
         concat!(
             "SELECT c.id, c.event_id, c.path, c.status, c.start_at, c.end_at, c.duration_ms, ",
             "c.frame_count, c.bytes, c.width, c.height, c.thumbnail, c.frames_lost, c.upload_state, ",
-            "e.label, e.trigger, e.score FROM clips c JOIN events e ON e.id = c.event_id ",
+            "e.label, e.trigger, e.score, e.labels FROM clips c JOIN events e ON e.id = c.event_id ",
             $tail
         )
     };
@@ -306,17 +309,23 @@ impl Index {
             .ok_or_else(|| IndexError::NoSuchClip(id.into()))
     }
 
-    /// Clips not deleted, newest first, started at or after `since`.
+    /// Clips not deleted, newest first, started at or after `since`, of events with
+    /// `label` (an object seen in them, or the event's own label) when given.
     pub async fn clips(
         &self,
         since: Option<DateTime<Utc>>,
+        label: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ClipRow>, IndexError> {
         let rows = sqlx::query(select_clips!(
-            "WHERE c.status != 'deleted' AND c.start_at >= ?1 ORDER BY c.start_at DESC LIMIT ?2"
+            "WHERE c.status != 'deleted' AND c.start_at >= ?1 \
+             AND (?3 IS NULL OR e.label = ?3 \
+                  OR EXISTS (SELECT 1 FROM json_each(e.labels) WHERE key = ?3)) \
+             ORDER BY c.start_at DESC LIMIT ?2"
         ))
         .bind(since.map_or(i64::MIN, ms))
         .bind(i64::from(limit))
+        .bind(label)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(clip_row).collect())
@@ -425,6 +434,7 @@ fn clip_row(r: &sqlx::sqlite::SqliteRow) -> ClipRow {
         label: r.get(14),
         trigger: r.get(15),
         score: r.get(16),
+        labels: serde_json::from_str(r.get::<&str, _>(17)).unwrap_or_default(),
     }
 }
 
@@ -438,9 +448,10 @@ async fn upsert_event_in(
     e: &EventInfo,
 ) -> Result<(), IndexError> {
     sqlx::query(
-        "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (id) DO UPDATE SET label = ?2, score = ?4, ended_at = ?6, status = ?7",
+        "INSERT INTO events (id, label, trigger, score, started_at, ended_at, status, labels, zones) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (id) DO UPDATE SET label = ?2, score = ?4, ended_at = ?6, status = ?7, \
+         labels = ?8, zones = ?9",
     )
     .bind(&e.id)
     .bind(&e.label)
@@ -453,6 +464,8 @@ async fn upsert_event_in(
     } else {
         "open"
     })
+    .bind(serde_json::to_string(&e.labels).unwrap_or_else(|_| "{}".into()))
+    .bind(serde_json::to_string(&e.zones).unwrap_or_else(|_| "[]".into()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -256,7 +256,7 @@ impl Index {
     pub async fn outbox_after(&self, seq: i64, limit: u32) -> Result<Vec<OutboxRow>, IndexError> {
         let rows = sqlx::query(
             "SELECT o.seq, o.kind, o.event_id, o.label, o.score, o.clip_ids, o.facts, o.at, \
-             e.trigger, e.started_at, e.ended_at, e.label, e.score \
+             e.trigger, e.started_at, e.ended_at, e.label, e.score, e.labels, e.zones \
              FROM outbox o LEFT JOIN events e ON e.id = o.event_id \
              WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2",
         )
@@ -300,6 +300,10 @@ impl Index {
             started_at: time(r.get(9)),
             ended_at: None,
             clip_ids: Vec::new(),
+            labels: serde_json::from_str(r.get::<Option<&str>, _>(13).unwrap_or("{}"))
+                .unwrap_or_default(),
+            zones: serde_json::from_str(r.get::<Option<&str>, _>(14).unwrap_or("[]"))
+                .unwrap_or_default(),
         };
         if kind == MessageKind::End {
             event.ended_at = r.get::<Option<i64>, _>(10).map(time);

@@ -70,6 +70,8 @@ async fn migrations_give_the_expected_schema() {
                 "status",
                 "start_queued",
                 "end_queued",
+                "labels",
+                "zones",
             ]
             .map(String::from)
             .to_vec(),
@@ -137,6 +139,8 @@ fn event(id: &str, at: DateTime<Utc>) -> EventInfo {
         started_at: at,
         ended_at: None,
         clip_ids: vec![],
+        labels: Default::default(),
+        zones: Default::default(),
     }
 }
 
@@ -185,10 +189,19 @@ async fn event_and_clip_round_trip() {
         (Some(300), Some(1234), Some(20_000))
     );
     assert_eq!(row.thumbnail.as_deref(), Some("clips/c1.jpg"));
-    assert_eq!(index.clips(None, 10).await.unwrap().len(), 1);
+    assert_eq!(index.clips(None, None, 10).await.unwrap().len(), 1);
+    // By label: the event's own, or an object seen in it.
+    e.labels.insert("person".into(), 0.5);
+    index.upsert_event(&e).await.unwrap();
+    for (label, n) in [("person", 1), ("car", 0), ("front door", 1)] {
+        let found = index.clips(None, Some(label), 10).await.unwrap();
+        assert_eq!(found.len(), n, "{label}");
+    }
+    let row = index.clip("c1").await.unwrap();
+    assert_eq!(row.labels.get("person"), Some(&0.5));
     assert_eq!(
         index
-            .clips(Some(t0 + chrono::Duration::seconds(1)), 10)
+            .clips(Some(t0 + chrono::Duration::seconds(1)), None, 10)
             .await
             .unwrap()
             .len(),
@@ -485,7 +498,7 @@ async fn the_command_line_reads_without_migrating_or_writing() {
     // Set up by the daemon: readable, not writable.
     let daemon = Index::open(&path).await.unwrap();
     let reader = Index::open_read_only(&path).await.unwrap();
-    assert!(reader.clips(None, 10).await.unwrap().is_empty());
+    assert!(reader.clips(None, None, 10).await.unwrap().is_empty());
     assert!(
         reader.set_setting("detect", "off").await.is_err(),
         "read-only"
@@ -510,6 +523,8 @@ async fn pruning_keeps_what_exists_and_drops_what_is_long_gone() {
         started_at: at,
         ended_at: Some(at),
         clip_ids: vec![],
+        labels: Default::default(),
+        zones: Default::default(),
     };
     // An old event whose clip was deleted, and a recent one whose clip exists.
     index.upsert_event(&event("old", long_ago)).await.unwrap();

@@ -51,7 +51,21 @@ async fn populate(pool: &SqlitePool, version: i64) {
         ),
         "INSERT INTO settings (key, value) VALUES ('detect', 'off')".into(),
     ];
-    if version >= 2 {
+    if version >= 4 {
+        // The outbox of facts: the same five messages as versions 2 and 3 carry over.
+        let state = r#"{"recording":true,"event_id":"e2","detect":false,"motion":true,"motion_score":3.5,"motion_min_area_percent":0.5,"viewers":2,"storage_bytes":1000,"upload_backlog":0,"audio":{"enabled":true,"flowing":true}}"#;
+        let talk = r#"{"talking":true,"talker":"Ann"}"#;
+        sql.push(format!(
+            "INSERT INTO outbox (kind, event_id, label, score, clip_ids, facts, at) VALUES \
+             ('start', 'e2', '', 1.0, '[\"c2\"]', NULL, {T0}), \
+             ('update', 'e2', 'person', 3.5, '[\"c2\"]', NULL, {T0}), \
+             ('end', 'e1', NULL, NULL, NULL, NULL, {T0}), \
+             ('state', NULL, NULL, NULL, NULL, '{state}', {}), \
+             ('talk', NULL, NULL, NULL, NULL, '{talk}', {T0})",
+            T0 + 62_500
+        ));
+        sql.push("UPDATE events SET start_queued = 1".into());
+    } else if version >= 2 {
         let start = r#"{"v":1,"type":"start","event_id":"e2","label":"","trigger":"motion","score":1.0,"started_at":"2027-01-15T08:01:00.000Z","ended_at":null,"clip_ids":["c2"],"thumbnail":"/api/clips/c2.jpg","camera":"cam"}"#;
         let update = r#"{"v":1,"type":"update","event_id":"e2","label":"person","trigger":"motion","score":3.5,"started_at":"2027-01-15T08:01:00.000Z","ended_at":null,"clip_ids":["c2"],"thumbnail":null,"camera":"cam"}"#;
         let end = r#"{"v":1,"type":"end","event_id":"e1","label":"door"}"#;
@@ -68,6 +82,12 @@ async fn populate(pool: &SqlitePool, version: i64) {
              ('p/talk', CAST('{talk}' AS BLOB), 1, 'state', NULL, {T0})"
         ));
         sql.push("UPDATE events SET start_queued = 1".into());
+    }
+    if version >= 5 {
+        sql.push(
+            r#"UPDATE events SET labels = '{"person":0.9}', zones = '["porch"]' WHERE id = 'e1'"#
+                .into(),
+        );
     }
     if version >= 3 {
         sql.push(format!(

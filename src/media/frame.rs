@@ -33,6 +33,19 @@ pub struct AnalysisFrame {
     pub captured_at: DateTime<Utc>,
 }
 
+/// A small packed-RGB picture for the object detector, already scaled to fit the
+/// model's input (the pipeline's `detect` appsink), taken only while something moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbFrame {
+    /// Row-major RGB, 3 bytes a pixel, `stride` bytes per row.
+    pub data: Bytes,
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub pts: Duration,
+    pub captured_at: DateTime<Utc>,
+}
+
 /// How an audio stream is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AudioCodec {
@@ -103,6 +116,12 @@ impl SyncPoint for AudioFrame {
 }
 
 impl SyncPoint for AnalysisFrame {
+    fn is_sync_point(&self) -> bool {
+        true
+    }
+}
+
+impl SyncPoint for RgbFrame {
     fn is_sync_point(&self) -> bool {
         true
     }

@@ -8,11 +8,15 @@ pub mod h264;
 pub mod jpeg;
 
 pub use bus::{Bus, BusStats, SubscriberStats, Subscription};
-pub use frame::{AnalysisFrame, AudioCodec, AudioFormat, AudioFrame, EncodedFrame, Snapshot};
+pub use frame::{
+    AnalysisFrame, AudioCodec, AudioFormat, AudioFrame, EncodedFrame, RgbFrame, Snapshot,
+};
 
 /// The bus of encoded access units.
 pub type FrameBus = Bus<EncodedFrame>;
 /// The bus of small grayscale frames for motion analysis.
 pub type AnalysisBus = Bus<AnalysisFrame>;
+/// The bus of small colour pictures for the object detector.
+pub type RgbBus = Bus<RgbFrame>;
 /// A bus of encoded audio frames of one codec.
 pub type AudioBus = Bus<AudioFrame>;

@@ -298,6 +298,8 @@ mod tests {
             started_at: at("2026-11-21T10:00:00.250Z"),
             ended_at: None,
             clip_ids: vec!["01JCLIP".into()],
+            labels: Default::default(),
+            zones: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod publish;
 pub mod recovery;
 pub mod retention;
 mod retry;
+pub mod sight;
 mod task;
 mod time;
 
@@ -21,4 +22,5 @@ pub use clip::{ClipError, ClipWriter};
 pub use feed::{ClipFeed, Feed, FeedReceiver};
 pub use handle::{RecorderCommand, RecorderHandle, RecorderStatus};
 pub use preroll::{AudioRing, PreRoll};
+pub use sight::{SightConfig, SightDeps};
 pub use task::{prepare, spawn, Recorder, RecorderConfig, RecorderDeps, RECORDER_QUEUE};

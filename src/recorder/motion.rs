@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tracing::info;
 
 use crate::commands::MotionReport;
-use crate::events::{MotionDetector, MotionSettings, Trigger, TriggerKind};
+use crate::events::{MotionDetector, MotionSettings, Rect, Trigger, TriggerKind};
 use crate::media::AnalysisFrame;
 use crate::metrics::MotionMetrics;
 
@@ -34,6 +34,8 @@ pub(super) struct Motion {
     last_motion: Option<DateTime<Utc>>,
     /// What the status says about motion now.
     moving: bool,
+    /// The box around what changed in the last frame that showed motion, in fractions.
+    changed_box: Option<Rect>,
     /// The detector's last score, and the one the status last gave, and when.
     score: f32,
     published_score: f32,
@@ -48,6 +50,7 @@ impl Motion {
             detect,
             last_motion: None,
             moving: false,
+            changed_box: None,
             score: 0.0,
             published_score: 0.0,
             published_at: now,
@@ -88,11 +91,22 @@ impl Motion {
             return None;
         }
         self.last_motion = Some(now);
+        self.changed_box = r.bbox.map(|b| {
+            let (w, h) = (a.width.max(1) as f32, a.height.max(1) as f32);
+            Rect::new(
+                b.x as f32 / w,
+                b.y as f32 / h,
+                (b.x + b.width) as f32 / w,
+                (b.y + b.height) as f32 / h,
+            )
+        });
         Some(Trigger {
             kind: TriggerKind::Motion,
             label: "motion".into(),
             score: r.score,
             duration: None,
+            since: None,
+            zones: Vec::new(),
         })
     }
 
@@ -113,6 +127,11 @@ impl Motion {
         self.published_score = round_score(self.score);
         self.published_at = mono;
         (self.moving, self.published_score)
+    }
+
+    /// The box around what changed in the last frame that showed motion.
+    pub fn changed_box(&self) -> Option<Rect> {
+        self.changed_box
     }
 
     pub fn report(&self) -> MotionReport {

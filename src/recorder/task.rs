@@ -17,9 +17,11 @@ use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
 use super::motion::Motion;
 use super::preroll::{AudioRing, PreRoll};
 use super::publish;
+use super::sight::{self, Sight, SightConfig, SightDeps};
 use super::time::RecorderClock;
 use crate::clock::ClockState;
 use crate::commands::{CommandError, Outcome, Record, StatusReport};
+use crate::detect::Detections;
 use crate::events::{
     Action, EventInfo, EventKind, Input, MotionSettings, Tracker, TrackerSettings, Trigger,
     TriggerKind, UlidIds,
@@ -54,10 +56,16 @@ pub struct RecorderConfig {
     /// Detection at start-up, unless a `detect` command changed it since.
     pub detect: bool,
     pub pre_roll_max_bytes: usize,
+    /// Objects, zones and what opens events, when the detector runs.
+    pub sight: Option<SightConfig>,
 }
 
+/// How long an object may take to be confirmed after the motion that led to it: the
+/// pre-roll keeps this much more, so its clip can start before that motion.
+const CONFIRM_SLACK: Duration = Duration::from_secs(10);
+
 /// Where it gets frames and time, and puts results.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RecorderDeps {
     pub frames: FrameBus,
     pub analysis: AnalysisBus,
@@ -78,6 +86,9 @@ pub struct RecorderDeps {
     /// Steps of the wall clock and how to correct times recorded before it was set
     /// (none in tests that do not step it).
     pub clock: Option<watch::Receiver<ClockState>>,
+    /// The object detector's results and the switch that makes it look (with
+    /// `RecorderConfig::sight`).
+    pub sight: Option<SightDeps>,
 }
 
 /// Starts the recorder (`prepare`, then `Recorder::run` in a task of its own).
@@ -93,7 +104,7 @@ pub async fn spawn(
 /// Makes the recorder and its handle without running it: it subscribes to the frames
 /// now (so it sees the first keyframe of a capture started after), and commands sent to
 /// the handle wait until it runs. Events a crash cut short get their owed `end` message.
-pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle, Recorder) {
+pub async fn prepare(cfg: RecorderConfig, mut deps: RecorderDeps) -> (RecorderHandle, Recorder) {
     if let Some(outbox) = &deps.outbox {
         publish::queue_owed_ends(&deps.index, outbox).await;
     }
@@ -114,6 +125,14 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         disk_full: deps.disk_full.clone(),
         snapshot: deps.snapshot.clone(),
     });
+    let (sight, detections) = match (cfg.sight.clone(), deps.sight.take()) {
+        (Some(c), Some(d)) => (Some(Sight::new(c, d.wanted, d.metrics)), Some(d.detections)),
+        _ => (None, None),
+    };
+    let slack = match &sight {
+        Some(s) if !s.motion_opens_events() => CONFIRM_SLACK,
+        _ => Duration::ZERO,
+    };
     let task = Recorder {
         frames: deps.frames.subscribe("recorder", RECORDER_QUEUE),
         audio: deps
@@ -123,11 +142,13 @@ pub async fn prepare(cfg: RecorderConfig, deps: RecorderDeps) -> (RecorderHandle
         sound: AudioRing::new(AUDIO_RING_MAX),
         analysis: deps.analysis.subscribe("motion", ANALYSIS_QUEUE),
         preroll: PreRoll::new(
-            cfg.tracker.pre_roll + Duration::from_secs(1),
+            cfg.tracker.pre_roll + Duration::from_secs(1) + slack,
             cfg.pre_roll_max_bytes,
         ),
         tracker: Tracker::new(cfg.tracker.clone(), UlidIds),
         motion: Motion::new(cfg.motion, detect, std::time::Instant::now()),
+        sight,
+        detections,
         clips,
         lost_seen: 0,
         owed_checked: std::time::Instant::now(),
@@ -150,6 +171,8 @@ pub struct Recorder {
     preroll: PreRoll,
     tracker: Tracker<UlidIds>,
     motion: Motion,
+    sight: Option<Sight>,
+    detections: Option<mpsc::Receiver<Detections>>,
     clips: Clips,
     lost_seen: u64,
     /// When ended events were last checked for an `end` message still owed.
@@ -199,6 +222,7 @@ impl Recorder {
                 }
                 Some(state) = crate::clock::next_state(&mut self.deps.clock) => self.on_clock(state).await,
                 Some(a) = self.analysis.recv() => self.on_analysis(&a).await,
+                Some(d) = sight::next(&mut self.detections) => self.on_detections(&d).await,
                 Some((source, cmd, reply)) = self.commands.recv() => {
                     let result = self.on_command(source, cmd).await;
                     let _ = reply.send(result);
@@ -247,7 +271,21 @@ impl Recorder {
         let now = self.clock.now();
         let trigger = self.motion.analyse(a, now, &self.deps.motion);
         self.update_motion();
-        if let Some(trigger) = trigger {
+        let opens = self.sight.as_ref().is_none_or(Sight::motion_opens_events);
+        if let Some(trigger) = trigger.filter(|_| opens) {
+            let actions = self.tracker.handle(now, Input::Trigger(trigger));
+            self.apply(actions).await;
+        }
+    }
+
+    /// Objects that matter are triggers (with `events.trigger = "objects"` the only
+    /// ones besides commands).
+    async fn on_detections(&mut self, found: &Detections) {
+        let now = self.clock.now();
+        let Some(sight) = self.sight.as_mut() else {
+            return;
+        };
+        for trigger in sight.detections(now, found) {
             let actions = self.tracker.handle(now, Input::Trigger(trigger));
             self.apply(actions).await;
         }
@@ -292,6 +330,8 @@ impl Recorder {
                     label,
                     score: 0.0,
                     duration: duration_s.map(Duration::from_secs_f64),
+                    since: None,
+                    zones: Vec::new(),
                 };
                 let actions = self
                     .tracker
@@ -353,10 +393,14 @@ impl Recorder {
 
     /// Whether motion is going on now; the status follows when it changes.
     fn update_motion(&mut self) {
-        if self
+        let changed = self
             .motion
-            .changed(self.clock.now(), self.clock.monotonic())
-        {
+            .changed(self.clock.now(), self.clock.monotonic());
+        if let Some(sight) = self.sight.as_mut() {
+            let moving = self.motion.report().moving;
+            sight.motion(self.clock.now(), moving, self.motion.changed_box());
+        }
+        if changed {
             self.publish_status();
         }
     }

@@ -69,6 +69,8 @@ pub struct ClipsQuery {
     limit: Option<u32>,
     /// RFC 3339 time.
     since: Option<String>,
+    /// Only events with this label (an object seen in them, or their own label).
+    label: Option<String>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -79,7 +81,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// `GET /api/clips?limit=N&since=RFC3339`: newest first.
+/// `GET /api/clips?limit=N&since=RFC3339&label=person`: newest first.
 pub async fn clips(State(s): State<WebState>, Query(q): Query<ClipsQuery>) -> Response {
     let since = match q.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
         None => None,
@@ -91,7 +93,8 @@ pub async fn clips(State(s): State<WebState>, Query(q): Query<ClipsQuery>) -> Re
             )
         }
     };
-    match s.index.clips(since, q.limit.unwrap_or(50).min(1000)).await {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match s.index.clips(since, q.label.as_deref(), limit).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

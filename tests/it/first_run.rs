@@ -1,7 +1,7 @@
 //! The first thing a new user does: `make run` on the shipped defaults
-//! (`config/dev.toml`: the test pattern at 1280×720, motion on). Within a minute the
-//! moving ball starts an event, its rest ends it, and the clip is there with its
-//! thumbnail.
+//! (`config/dev.toml`: the test pattern at 1280×720, motion and the object detector on).
+//! The moving ball opens no event; within a minute the person walking across the scene
+//! does, and once she is gone it ends with its clip and thumbnail there.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,11 @@ fn make_run_on_the_defaults_records_an_event_that_starts_and_ends_within_a_minut
     // The checkout as `make run` sees it: config/dev.toml read from the current directory,
     // pipelines/ beside it, data under ./var.
     std::os::unix::fs::symlink(repo().join("pipelines"), home.join("pipelines")).unwrap();
+    std::os::unix::fs::symlink(repo().join("scene"), home.join("scene")).unwrap();
+    // What `make run` links into the checkout.
+    std::fs::create_dir_all(home.join("models")).unwrap();
+    let model = crate::support::photos::model();
+    std::os::unix::fs::symlink(&model, home.join("models/yolov3-tiny-320.onnx")).unwrap();
     let dev = std::fs::read_to_string(repo().join("config/dev.toml")).unwrap();
     let in_home = vec![
         "sh".to_owned(),
@@ -37,8 +42,12 @@ fn make_run_on_the_defaults_records_an_event_that_starts_and_ends_within_a_minut
     let mut started_event = None;
     let finished = loop {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no event started and ended within 60 s (started: {started_event:?})"
+            started_event.is_some() || started.elapsed() < Duration::from_secs(60),
+            "no event started within 60 s"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the event started at {started_event:?} did not end with its clip within 90 s"
         );
         std::thread::sleep(Duration::from_millis(500));
         let (_, status) = d.command(r#"{"command":"status"}"#);
@@ -50,7 +59,7 @@ fn make_run_on_the_defaults_records_an_event_that_starts_and_ends_within_a_minut
         let clips: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
         let done = clips
             .into_iter()
-            .find(|c| c["status"] == "complete" && c["trigger"] == "motion");
+            .find(|c| c["status"] == "complete" && c["trigger"] == "object");
         if let (Some(clip), false) = (done, recording) {
             break clip;
         }
@@ -65,6 +74,7 @@ fn make_run_on_the_defaults_records_an_event_that_starts_and_ends_within_a_minut
     );
     let clip = home.join("var").join(finished["path"].as_str().unwrap());
     assert!(clip.is_file(), "{} is in var/", clip.display());
+    assert_eq!(finished["label"], "person", "{finished}");
     let thumbnail = finished["thumbnail"].as_str().expect("a thumbnail");
     assert!(home.join("var").join(thumbnail).is_file());
     assert!(

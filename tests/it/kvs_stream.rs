@@ -133,6 +133,8 @@ async fn playback_prints_a_url_for_an_event() {
         started_at: t0,
         ended_at: Some(t0 + chrono::Duration::seconds(10)),
         clip_ids: vec![],
+        labels: Default::default(),
+        zones: Default::default(),
     };
     index.upsert_event(&event).await.unwrap();
     index

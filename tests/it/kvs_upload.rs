@@ -94,7 +94,7 @@ async fn settled(d: &Daemon, event: &str, limit: Duration) -> (u64, u64, Vec<Str
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let clips: Vec<_> = index
-            .clips(None, 100)
+            .clips(None, None, 100)
             .await
             .unwrap()
             .into_iter()

@@ -13,6 +13,7 @@ mod cli;
 mod clips;
 mod config_file;
 mod daemon_recording;
+mod detect;
 mod first_run;
 mod full_disk;
 mod https;

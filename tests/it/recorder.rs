@@ -52,7 +52,7 @@ async fn trigger_gives_a_clip_with_exact_pre_roll_and_no_gap() {
     let row = timeout(Duration::from_secs(15), async {
         loop {
             if let Some(r) = index
-                .clips(None, 10)
+                .clips(None, None, 10)
                 .await
                 .unwrap()
                 .into_iter()
@@ -174,7 +174,7 @@ async fn a_stream_restart_mid_event_continues_in_a_new_clip() {
     rig.stop().await;
 
     let clips: Vec<_> = index
-        .clips(None, 10)
+        .clips(None, None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -209,6 +209,8 @@ async fn retention_deletes_the_oldest_and_keeps_the_open_clip() {
         started_at: base,
         ended_at: Some(base),
         clip_ids: vec![],
+        labels: Default::default(),
+        zones: Default::default(),
     };
     index.upsert_event(&event).await.unwrap();
     for i in 0..5 {
@@ -353,6 +355,8 @@ async fn recovery_repairs_torn_clips_and_reconciles_files_and_rows() {
         started_at: t0,
         ended_at: None, // the crash left it open
         clip_ids: vec![],
+        labels: Default::default(),
+        zones: Default::default(),
     };
     index.upsert_event(&event).await.unwrap();
 
@@ -496,14 +500,14 @@ async fn a_clip_that_cannot_be_written_is_retried_with_backoff_and_recording_res
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        index.clips(None, 10).await.unwrap().is_empty(),
+        index.clips(None, None, 10).await.unwrap().is_empty(),
         "no clip while nothing can be written"
     );
     // The disk comes back: the event's recording resumes within the backoff.
     std::fs::remove_file(data.join("clips")).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     let clips = loop {
-        let clips = index.clips(None, 10).await.unwrap();
+        let clips = index.clips(None, None, 10).await.unwrap();
         if !clips.is_empty() || tokio::time::Instant::now() > deadline {
             break clips;
         }

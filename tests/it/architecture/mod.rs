@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["backoff", "clock", "tls", "events"],
     &["commands", "media", "config"],
     &["metrics", "index", "aws"],
-    &["capture", "speaker"],
+    &["capture", "detect", "speaker"],
     &["recorder"],
     &["upload"],
     &["control"],

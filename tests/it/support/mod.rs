@@ -11,6 +11,7 @@ pub mod kvs_fake;
 pub mod mkv_reader;
 pub mod mosquitto;
 pub mod moto;
+pub mod photos;
 pub mod pki;
 pub mod putmedia_fake;
 pub mod rtsp;
@@ -413,6 +414,7 @@ pub async fn spawn_recorder(
         motion: MotionSettings::default(),
         detect: false,
         pre_roll_max_bytes: 64 << 20,
+        sight: None,
     };
     let deps = edgecam::recorder::RecorderDeps {
         frames: rig.frames.clone(),
@@ -426,6 +428,7 @@ pub async fn spawn_recorder(
         disk_full: None,
         motion: Default::default(),
         clock: None,
+        sight: None,
     };
     edgecam::recorder::spawn(cfg, deps, stop.clone()).await
 }

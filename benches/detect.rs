@@ -1,0 +1,358 @@
+//! Benchmarks of the object detector; prints tables (run with `make bench`).
+//!
+//! 1. Inference: loading the shipped model, and milliseconds per inference at its input
+//!    size (p50, p95) on a real photograph, through the daemon's own code.
+//! 2. Accuracy on real photographs no one here took (`tests/data/photos.toml`, fetched
+//!    by `tests/data/fetch-photos.sh`): per label, whether the picture holds one, at the
+//!    default labels and scores of `[detect]`: precision and recall.
+//! 3. False objects on scenes with no one in them: the test pattern's ball, sensor
+//!    noise, and the light changing: persons announced by the daemon's object tracker
+//!    (which should be 0), with the whole picture counted as moving.
+//! 4. The daemon's CPU with the detector on, a still scene against constant motion, and
+//!    with it off: what detection costs, and that it costs nothing while nothing moves.
+//!
+//! Arguments: `inference`, `accuracy`, `false` or `cpu` to run only those sections;
+//! `--quick` for shorter runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use edgecam::config::Detect;
+use edgecam::detect::{Model, Picture};
+use edgecam::events::{Objects, Rect};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+fn cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/edgecam")
+}
+
+fn model_path() -> PathBuf {
+    std::env::var_os("EDGECAM_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join("models/yolov3-tiny-320.onnx"))
+}
+
+/// Packed RGB pictures of a GStreamer source: `count` of them.
+fn pictures(source: &str, count: usize) -> Vec<(Vec<u8>, usize, usize, usize)> {
+    gst::init().unwrap();
+    let text = format!(
+        "{source} ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false max-buffers={count}"
+    );
+    let pipeline = gst::parse::launch(&text)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) else {
+            break;
+        };
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        out.push((
+            map.as_slice().to_vec(),
+            info.width() as usize,
+            info.height() as usize,
+            info.stride()[0] as usize,
+        ));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+fn picture(p: &(Vec<u8>, usize, usize, usize)) -> Picture<'_> {
+    Picture {
+        rgb: &p.0,
+        width: p.1,
+        height: p.2,
+        stride: p.3,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(f64::NAN)
+}
+
+fn inference(model: &Model, runs: usize) {
+    let photo = cache().join("photos/skimage-astronaut.png");
+    // As the pipeline gives it on a 16:9 camera: fitted to the input, 320×180.
+    let source = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! video/x-raw,width=320,height=180 ! imagefreeze num-buffers=1",
+        photo.display()
+    );
+    let pics = pictures(&source, 1);
+    let thresholds = model.thresholds(&|_| Some(0.3));
+    let mut tensor = Vec::new();
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        model
+            .detect(&picture(&pics[0]), &thresholds, &mut tensor)
+            .unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let [w, h] = model.input();
+    println!("\nInference ({w}×{h} input, {runs} runs, one thread)");
+    println!("| p50 ms | p95 ms | max ms |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.1} | {:.1} | {:.1} |",
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.95),
+        ms.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct PhotoSet {
+    photo: Vec<Photo>,
+}
+
+#[derive(serde::Deserialize)]
+struct Photo {
+    name: String,
+    path: String,
+    labels: Vec<String>,
+    #[serde(default)]
+    ambiguous: Vec<String>,
+}
+
+fn accuracy(model: &Model) {
+    let text = std::fs::read_to_string("tests/data/photos.toml").unwrap();
+    let set: PhotoSet = toml::from_str(&text).unwrap();
+    let detect = Detect::default();
+    let scores = detect.scores();
+    let thresholds = model.thresholds(&|l| scores.get(l).copied());
+    let dir = cache().join("photos");
+    // Per label: true positives, false positives, false negatives.
+    let mut counts: BTreeMap<String, [u32; 3]> =
+        scores.keys().map(|l| (l.clone(), [0; 3])).collect();
+    let mut misses = Vec::new();
+    for p in &set.photo {
+        let ext = p.path.rsplit('.').next().unwrap_or("png");
+        let file = dir.join(format!("{}.{ext}", p.name));
+        let source = format!("filesrc location=\"{}\" ! decodebin", file.display());
+        let Some(pic) = pictures(&source, 1).pop() else {
+            eprintln!(
+                "{}: not decoded (run tests/data/fetch-photos.sh)",
+                file.display()
+            );
+            continue;
+        };
+        let found: BTreeSet<String> = model
+            .detect(&picture(&pic), &thresholds, &mut Vec::new())
+            .unwrap()
+            .into_iter()
+            .map(|d| d.label)
+            .collect();
+        for (label, c) in counts.iter_mut() {
+            if p.ambiguous.contains(label) {
+                continue;
+            }
+            match (p.labels.contains(label), found.contains(label)) {
+                (true, true) => c[0] += 1,
+                (false, true) => {
+                    c[1] += 1;
+                    misses.push(format!("{}: {label} not there", p.name));
+                }
+                (true, false) => {
+                    c[2] += 1;
+                    misses.push(format!("{}: {label} missed", p.name));
+                }
+                (false, false) => {}
+            }
+        }
+    }
+    println!(
+        "\nAccuracy on {} real photographs, default labels and scores (min_score {})",
+        set.photo.len(),
+        detect.min_score
+    );
+    println!("| label | pictures with it | found | false | precision | recall |");
+    println!("|---|---|---|---|---|---|");
+    let ratio = |a: u32, b: u32| {
+        if b == 0 {
+            "–".to_owned()
+        } else {
+            format!("{:.2}", f64::from(a) / f64::from(b))
+        }
+    };
+    for (label, [tp, fp, fn_]) in &counts {
+        println!(
+            "| {label} | {} | {tp} | {fp} | {} | {} |",
+            tp + fn_,
+            ratio(*tp, tp + fp),
+            ratio(*tp, tp + fn_)
+        );
+    }
+    for m in misses {
+        println!("  {m}");
+    }
+}
+
+fn false_objects(model: &Model, seconds: usize) {
+    let detect = Detect::default();
+    let scores = detect.scores();
+    let thresholds = model.thresholds(&|l| scores.get(l).copied());
+    let n = seconds * 2;
+    let scenes = [
+        (
+            "test pattern ball",
+            "videotestsrc pattern=ball ! video/x-raw,width=320,height=180,framerate=2/1".to_owned(),
+        ),
+        (
+            "sensor noise",
+            "videotestsrc pattern=snow ! video/x-raw,width=320,height=180,framerate=2/1".to_owned(),
+        ),
+        (
+            "light changing",
+            "videotestsrc pattern=smpte ! video/x-raw,width=320,height=180,framerate=2/1"
+                .to_owned(),
+        ),
+    ];
+    println!("\nFalse objects on scenes with no one ({seconds} s at 2 pictures a second)");
+    println!("| scene | pictures | boxes ≥ min score | persons announced | objects announced |");
+    println!("|---|---|---|---|---|");
+    for (name, source) in scenes {
+        let mut pics = pictures(&source, n);
+        if name == "light changing" {
+            // Every picture brighter or darker than the last: a lamp, the sun, the IR cut.
+            for (i, p) in pics.iter_mut().enumerate() {
+                let gain = [0.3f32, 1.0, 0.6, 1.4, 0.1][i % 5];
+                for v in p.0.iter_mut() {
+                    *v = (f32::from(*v) * gain).min(255.0) as u8;
+                }
+            }
+        }
+        let mut objects = Objects::new(detect.objects());
+        let (mut boxes, mut persons, mut announced) = (0, 0, 0);
+        let start = Utc::now();
+        for (i, p) in pics.iter().enumerate() {
+            let found = model
+                .detect(&picture(p), &thresholds, &mut Vec::new())
+                .unwrap();
+            boxes += found.len();
+            let now = start + chrono::Duration::milliseconds(500 * i as i64);
+            let frame = objects.handle(now, &found, Some(Rect::new(0.0, 0.0, 1.0, 1.0)));
+            announced += frame.announced.len();
+            persons += frame
+                .announced
+                .iter()
+                .filter(|o| o.label == "person")
+                .count();
+        }
+        println!(
+            "| {name} | {} | {boxes} | {persons} | {announced} |",
+            pics.len()
+        );
+    }
+}
+
+/// CPU seconds the process `pid` has used.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Runs the daemon on a 1280×720 scene for `seconds`: its CPU per second.
+fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = std::fs::read_to_string("pipelines/test-pattern.pipeline").unwrap();
+    let (video, _) = pattern.split_once("@audio").unwrap();
+    let branches = &video[video.find("raw. !").unwrap()..];
+    // No element named "scene": the pattern never changes.
+    let pipeline = format!(
+        "videotestsrc is-live=true pattern={scene} ! video/x-raw,width=320,height=180,framerate=${{fps}}/1\n  ! videoscale method=nearest-neighbour ! video/x-raw,width=${{width}},height=${{height}} ! tee name=raw\n{branches}"
+    );
+    std::fs::write(dir.path().join("bench.pipeline"), pipeline).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[camera]\npipeline = \"bench\"\npipeline_dir = \"{dir}\"\n[storage]\ndata_dir = \"{dir}/data\"\nmin_free_percent = 0\n[web]\nlisten = \"127.0.0.1:{port}\"\n[live]\nenabled = false\n[detect]\nenabled = {detect}\nmodel = \"{model}\"\n",
+        dir = dir.path().display(),
+        model = model_path().display()
+    );
+    let path = dir.path().join("edgecam.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu0 = process_cpu(child.id());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let cpu = process_cpu(child.id()) - cpu0;
+    let _ = child.kill();
+    let _ = child.wait();
+    cpu.as_secs_f64() / seconds as f64
+}
+
+fn cpu(seconds: u64) {
+    println!("\nThe daemon's CPU, 1280×720 at 15 fps, x264 included ({seconds} s each after 5 s)");
+    println!("| scene | detector off | detector on | the detector's cost |");
+    println!("|---|---|---|---|");
+    for (name, pattern) in [("still", "black"), ("constant motion", "ball")] {
+        let off = daemon_cpu(pattern, false, seconds);
+        let on = daemon_cpu(pattern, true, seconds);
+        println!(
+            "| {name} | {:.1} % | {:.1} % | {:+.1} % of a core |",
+            off * 100.0,
+            on * 100.0,
+            (on - off) * 100.0
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let wants = |s: &str| {
+        let sections = ["inference", "accuracy", "false", "cpu"];
+        !args.iter().any(|a| sections.contains(&a.as_str())) || args.iter().any(|a| a == s)
+    };
+    let started = Instant::now();
+    let model = Model::load(&model_path()).unwrap_or_else(|e| {
+        panic!("{e} (run packaging/model/fetch-model.sh)");
+    });
+    println!(
+        "Model {} loaded in {:.0} ms",
+        model_path().display(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    if wants("inference") {
+        inference(&model, if quick { 20 } else { 100 });
+    }
+    if wants("accuracy") {
+        accuracy(&model);
+    }
+    if wants("false") {
+        false_objects(&model, if quick { 30 } else { 120 });
+    }
+    if wants("cpu") {
+        cpu(if quick { 10 } else { 30 });
+    }
+}

@@ -1,0 +1,190 @@
+//! The object detector on real photographs no one here took (registry packages, see
+//! tests/data/README), through the shipped model and the daemon's own code.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgecam::detect::{Model, Picture};
+use edgecam::events::Detection;
+use serde_json::Value;
+
+use crate::support::daemon::{daemon_config, Daemon};
+use crate::support::{free_port, photos, write_file};
+
+fn detect(model: &Model, name: &str, min_score: f32) -> Vec<Detection> {
+    let rgb = photos::decode(&photos::photo(name));
+    let wanted: BTreeMap<String, f32> = model
+        .labels()
+        .iter()
+        .map(|l| (l.clone(), min_score))
+        .collect();
+    let thresholds = model.thresholds(&|l| wanted.get(l).copied());
+    let picture = Picture {
+        rgb: &rgb.data,
+        width: rgb.width,
+        height: rgb.height,
+        stride: rgb.stride,
+    };
+    model
+        .detect(&picture, &thresholds, &mut Vec::new())
+        .unwrap()
+}
+
+fn labels(found: &[Detection]) -> Vec<&str> {
+    found.iter().map(|d| d.label.as_str()).collect()
+}
+
+#[test]
+fn the_shipped_model_tells_a_person_from_a_cat_and_a_cup() {
+    let model = Model::load(&photos::model()).unwrap();
+    assert_eq!(model.input(), [320, 320]);
+    assert_eq!(model.labels().len(), 80);
+
+    let astronaut = detect(&model, "skimage-astronaut", 0.2);
+    let person = astronaut.iter().find(|d| d.label == "person");
+    let person = person.unwrap_or_else(|| panic!("no person: {:?}", labels(&astronaut)));
+    // She fills the left two thirds of the picture, from near the top to the bottom.
+    let r = person.rect;
+    assert!(
+        r.x0 < 0.2 && r.x1 > 0.5 && r.x1 < 0.8 && r.y1 > 0.9,
+        "{r:?}"
+    );
+
+    let cat = detect(&model, "skimage-chelsea", 0.2);
+    assert!(labels(&cat).contains(&"cat"), "{:?}", labels(&cat));
+    assert!(!labels(&cat).contains(&"person"));
+
+    let coffee = detect(&model, "skimage-coffee", 0.2);
+    assert!(labels(&coffee).contains(&"cup"), "{:?}", labels(&coffee));
+    assert!(!labels(&coffee).contains(&"person"));
+}
+
+/// The value of a Prometheus counter or gauge the daemon reports.
+fn metric(d: &Daemon, name: &str) -> f64 {
+    let (_, _, body) = d.get("/metrics").unwrap();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn clips(d: &Daemon) -> Vec<Value> {
+    let (_, _, body) = d.get("/api/clips").unwrap();
+    serde_json::from_slice(&body).unwrap_or_default()
+}
+
+/// The daemon's test config with the detector on (events opened by objects).
+fn with_detector(config: String, zones: &str) -> String {
+    format!(
+        "{config}\n[detect]\nenabled = true\nmodel = \"{}\"\nmin_scores = {{ person = 0.2 }}\n{zones}",
+        photos::model().display()
+    )
+}
+
+#[test]
+fn a_missing_or_corrupt_model_stops_the_daemon_at_start_naming_detect_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write_file(dir.path(), "broken.onnx", "not a model");
+    for model in [dir.path().join("missing.onnx"), broken] {
+        let text = format!(
+            "{}\n[detect]\nenabled = true\nmodel = \"{}\"\n",
+            daemon_config(dir.path(), free_port()),
+            model.display()
+        );
+        let path = write_file(dir.path(), "edgecam.toml", &text);
+        for cmd in ["check-config", "run"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+                .args([cmd, "--config", path.to_str().unwrap()])
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{cmd}: {said}");
+            assert!(
+                said.contains("detect.model") && said.contains(&*model.display().to_string()),
+                "{cmd}: {said}"
+            );
+        }
+    }
+}
+
+/// The time of the first clip the daemon lists, and the clip.
+fn first_clip(d: &Daemon) -> Option<Value> {
+    clips(d).into_iter().next()
+}
+
+#[test]
+fn the_test_scene_ball_opens_no_event_and_its_walking_person_does() {
+    let cars_zone = "[[zones]]\nname = \"street\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\nlabels = [\"car\"]\n";
+    let mut d = Daemon::start_edited(|c| with_detector(c, ""));
+    let mut cars_only = Daemon::start_edited(|c| with_detector(c, cars_zone));
+    d.wait_healthy();
+    cars_only.wait_healthy();
+    // The ball moves for the first 10 s of the scene: the detector looks at it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&d, "edgecam_detect_frames_total") < 6.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the detector saw no pictures while the ball moved"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Then the scene rests (10–40 s): the valve shuts and nothing more is analysed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (_, s) = d.command(r#"{"command":"status"}"#);
+        if s["result"]["motion"]["moving"] == false {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the scene never rested");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    let resting = metric(&d, "edgecam_detect_frames_total");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric(&d, "edgecam_detect_frames_total"),
+        resting,
+        "no work while nothing moves: {status}"
+    );
+    assert!(
+        first_clip(&d).is_none(),
+        "the ball is no person: {:?}",
+        clips(&d)
+    );
+    // At 40 s a person walks across: an event opens for her.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let clip = loop {
+        if let Some(c) = first_clip(&d) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no event for the walking person");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(clip["trigger"], "object", "{clip}");
+    assert_eq!(clip["label"], "person", "{clip}");
+    assert!(clip["labels"]["person"].as_f64().unwrap() >= 0.2, "{clip}");
+    let listed = |label: &str| {
+        let (_, _, body) = d.get(&format!("/api/clips?label={label}")).unwrap();
+        serde_json::from_slice::<Vec<Value>>(&body).unwrap().len()
+    };
+    assert_eq!((listed("person"), listed("car")), (1, 0));
+    // The other camera saw her too, but its only zone wants cars.
+    let person = "edgecam_detect_objects_total{label=\"person\"}";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&cars_only, person) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cars-only camera never saw the person"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        first_clip(&cars_only).is_none(),
+        "a zone that wants only cars ignores the person: {:?}",
+        clips(&cars_only)
+    );
+}
