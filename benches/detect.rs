@@ -273,8 +273,9 @@ fn process_cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Runs the daemon on a 1280×720 scene for `seconds`: its CPU per second.
-fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> f64 {
+/// Runs the daemon on a 1280×720 scene for `seconds`: its CPU per second, and the
+/// pictures its detector analysed per second.
+fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let pattern = std::fs::read_to_string("pipelines/test-pattern.pipeline").unwrap();
     let (video, _) = pattern.split_once("@audio").unwrap();
@@ -303,23 +304,38 @@ fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> f64 {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    let cpu0 = process_cpu(child.id());
+    let (cpu0, n0) = (process_cpu(child.id()), analysed(port));
     std::thread::sleep(Duration::from_secs(seconds));
-    let cpu = process_cpu(child.id()) - cpu0;
+    let (cpu, n) = (process_cpu(child.id()) - cpu0, analysed(port) - n0);
     let _ = child.kill();
     let _ = child.wait();
-    cpu.as_secs_f64() / seconds as f64
+    (cpu.as_secs_f64() / seconds as f64, n / seconds as f64)
+}
+
+/// The daemon's count of pictures the detector analysed.
+fn analysed(port: u16) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find(|l| l.starts_with("edgecam_detect_frames_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn cpu(seconds: u64) {
     println!("\nThe daemon's CPU, 1280×720 at 15 fps, x264 included ({seconds} s each after 5 s)");
-    println!("| scene | detector off | detector on | the detector's cost |");
-    println!("|---|---|---|---|");
+    println!("| scene | detector off | detector on | the detector's cost | pictures analysed/s |");
+    println!("|---|---|---|---|---|");
     for (name, pattern) in [("still", "black"), ("constant motion", "ball")] {
-        let off = daemon_cpu(pattern, false, seconds);
-        let on = daemon_cpu(pattern, true, seconds);
+        let (off, _) = daemon_cpu(pattern, false, seconds);
+        let (on, rate) = daemon_cpu(pattern, true, seconds);
         println!(
-            "| {name} | {:.1} % | {:.1} % | {:+.1} % of a core |",
+            "| {name} | {:.1} % | {:.1} % | {:+.1} % of a core | {rate:.2} |",
             off * 100.0,
             on * 100.0,
             (on - off) * 100.0

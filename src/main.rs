@@ -273,6 +273,10 @@ fn check_config(path: &Path) -> ExitCode {
     }
     let checked = capture::template::load(&config.camera)
         .and_then(|spec| capture::check(&spec).map(|()| spec))
+        .and_then(|spec| match config.camera.privacy_masks.is_empty() {
+            true => Ok(spec),
+            false => capture::check_privacy(&spec).map(|()| spec),
+        })
         .and_then(|spec| {
             let audio = capture::template::load_audio(&config.camera, &config.audio)?;
             if let Some(a) = &audio {

@@ -5,6 +5,7 @@ mod assemble;
 pub mod audio;
 mod gate;
 mod pipeline;
+mod privacy;
 pub mod scene;
 mod task;
 pub mod template;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::backoff::Backoff;
 pub use audio::AudioOutputs;
-pub use pipeline::{check, Outputs, Pictures, Running};
+pub use pipeline::{check, check_privacy, Outputs, Pictures, Running};
 pub use task::{spawn, spawn_audio, CaptureHandle, CaptureState, TaskConfig};
 pub use template::PipelineSpec;
 
@@ -47,6 +48,8 @@ pub enum CaptureError {
     MissingAudioSinks { path: PathBuf },
     #[error("{}: audio.record_talk needs the audio part's raw sound to go through `tee name=pcm` (as the shipped files do), where the talk is mixed in", path.display())]
     NoTalkMix { path: PathBuf },
+    #[error("{}: camera.privacy_masks needs an element named \"privacy\" (an identity) on the raw picture before the tee, as the shipped pipelines have; a pipeline that passes the camera's own H.264 through cannot mask it (set the masks in the camera)", path.display())]
+    NoPrivacyPoint { path: PathBuf },
     #[error("GStreamer could not start: {0}")]
     Init(String),
     #[error("{element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::assemble::AuAssembler;
 use super::template::PipelineSpec;
 use super::{CaptureError, Heartbeat};
+use crate::events::Polygon;
 use crate::media::{
     AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, RgbBus, RgbFrame, Snapshot,
 };
@@ -33,6 +34,8 @@ pub struct Outputs {
     pub last_pts: Arc<AtomicU64>,
     /// The object detector's pictures (appsink `detect`), while `wanted` says so.
     pub pictures: Pictures,
+    /// Polygons blacked out at the pipeline's `privacy` point, before every branch.
+    pub privacy: Arc<Vec<Polygon>>,
 }
 
 /// Where the `detect` appsink's pictures go, and when.
@@ -72,6 +75,15 @@ impl Outputs {
             heartbeat,
             last_pts: Arc::new(AtomicU64::new(0)),
             pictures: Pictures::default(),
+            privacy: Arc::new(Vec::new()),
+        }
+    }
+
+    /// The same outputs, with `masks` blacked out of every frame.
+    pub fn with_privacy(self, masks: Vec<Polygon>) -> Self {
+        Self {
+            privacy: Arc::new(masks),
+            ..self
         }
     }
 
@@ -102,6 +114,19 @@ pub fn check(spec: &PipelineSpec) -> Result<(), CaptureError> {
     result
 }
 
+/// Checks that `spec` has the `privacy` point privacy masks need.
+pub fn check_privacy(spec: &PipelineSpec) -> Result<(), CaptureError> {
+    let pipeline = parse(spec)?;
+    let found = pipeline.by_name("privacy").is_some();
+    let _ = pipeline.set_state(gst::State::Null);
+    match found {
+        true => Ok(()),
+        false => Err(CaptureError::NoPrivacyPoint {
+            path: spec.path.clone(),
+        }),
+    }
+}
+
 pub(super) fn parse(spec: &PipelineSpec) -> Result<gst::Pipeline, CaptureError> {
     gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
     let element = gst::parse::launch(&spec.text).map_err(|e| CaptureError::Parse {
@@ -129,6 +154,15 @@ impl Running {
         fps: u32,
     ) -> Result<Self, CaptureError> {
         let pipeline = parse(spec)?;
+        if !outputs.privacy.is_empty() {
+            let point = pipeline.by_name("privacy");
+            if !point.is_some_and(|p| super::privacy::attach(&p, outputs.privacy.clone())) {
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err(CaptureError::NoPrivacyPoint {
+                    path: spec.path.clone(),
+                });
+            }
+        }
         super::scene::feed_person(&pipeline);
         let encoded =
             appsink(&pipeline, "encoded").ok_or_else(|| CaptureError::MissingEncoded {
@@ -147,8 +181,12 @@ impl Running {
                 tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"analysis\": motion detection gets no frames")
             }
         }
-        if let Some(sink) = appsink(&pipeline, "detect") {
-            wire_pictures(&sink, outputs.pictures.clone());
+        match appsink(&pipeline, "detect") {
+            Some(sink) => wire_pictures(&sink, outputs.pictures.clone()),
+            None if outputs.pictures.bus.listeners().borrow().to_owned() > 0 => {
+                tracing::warn!(pipeline = %spec.path.display(), "no appsink named \"detect\": the object detector gets no pictures")
+            }
+            None => {}
         }
         let p = &outputs.pictures;
         super::gate::valve(&pipeline, "detect_valve", p.wanted.clone(), |w| *w);
@@ -345,7 +383,7 @@ fn wire_analysis(sink: &gst_app::AppSink, bus: AnalysisBus) {
 
 fn wire_pictures(sink: &gst_app::AppSink, out: Pictures) {
     sink.set_property("enable-last-sample", false);
-    let mut last: Option<Duration> = None;
+    let mut next_due: Option<Duration> = None;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -359,11 +397,18 @@ fn wire_pictures(sink: &gst_app::AppSink, out: Pictures) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let (pts, captured_at) = timing(sink, &sample, buffer.pts());
-                // videorate's max-rate is whole frames a second: keep to the exact rate.
-                if last.is_some_and(|l| pts.saturating_sub(l) + Duration::from_millis(5) < out.every) {
-                    return Ok(gst::FlowSuccess::Ok);
+                // videorate's max-rate is whole frames a second and its pictures fall on
+                // the camera's frames: keep to the exact rate on average, a quarter of a
+                // period either way.
+                if let Some(due) = next_due {
+                    if pts + out.every / 4 < due {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
                 }
-                last = Some(pts);
+                next_due = Some(match next_due {
+                    Some(due) if pts <= due + out.every => due + out.every,
+                    _ => pts + out.every,
+                });
                 let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };

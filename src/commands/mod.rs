@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use reply::{
-    AudioReport, CommandError, MotionReport, Outcome, PlaybackUrl, Reply, StatusReport,
+    AudioReport, CommandError, MotionReport, ObjectsReport, Outcome, PlaybackUrl, Reply,
+    StatusReport,
 };
 
 /// Longest timed recording a command may ask for.

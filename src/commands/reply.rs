@@ -57,6 +57,17 @@ pub struct StatusReport {
     pub frames_lost: u64,
     pub audio: AudioReport,
     pub motion: MotionReport,
+    pub objects: ObjectsReport,
+}
+
+/// What the object detector sees now: whether it runs, whether objects (rather than
+/// motion) open events, and the objects in view by label (announced ones, seen in the
+/// last picture analysed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ObjectsReport {
+    pub enabled: bool,
+    pub trigger: &'static str,
+    pub present: std::collections::BTreeMap<String, u32>,
 }
 
 /// What the motion detector sees now, against what it needs: `score` is the percentage

@@ -115,6 +115,10 @@ pub struct Camera {
     pub analysis_fps: u32,
     /// Seconds without a frame after which the pipeline is rebuilt. Default 10.
     pub stall_timeout_s: u64,
+    /// Areas blacked out before anything else sees the picture (live view, clips, RTSP,
+    /// the cloud, snapshots, detection): polygons, each a list of `[x, y]` fractions of
+    /// the picture. Default none.
+    pub privacy_masks: Vec<crate::events::Polygon>,
 }
 
 impl Default for Camera {
@@ -133,6 +137,7 @@ impl Default for Camera {
             analysis_height: 90,
             analysis_fps: 5,
             stall_timeout_s: 10,
+            privacy_masks: Vec::new(),
         }
     }
 }
@@ -251,6 +256,22 @@ impl Config {
                     "must be between 1 and fps ({}), got {}",
                     c.fps, c.analysis_fps
                 ),
+            );
+        }
+        for (i, mask) in c.privacy_masks.iter().enumerate() {
+            if let Some(problem) = mask.problem() {
+                bad(
+                    "camera",
+                    "privacy_masks",
+                    format!("mask {}: {problem}", i + 1),
+                );
+            }
+        }
+        if c.pipeline == "rtsp" && !c.privacy_masks.is_empty() {
+            bad(
+                "camera",
+                "privacy_masks",
+                "the rtsp pipeline passes the camera's own H.264 through, so nothing can be masked before the encoder: set the masks in the camera".into(),
             );
         }
         if c.stall_timeout_s < 2 {

@@ -114,6 +114,9 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
     };
     let spec = capture::template::load_with(&config.camera, &picture)?;
     capture::check(&spec)?;
+    if !config.camera.privacy_masks.is_empty() {
+        capture::check_privacy(&spec)?;
+    }
     let audio = capture::template::load_audio(&config.camera, &config.audio)?;
     match &audio {
         Some(audio) => capture::audio::check(audio)?,

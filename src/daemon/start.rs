@@ -85,7 +85,8 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         AnalysisBus::new("analysis"),
         metrics.capture.clone(),
         heartbeat.clone(),
-    );
+    )
+    .with_privacy(config.camera.privacy_masks.clone());
     // The detector: the capture's `detect` valve opens while the recorder says
     // something moves; its results go to the recorder.
     let detector = model.map(|model| {

@@ -61,7 +61,8 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 /// `<prefix>/events`: `{"v":1,"type","event_id","label","trigger","score","started_at",
-/// "ended_at","clip_ids","thumbnail","camera"}`; `end` adds `clips` (id, start, end,
+/// "ended_at","clip_ids","thumbnail","camera","labels","zones"}` (`labels`: the objects'
+/// labels with their best scores, `zones` the zones they were in); `end` adds `clips` (id, start, end,
 /// duration_s each) and `duration_s` (all clips together), and with upload on `kvs`:
 /// `{"stream","start","end"}`, the producer-timestamp range to play back from the cloud.
 pub fn event(
@@ -89,6 +90,12 @@ pub fn event(
         "clip_ids": e.clip_ids,
         "thumbnail": thumbnail,
         "camera": camera,
+        "labels": e
+            .labels
+            .iter()
+            .map(|(l, s)| (l.clone(), json!((f64::from(*s) * 1000.0).round() / 1000.0)))
+            .collect::<serde_json::Map<_, _>>(),
+        "zones": e.zones,
     });
     if kind == EventKind::End {
         let total_ms: u64 = clips.iter().filter_map(|c| c.duration_ms).sum();
@@ -318,9 +325,16 @@ mod tests {
                 "v": 1, "type": "start", "event_id": "01JEVENT", "label": "motion",
                 "trigger": "motion", "score": 0.123, "started_at": "2026-11-21T10:00:00.250Z",
                 "ended_at": null, "clip_ids": ["01JCLIP"],
-                "thumbnail": "/api/clips/01JCLIP.jpg", "camera": "front-door"
+                "thumbnail": "/api/clips/01JCLIP.jpg", "camera": "front-door",
+                "labels": {}, "zones": []
             })
         );
+        let mut seen = info();
+        seen.labels.insert("person".into(), 0.8416);
+        seen.zones.insert("porch".into());
+        let v = event(EventKind::Update, &seen, "front-door", &[], None);
+        assert_eq!(v["labels"], json!({"person": 0.842}));
+        assert_eq!(v["zones"], json!(["porch"]));
     }
 
     #[test]

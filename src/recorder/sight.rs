@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
+use crate::commands::ObjectsReport;
 use crate::detect::Detections;
-use crate::events::{zones, ObjectSettings, Objects, Rect, Trigger, TriggerKind, Zone};
+use crate::events::{zones, Object, ObjectSettings, Objects, Rect, Trigger, TriggerKind, Zone};
 use crate::metrics::DetectMetrics;
 
 /// The detector's part of the recorder's configuration.
@@ -40,6 +41,8 @@ pub(super) struct Sight {
     motion_began: Option<DateTime<Utc>>,
     /// The motion detector's box around what changed last, and when.
     motion_box: Option<(DateTime<Utc>, Rect)>,
+    /// The announced objects in the last picture analysed (none once nothing moves).
+    present: Vec<Object>,
 }
 
 impl Sight {
@@ -52,6 +55,24 @@ impl Sight {
             metrics,
             motion_began: None,
             motion_box: None,
+            present: Vec::new(),
+        }
+    }
+
+    /// What the status says of the detector.
+    pub fn report(&self) -> ObjectsReport {
+        let mut present = std::collections::BTreeMap::new();
+        for o in &self.present {
+            *present.entry(o.label.clone()).or_insert(0) += 1;
+        }
+        ObjectsReport {
+            enabled: true,
+            trigger: if self.objects_trigger {
+                "objects"
+            } else {
+                "motion"
+            },
+            present,
         }
     }
 
@@ -69,7 +90,9 @@ impl Sight {
         if moving && self.motion_began.is_none() {
             self.motion_began = Some(now);
         } else if !moving {
+            // Nothing is looked at while nothing moves: what was in view is not known.
             self.motion_began = None;
+            self.present.clear();
         }
         self.wanted
             .send_if_modified(|w| std::mem::replace(w, moving) != moving);
@@ -84,6 +107,7 @@ impl Sight {
             .filter(|(at, _)| (now - *at).num_milliseconds() <= 1500)
             .map(|(_, r)| r);
         let frame = self.objects.handle(now, &found.objects, motion);
+        self.present = frame.present.clone();
         for o in &frame.announced {
             let labels = vec![("label".to_owned(), o.label.clone())];
             self.metrics.objects.get_or_create(&labels).inc();

@@ -20,7 +20,7 @@ use super::publish;
 use super::sight::{self, Sight, SightConfig, SightDeps};
 use super::time::RecorderClock;
 use crate::clock::ClockState;
-use crate::commands::{CommandError, Outcome, Record, StatusReport};
+use crate::commands::{CommandError, ObjectsReport, Outcome, Record, StatusReport};
 use crate::detect::Detections;
 use crate::events::{
     Action, EventInfo, EventKind, Input, MotionSettings, Tracker, TrackerSettings, Trigger,
@@ -374,6 +374,15 @@ impl Recorder {
                 // The dispatcher knows about audio capture.
                 audio: Default::default(),
                 motion: self.motion.report(),
+                objects: self
+                    .sight
+                    .as_ref()
+                    .map(Sight::report)
+                    .unwrap_or(ObjectsReport {
+                        enabled: false,
+                        trigger: "motion",
+                        present: Default::default(),
+                    }),
             })),
         }
     }

@@ -155,6 +155,9 @@ fn the_test_scene_ball_opens_no_event_and_its_walking_person_does() {
         "the ball is no person: {:?}",
         clips(&d)
     );
+    let objects = &status["result"]["objects"];
+    assert_eq!(objects["enabled"], true, "{status}");
+    assert_eq!(objects["trigger"], "objects", "{status}");
     // At 40 s a person walks across: an event opens for her.
     let deadline = Instant::now() + Duration::from_secs(60);
     let clip = loop {

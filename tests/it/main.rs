@@ -24,6 +24,7 @@ mod kvs_upload;
 mod live;
 mod mkv;
 mod mqtt;
+mod privacy;
 mod putmedia_fake;
 mod readme;
 mod recorder;

@@ -54,11 +54,18 @@ pub struct Rgb {
 
 /// Decodes an image file to RGB with GStreamer.
 pub fn decode(path: &std::path::Path) -> Rgb {
+    let source = format!("filesrc location=\"{}\" ! decodebin", path.display());
+    decode_all(&source)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{} did not decode", path.display()))
+}
+
+/// Every picture a GStreamer source gives (`… ! decodebin`, say) until it ends, as RGB.
+pub fn decode_all(source: &str) -> Vec<Rgb> {
     gst::init().unwrap();
-    let text = format!(
-        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false",
-        path.display()
-    );
+    let text =
+        format!("{source} ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false");
     let pipeline = gst::parse::launch(&text)
         .unwrap()
         .downcast::<gst::Pipeline>()
@@ -69,18 +76,49 @@ pub fn decode(path: &std::path::Path) -> Rgb {
         .downcast::<gst_app::AppSink>()
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(20))
-        .unwrap_or_else(|| panic!("{} did not decode", path.display()));
-    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-    let map = sample.buffer().unwrap().map_readable().unwrap();
-    let rgb = Rgb {
-        data: map.as_slice().to_vec(),
-        width: info.width() as usize,
-        height: info.height() as usize,
-        stride: info.stride()[0] as usize,
-    };
-    drop(map);
+    let mut out = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        out.push(Rgb {
+            data: map.as_slice().to_vec(),
+            width: info.width() as usize,
+            height: info.height() as usize,
+            stride: info.stride()[0] as usize,
+        });
+    }
     pipeline.set_state(gst::State::Null).unwrap();
-    rgb
+    out
+}
+
+impl Rgb {
+    /// The brightest channel value in the box `[x0, y0, x1, y1]` (picture fractions).
+    pub fn brightest(&self, [x0, y0, x1, y1]: [f32; 4]) -> u8 {
+        let (w, h) = (self.width as f32, self.height as f32);
+        let mut max = 0;
+        for y in (y0 * h) as usize..((y1 * h) as usize).min(self.height) {
+            let row = &self.data[y * self.stride..];
+            for x in (x0 * w) as usize..((x1 * w) as usize).min(self.width) {
+                max = max.max(row[3 * x]).max(row[3 * x + 1]).max(row[3 * x + 2]);
+            }
+        }
+        max
+    }
+
+    /// The mean of every channel value in the box.
+    pub fn mean(&self, [x0, y0, x1, y1]: [f32; 4]) -> f64 {
+        let (w, h) = (self.width as f32, self.height as f32);
+        let (mut sum, mut n) = (0u64, 0u64);
+        for y in (y0 * h) as usize..((y1 * h) as usize).min(self.height) {
+            let row = &self.data[y * self.stride..];
+            for x in (x0 * w) as usize..((x1 * w) as usize).min(self.width) {
+                sum += row[3 * x..3 * x + 3]
+                    .iter()
+                    .map(|&v| u64::from(v))
+                    .sum::<u64>();
+                n += 3;
+            }
+        }
+        sum as f64 / n.max(1) as f64
+    }
 }
