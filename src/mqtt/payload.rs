@@ -37,6 +37,15 @@ impl Topics {
     pub fn snapshot(&self) -> String {
         format!("{}/snapshot", self.prefix)
     }
+    /// `<prefix>/<label>`: `ON` while such an object is in view (a label's spaces and
+    /// slashes as `_`).
+    pub fn object(&self, label: &str) -> String {
+        format!(
+            "{}/{}",
+            self.prefix,
+            label.replace([' ', '/', '+', '#'], "_")
+        )
+    }
     pub fn talk(&self) -> String {
         format!("{}/talk", self.prefix)
     }
@@ -135,6 +144,9 @@ pub struct StateFacts {
     pub storage_bytes: u64,
     pub upload_backlog: u64,
     pub audio: AudioReport,
+    /// The objects in view by label (`[detect]` on, while something moves).
+    #[serde(default)]
+    pub objects: std::collections::BTreeMap<String, u32>,
 }
 
 /// `<prefix>/state` (retained).
@@ -152,6 +164,7 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "storage_bytes": s.storage_bytes,
         "upload_backlog": s.upload_backlog,
         "audio": { "enabled": s.audio.enabled, "flowing": s.audio.flowing },
+        "objects": s.objects,
         "at": ts(at),
     })
 }
@@ -214,8 +227,9 @@ pub fn word(
 }
 
 /// Home Assistant discovery configs: `(topic, payload)`, all retained, all tied to the
-/// availability topic.
-pub fn discovery(t: &Topics, camera: &str) -> Vec<(String, Value)> {
+/// availability topic; with the detector on, an occupancy binary sensor and a count
+/// sensor for each of its `labels`.
+pub fn discovery(t: &Topics, camera: &str, labels: &[String]) -> Vec<(String, Value)> {
     let device = json!({
         "identifiers": [format!("edgecam_{camera}")],
         "name": camera,
@@ -240,7 +254,37 @@ pub fn discovery(t: &Topics, camera: &str) -> Vec<(String, Value)> {
         }
         base
     };
-    vec![
+    let mut configs = Vec::new();
+    for label in labels {
+        let key = label.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let mut name = label.clone();
+        if let Some(first) = name.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        configs.push((
+            format!("homeassistant/binary_sensor/{node}/{key}/config"),
+            merge(
+                common(&name, &key),
+                json!({
+                    "device_class": "occupancy",
+                    "state_topic": t.object(label),
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                }),
+            ),
+        ));
+        configs.push((
+            format!("homeassistant/sensor/{node}/{key}_count/config"),
+            merge(
+                common(&format!("{name} count"), &format!("{key}_count")),
+                json!({
+                    "state_topic": t.state(),
+                    "value_template": format!("{{{{ value_json.objects['{label}'] | default(0) }}}}"),
+                }),
+            ),
+        ));
+    }
+    configs.extend([
         (
             format!("homeassistant/binary_sensor/{node}/motion/config"),
             merge(
@@ -284,7 +328,8 @@ pub fn discovery(t: &Topics, camera: &str) -> Vec<(String, Value)> {
                 }),
             ),
         ),
-    ]
+    ]);
+    configs
 }
 
 #[cfg(test)]
@@ -424,7 +469,7 @@ mod tests {
         let t = Topics {
             prefix: "edgecam/cam-1".into(),
         };
-        let configs = discovery(&t, "cam-1");
+        let configs = discovery(&t, "cam-1", &[]);
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             topics,
@@ -444,5 +489,18 @@ mod tests {
         assert!(crate::commands::parse(on.as_bytes(), Some("detect")).is_ok());
         let press = configs[3].1["payload_press"].as_str().unwrap();
         assert!(crate::commands::parse(press.as_bytes(), Some("record")).is_ok());
+        // With the detector on: a binary sensor on each label's own topic and a count.
+        let labels = ["person".to_owned(), "traffic light".to_owned()];
+        let configs = discovery(&t, "cam-1", &labels);
+        assert_eq!(configs.len(), 8);
+        let (topic, person) = &configs[0];
+        assert_eq!(topic, "homeassistant/binary_sensor/cam_1/person/config");
+        assert_eq!(person["state_topic"], "edgecam/cam-1/person");
+        assert_eq!(person["name"], "Person");
+        assert_eq!(configs[2].1["state_topic"], "edgecam/cam-1/traffic_light");
+        assert_eq!(
+            configs[3].1["value_template"],
+            "{{ value_json.objects['traffic light'] | default(0) }}"
+        );
     }
 }

@@ -112,6 +112,8 @@ struct Connection<'a> {
     window: Window,
     connected: bool,
     last_state: Option<StateFacts>,
+    /// The labels last published `ON` on their own topics.
+    objects_on: Option<std::collections::BTreeSet<String>>,
     last_talk: Option<crate::speaker::TalkState>,
     /// The event whose snapshot was last published for Home Assistant's camera image.
     snapshot_event: Option<String>,
@@ -134,6 +136,7 @@ impl<'a> Connection<'a> {
             window: Window::new(WINDOW),
             connected: false,
             last_state: None,
+            objects_on: None,
             last_talk: None,
             snapshot_event: None,
             storage: (0, None),
@@ -296,7 +299,8 @@ impl<'a> Connection<'a> {
     }
 
     fn discovery(&mut self) {
-        for (topic, config) in payload::discovery(&self.s.topics, &self.s.client_id) {
+        let configs = payload::discovery(&self.s.topics, &self.s.client_id, &self.s.labels);
+        for (topic, config) in configs {
             self.publish(topic, config.to_string().into_bytes(), true, None);
         }
     }
@@ -327,7 +331,9 @@ impl<'a> Connection<'a> {
             storage_bytes: self.storage.0,
             upload_backlog,
             audio: audio::report(self.deps.audio.as_ref(), now),
+            objects: status.objects,
         };
+        self.object_states(&facts.objects, force);
         self.maybe_talk(force).await;
         if !force && self.last_state.as_ref() == Some(&facts) {
             return;
@@ -355,6 +361,28 @@ impl<'a> Connection<'a> {
 
     /// A new event refreshes the camera image Home Assistant shows (the snapshot topic),
     /// once per event.
+    /// `<prefix>/<label>` (retained): `ON` while an object of a `[detect]` label is in
+    /// view, `OFF` otherwise; sent when it changes (all of them on `force`).
+    fn object_states(&mut self, present: &std::collections::BTreeMap<String, u32>, force: bool) {
+        let on: std::collections::BTreeSet<String> = self
+            .s
+            .labels
+            .iter()
+            .filter(|l| present.get(*l).is_some_and(|n| *n > 0))
+            .cloned()
+            .collect();
+        let before = if force { None } else { self.objects_on.clone() };
+        for label in &self.s.labels {
+            let now_on = on.contains(label);
+            if before.as_ref().map(|b| b.contains(label)) != Some(now_on) {
+                let body = if now_on { "ON" } else { "OFF" };
+                let topic = self.s.topics.object(label);
+                self.publish(topic, body.as_bytes().to_vec(), true, None);
+            }
+        }
+        self.objects_on = Some(on);
+    }
+
     fn event_snapshot(&mut self, event_id: Option<&str>) {
         let Some(id) = event_id else { return };
         if self.snapshot_event.as_deref() == Some(id) {

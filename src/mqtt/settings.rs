@@ -27,6 +27,9 @@ pub struct MqttSettings {
     /// The KVS stream event video goes to (upload on): `end` messages say where to play
     /// the event back from.
     pub stream: Option<String>,
+    /// The object detector's labels (`[detect]` on): each gets `<prefix>/<label>` and a
+    /// Home Assistant sensor.
+    pub labels: Vec<String>,
 }
 
 /// The session settings from the config, with the TLS files loaded and checked; `None`
@@ -56,6 +59,10 @@ pub fn settings(
             .upload
             .enabled
             .then(|| config.upload.stream(&config.aws.thing_name).to_owned()),
+        labels: match config.detect.enabled {
+            true => config.detect.labels.clone(),
+            false => Vec::new(),
+        },
     }))
 }
 

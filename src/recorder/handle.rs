@@ -27,6 +27,8 @@ pub struct RecorderStatus {
     /// The detector's score (percentage of the picture moving, one decimal), updated at
     /// most once a second.
     pub motion_score: f32,
+    /// The objects in view by label (announced ones, while something moves).
+    pub objects: std::collections::BTreeMap<String, u32>,
 }
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;

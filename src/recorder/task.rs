@@ -285,9 +285,13 @@ impl Recorder {
         let Some(sight) = self.sight.as_mut() else {
             return;
         };
+        let before = self.status.borrow().objects.clone();
         for trigger in sight.detections(now, found) {
             let actions = self.tracker.handle(now, Input::Trigger(trigger));
             self.apply(actions).await;
+        }
+        if self.sight.as_ref().map(|s| s.report().present) != Some(before) {
+            self.publish_status();
         }
     }
 
@@ -422,6 +426,11 @@ impl Recorder {
             detect: self.motion.detect(),
             motion,
             motion_score,
+            objects: self
+                .sight
+                .as_ref()
+                .map(|s| s.report().present)
+                .unwrap_or_default(),
         });
     }
 

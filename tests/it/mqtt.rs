@@ -109,6 +109,8 @@ async fn an_event_goes_out_start_to_end_with_every_field() {
         "clip_ids",
         "thumbnail",
         "camera",
+        "labels",
+        "zones",
     ]
     .map(String::from)
     .into();
@@ -543,4 +545,95 @@ async fn the_motion_sensor_is_on_while_the_ball_moves_and_off_when_detection_sto
         })
         .await;
     assert_eq!(off.last().unwrap().json()["motion"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_follows() {
+    let s = setup().await;
+    let client = client_leaf(&s.pki, THING);
+    let mqtt = s
+        .broker
+        .daemon_config(&s.pki, &client, THING, "home_assistant = true");
+    let model = crate::support::photos::model();
+    // The test scene: the ball (0-10 s) opens nothing, the person (40-50 s) does.
+    let _d = tokio::task::block_in_place(|| {
+        Daemon::start_edited(|t| {
+            format!(
+                "{t}\n{mqtt}\n[detect]\nenabled = true\nmodel = \"{}\"\nlabels = [\"person\", \"car\"]\nmin_scores = {{ person = 0.2 }}\n",
+                model.display()
+            )
+        })
+    });
+    let discovery = s
+        .observer
+        .wait(
+            "homeassistant/binary_sensor/cam1/person/config",
+            Duration::from_secs(20),
+            |m| !m.is_empty(),
+        )
+        .await;
+    assert_eq!(discovery[0].json()["state_topic"], "edgecam/cam1/person");
+    let starts = s
+        .observer
+        .wait("edgecam/cam1/events", Duration::from_secs(75), |m| {
+            m.iter().any(|x| x.json()["type"] == "start")
+        })
+        .await;
+    let start = starts.iter().find(|x| x.json()["type"] == "start").unwrap();
+    let event = start.json();
+    assert_eq!(
+        (&event["trigger"], &event["label"]),
+        (&Value::from("object"), &Value::from("person")),
+        "{event}"
+    );
+    assert!(
+        event["labels"]["person"].as_f64().unwrap() >= 0.2,
+        "{event}"
+    );
+    // Her own topic goes ON, the state counts her, and the event's snapshot follows.
+    let on = s
+        .observer
+        .wait("edgecam/cam1/person", Duration::from_secs(10), |m| {
+            m.iter().any(|x| x.text() == "ON")
+        })
+        .await;
+    assert!(on.iter().any(|x| x.text() == "ON"), "never ON");
+    let snapshot = s
+        .observer
+        .wait("edgecam/cam1/snapshot", Duration::from_secs(5), |m| {
+            m.iter().any(|x| x.at >= start.at)
+        })
+        .await;
+    let jpeg = snapshot.iter().find(|x| x.at >= start.at).unwrap();
+    assert_eq!(&jpeg.payload[..2], &[0xFF, 0xD8], "a JPEG");
+    eprintln!(
+        "snapshot {:?} after the start message",
+        jpeg.at.duration_since(start.at)
+    );
+    let counted = s
+        .observer
+        .wait("edgecam/cam1/state", Duration::from_secs(10), |m| {
+            m.iter()
+                .any(|x| x.json()["objects"]["person"].as_u64() >= Some(1))
+        })
+        .await;
+    assert!(counted
+        .iter()
+        .any(|x| x.json()["objects"]["person"].as_u64() >= Some(1)));
+    // When she has gone and nothing moves, her topic goes OFF again.
+    let off = s
+        .observer
+        .wait("edgecam/cam1/person", Duration::from_secs(20), |m| {
+            m.last().is_some_and(|x| x.text() == "OFF")
+        })
+        .await;
+    assert_eq!(off.last().unwrap().text(), "OFF");
+    // Retained: a subscriber that comes later is told at once.
+    let late = Observer::start(&s.broker, &s.pki, &["edgecam/cam1/person"]).await;
+    let told = late
+        .wait("edgecam/cam1/person", Duration::from_secs(5), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert!(told.first().is_some_and(|x| x.retain && x.text() == "OFF"));
 }
