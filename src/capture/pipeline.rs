@@ -349,32 +349,59 @@ fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offs
     );
 }
 
+/// One raw picture of an appsink's sample: its first plane, size and times.
+struct Raw {
+    data: Bytes,
+    width: u32,
+    height: u32,
+    stride: u32,
+    pts: Duration,
+    captured_at: DateTime<Utc>,
+}
+
+/// The picture of `sample`, or `None` (with a warning naming the `sink`) when it is not
+/// in `format` or cannot be read.
+fn raw(
+    sink: &gst_app::AppSink,
+    sample: &gst::Sample,
+    format: gst_video::VideoFormat,
+) -> Option<Raw> {
+    let info = sample
+        .caps()
+        .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())?;
+    let buffer = sample.buffer_owned()?;
+    if info.format() != format {
+        tracing::warn!(sink = %sink.name(), got = ?info.format(), want = ?format, "wrong picture format at an appsink; picture skipped");
+        return None;
+    }
+    let (pts, captured_at) = timing(sink, sample, buffer.pts());
+    let mapped = buffer.into_mapped_buffer_readable().ok()?;
+    Some(Raw {
+        data: Bytes::from_owner(mapped),
+        width: info.width(),
+        height: info.height(),
+        stride: info.stride()[0].max(0) as u32,
+        pts,
+        captured_at,
+    })
+}
+
 fn wire_analysis(sink: &gst_app::AppSink, bus: AnalysisBus) {
     sink.set_property("enable-last-sample", false);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
-                let (Some(info), Some(buffer)) = (info, sample.buffer_owned()) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                if info.format() != gst_video::VideoFormat::Gray8 {
-                    tracing::warn!(format = ?info.format(), "analysis appsink must receive GRAY8; frame skipped");
-                    return Ok(gst::FlowSuccess::Ok);
+                if let Some(r) = raw(sink, &sample, gst_video::VideoFormat::Gray8) {
+                    bus.publish(AnalysisFrame {
+                        data: r.data,
+                        width: r.width,
+                        height: r.height,
+                        stride: r.stride,
+                        pts: r.pts,
+                        captured_at: r.captured_at,
+                    });
                 }
-                let (pts, captured_at) = timing(sink, &sample, buffer.pts());
-                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                bus.publish(AnalysisFrame {
-                    data: Bytes::from_owner(mapped),
-                    width: info.width(),
-                    height: info.height(),
-                    stride: info.stride()[0].max(0) as u32,
-                    pts,
-                    captured_at,
-                });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -388,37 +415,26 @@ fn wire_pictures(sink: &gst_app::AppSink, out: Pictures) {
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
-                let (Some(info), Some(buffer)) = (info, sample.buffer_owned()) else {
+                let Some(r) = raw(sink, &sample, gst_video::VideoFormat::Rgb) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                if info.format() != gst_video::VideoFormat::Rgb {
-                    tracing::warn!(format = ?info.format(), "the detect appsink must receive RGB; picture skipped");
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-                let (pts, captured_at) = timing(sink, &sample, buffer.pts());
                 // videorate's max-rate is whole frames a second and its pictures fall on
                 // the camera's frames: keep to the exact rate on average, a quarter of a
                 // period either way.
-                if let Some(due) = next_due {
-                    if pts + out.every / 4 < due {
-                        return Ok(gst::FlowSuccess::Ok);
-                    }
+                if next_due.is_some_and(|due| r.pts + out.every / 4 < due) {
+                    return Ok(gst::FlowSuccess::Ok);
                 }
                 next_due = Some(match next_due {
-                    Some(due) if pts <= due + out.every => due + out.every,
-                    _ => pts + out.every,
+                    Some(due) if r.pts <= due + out.every => due + out.every,
+                    _ => r.pts + out.every,
                 });
-                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
                 out.bus.publish(RgbFrame {
-                    data: Bytes::from_owner(mapped),
-                    width: info.width(),
-                    height: info.height(),
-                    stride: info.stride()[0].max(0) as u32,
-                    pts,
-                    captured_at,
+                    data: r.data,
+                    width: r.width,
+                    height: r.height,
+                    stride: r.stride,
+                    pts: r.pts,
+                    captured_at: r.captured_at,
                 });
                 Ok(gst::FlowSuccess::Ok)
             })

@@ -130,13 +130,7 @@ pub fn suppress(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
         let inside = |k: &Candidate| {
-            let shared = Rect::new(
-                k.rect.x0.max(c.rect.x0),
-                k.rect.y0.max(c.rect.y0),
-                k.rect.x1.min(c.rect.x1),
-                k.rect.y1.min(c.rect.y1),
-            )
-            .area();
+            let shared = k.rect.intersection(&c.rect).area();
             c.rect.area() > 0.0 && shared / c.rect.area() > INSIDE
         };
         if !kept

@@ -29,15 +29,19 @@ impl Rect {
         self.width() * self.height()
     }
 
-    /// Intersection over union: 1 for the same box, 0 for boxes apart.
-    pub fn iou(&self, other: &Rect) -> f32 {
-        let inter = Rect::new(
+    /// The box both cover (empty, with no area, when they are apart).
+    pub fn intersection(&self, other: &Rect) -> Rect {
+        Rect::new(
             self.x0.max(other.x0),
             self.y0.max(other.y0),
             self.x1.min(other.x1),
             self.y1.min(other.y1),
         )
-        .area();
+    }
+
+    /// Intersection over union: 1 for the same box, 0 for boxes apart.
+    pub fn iou(&self, other: &Rect) -> f32 {
+        let inter = self.intersection(other).area();
         let union = self.area() + other.area() - inter;
         if union <= 0.0 {
             0.0

@@ -294,13 +294,7 @@ fn displaced(from: &Rect, now: &Rect, boxes: f32) -> bool {
 /// Whether at least `share` of `rect` lies inside the motion box.
 fn covered(rect: &Rect, motion: Option<Rect>, share: f32) -> bool {
     let Some(m) = motion else { return false };
-    let inter = Rect::new(
-        rect.x0.max(m.x0),
-        rect.y0.max(m.y0),
-        rect.x1.min(m.x1),
-        rect.y1.min(m.y1),
-    )
-    .area();
+    let inter = rect.intersection(&m).area();
     rect.area() > 0.0 && inter / rect.area() >= share
 }
 

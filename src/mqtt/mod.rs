@@ -7,6 +7,7 @@
 //! (`payload::word`), sends them in order and deletes each on its PUBACK, so nothing is
 //! lost across broker outages, restarts or `kill -9`.
 
+mod labels;
 pub mod payload;
 pub mod session;
 mod settings;

@@ -361,24 +361,13 @@ impl<'a> Connection<'a> {
 
     /// A new event refreshes the camera image Home Assistant shows (the snapshot topic),
     /// once per event.
-    /// `<prefix>/<label>` (retained): `ON` while an object of a `[detect]` label is in
-    /// view, `OFF` otherwise; sent when it changes (all of them on `force`).
+    /// Publishes each `[detect]` label's `ON`/`OFF` when it changed (all on `force`).
     fn object_states(&mut self, present: &std::collections::BTreeMap<String, u32>, force: bool) {
-        let on: std::collections::BTreeSet<String> = self
-            .s
-            .labels
-            .iter()
-            .filter(|l| present.get(*l).is_some_and(|n| *n > 0))
-            .cloned()
-            .collect();
-        let before = if force { None } else { self.objects_on.clone() };
-        for label in &self.s.labels {
-            let now_on = on.contains(label);
-            if before.as_ref().map(|b| b.contains(label)) != Some(now_on) {
-                let body = if now_on { "ON" } else { "OFF" };
-                let topic = self.s.topics.object(label);
-                self.publish(topic, body.as_bytes().to_vec(), true, None);
-            }
+        let before = self.objects_on.as_ref().filter(|_| !force);
+        let (on, messages) =
+            super::labels::changes(&self.s.topics, &self.s.labels, present, before);
+        for (topic, body) in messages {
+            self.publish(topic, body.as_bytes().to_vec(), true, None);
         }
         self.objects_on = Some(on);
     }
