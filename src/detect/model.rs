@@ -106,9 +106,10 @@ impl Model {
         if !path.is_file() {
             return Err(bad("no such file".into()));
         }
-        let inference = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| bad(format!("not a readable ONNX model: {e}")))?;
+        // A malformed file must be an error, even where the parser would panic on it.
+        let parsed = std::panic::catch_unwind(|| tract_onnx::onnx().model_for_path(path))
+            .map_err(|_| bad("not a readable ONNX model (the parser gave up on it)".into()))?;
+        let inference = parsed.map_err(|e| bad(format!("not a readable ONNX model: {e}")))?;
         let labels: Vec<String> = property(&inference, "edgecam.labels")
             .unwrap_or_else(|| COCO_LABELS.into())
             .split(',')
@@ -129,10 +130,10 @@ impl Model {
             .into_optimized()
             .map_err(|e| bad(format!("tract cannot prepare it: {e}")))?;
         let input = match typed.input_fact(0).ok().and_then(|f| f.shape.as_concrete()) {
-            Some([1, 3, h, w]) => [*w, *h],
+            Some([1, 3, h, w]) if (16..=4096).contains(w) && (16..=4096).contains(h) => [*w, *h],
             other => {
                 return Err(bad(format!(
-                    "its input must be one RGB picture of a fixed size, [1, 3, height, width]; it is {other:?}"
+                    "its input must be one RGB picture of a fixed size from 16 to 4096 pixels a side, [1, 3, height, width]; it is {other:?}"
                 )))
             }
         };

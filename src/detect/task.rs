@@ -65,8 +65,15 @@ pub fn spawn(
                 let result = model.detect(&picture(&frame), &thresholds, &mut tensor);
                 (result, tensor, started.elapsed(), frame)
             });
-            let Ok((result, back, took, frame)) = job.await else {
-                break;
+            let (result, back, took, frame) = match job.await {
+                Ok(done) => done,
+                Err(e) if e.is_panic() => {
+                    // A model that trips the inference engine must not stop the camera.
+                    warn!("object detection failed on a picture (the inference engine panicked)");
+                    tensor = Vec::new();
+                    continue;
+                }
+                Err(_) => break,
             };
             tensor = back;
             metrics.analysed.inc();

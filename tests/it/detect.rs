@@ -85,6 +85,29 @@ fn with_detector(config: String, zones: &str) -> String {
 }
 
 #[test]
+fn a_cut_or_scrambled_model_file_is_an_error_not_a_crash() {
+    let real = std::fs::read(photos::model()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut scrambled = real.clone();
+    for (i, b) in scrambled.iter_mut().enumerate().skip(64).step_by(997) {
+        *b ^= (i % 251) as u8 | 1;
+    }
+    for (name, bytes) in [
+        ("cut.onnx", &real[..real.len() / 3]),
+        ("head.onnx", &real[..4096]),
+        ("scrambled.onnx", &scrambled[..]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        // Either refused with the file's name, or (a scrambled weight is still a model)
+        // loaded: never a panic.
+        if let Err(e) = Model::load(&path) {
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+}
+
+#[test]
 fn a_missing_or_corrupt_model_stops_the_daemon_at_start_naming_detect_model() {
     let dir = tempfile::tempdir().unwrap();
     let broken = write_file(dir.path(), "broken.onnx", "not a model");
