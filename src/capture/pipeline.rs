@@ -17,9 +17,7 @@ use super::assemble::AuAssembler;
 use super::template::PipelineSpec;
 use super::{CaptureError, Heartbeat};
 use crate::events::Polygon;
-use crate::media::{
-    AnalysisBus, AnalysisFrame, EncodedFrame, FrameBus, RgbBus, RgbFrame, Snapshot,
-};
+use crate::media::{AnalysisBus, EncodedFrame, FrameBus, RawFrame, RgbBus, Snapshot};
 use crate::metrics::CaptureCounters;
 
 /// Where a running pipeline delivers what it captures. Survives pipeline rebuilds.
@@ -349,23 +347,13 @@ fn wire_encoded(sink: &gst_app::AppSink, out: Outputs, generation: u32, pts_offs
     );
 }
 
-/// One raw picture of an appsink's sample: its first plane, size and times.
-struct Raw {
-    data: Bytes,
-    width: u32,
-    height: u32,
-    stride: u32,
-    pts: Duration,
-    captured_at: DateTime<Utc>,
-}
-
 /// The picture of `sample`, or `None` (with a warning naming the `sink`) when it is not
 /// in `format` or cannot be read.
 fn raw(
     sink: &gst_app::AppSink,
     sample: &gst::Sample,
     format: gst_video::VideoFormat,
-) -> Option<Raw> {
+) -> Option<RawFrame> {
     let info = sample
         .caps()
         .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())?;
@@ -376,7 +364,7 @@ fn raw(
     }
     let (pts, captured_at) = timing(sink, sample, buffer.pts());
     let mapped = buffer.into_mapped_buffer_readable().ok()?;
-    Some(Raw {
+    Some(RawFrame {
         data: Bytes::from_owner(mapped),
         width: info.width(),
         height: info.height(),
@@ -392,15 +380,8 @@ fn wire_analysis(sink: &gst_app::AppSink, bus: AnalysisBus) {
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(r) = raw(sink, &sample, gst_video::VideoFormat::Gray8) {
-                    bus.publish(AnalysisFrame {
-                        data: r.data,
-                        width: r.width,
-                        height: r.height,
-                        stride: r.stride,
-                        pts: r.pts,
-                        captured_at: r.captured_at,
-                    });
+                if let Some(frame) = raw(sink, &sample, gst_video::VideoFormat::Gray8) {
+                    bus.publish(frame);
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -428,14 +409,7 @@ fn wire_pictures(sink: &gst_app::AppSink, out: Pictures) {
                     Some(due) if r.pts <= due + out.every => due + out.every,
                     _ => r.pts + out.every,
                 });
-                out.bus.publish(RgbFrame {
-                    data: r.data,
-                    width: r.width,
-                    height: r.height,
-                    stride: r.stride,
-                    pts: r.pts,
-                    captured_at: r.captured_at,
-                });
+                out.bus.publish(r);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

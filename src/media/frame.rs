@@ -21,10 +21,12 @@ pub struct EncodedFrame {
     pub generation: u32,
 }
 
-/// A small GRAY8 frame for the motion detector.
+/// A small raw picture of one plane: GRAY8 for the motion detector (the analysis bus),
+/// packed RGB for the object detector (the pictures bus: already scaled to fit the
+/// model's input, taken only while something moves).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnalysisFrame {
-    /// Row-major luma, `stride` bytes per row.
+pub struct RawFrame {
+    /// Row-major pixels (1 byte each in GRAY8, 3 in RGB), `stride` bytes per row.
     pub data: Bytes,
     pub width: u32,
     pub height: u32,
@@ -33,18 +35,10 @@ pub struct AnalysisFrame {
     pub captured_at: DateTime<Utc>,
 }
 
-/// A small packed-RGB picture for the object detector, already scaled to fit the
-/// model's input (the pipeline's `detect` appsink), taken only while something moves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RgbFrame {
-    /// Row-major RGB, 3 bytes a pixel, `stride` bytes per row.
-    pub data: Bytes,
-    pub width: u32,
-    pub height: u32,
-    pub stride: u32,
-    pub pts: Duration,
-    pub captured_at: DateTime<Utc>,
-}
+/// A small GRAY8 frame for the motion detector.
+pub type AnalysisFrame = RawFrame;
+/// A small packed-RGB picture for the object detector.
+pub type RgbFrame = RawFrame;
 
 /// How an audio stream is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,13 +109,7 @@ impl SyncPoint for AudioFrame {
     }
 }
 
-impl SyncPoint for AnalysisFrame {
-    fn is_sync_point(&self) -> bool {
-        true
-    }
-}
-
-impl SyncPoint for RgbFrame {
+impl SyncPoint for RawFrame {
     fn is_sync_point(&self) -> bool {
         true
     }

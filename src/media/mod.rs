@@ -9,7 +9,7 @@ pub mod jpeg;
 
 pub use bus::{Bus, BusStats, SubscriberStats, Subscription};
 pub use frame::{
-    AnalysisFrame, AudioCodec, AudioFormat, AudioFrame, EncodedFrame, RgbFrame, Snapshot,
+    AnalysisFrame, AudioCodec, AudioFormat, AudioFrame, EncodedFrame, RawFrame, RgbFrame, Snapshot,
 };
 
 /// The bus of encoded access units.
