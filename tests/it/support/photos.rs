@@ -104,21 +104,4 @@ impl Rgb {
         }
         max
     }
-
-    /// The mean of every channel value in the box.
-    pub fn mean(&self, [x0, y0, x1, y1]: [f32; 4]) -> f64 {
-        let (w, h) = (self.width as f32, self.height as f32);
-        let (mut sum, mut n) = (0u64, 0u64);
-        for y in (y0 * h) as usize..((y1 * h) as usize).min(self.height) {
-            let row = &self.data[y * self.stride..];
-            for x in (x0 * w) as usize..((x1 * w) as usize).min(self.width) {
-                sum += row[3 * x..3 * x + 3]
-                    .iter()
-                    .map(|&v| u64::from(v))
-                    .sum::<u64>();
-                n += 3;
-            }
-        }
-        sum as f64 / n.max(1) as f64
-    }
 }
