@@ -37,6 +37,21 @@ pub const PERSON_PHOTOS: &[&str] = &[
     "scene/person.png",
 ];
 
+/// Debug builds only: `EDGECAM_SCENE_OFFSET_S=<seconds>` starts the scene that far into
+/// its cycle, so a test that needs the person need not wait 40 s for her.
+#[cfg(debug_assertions)]
+pub fn test_offset() -> Duration {
+    std::env::var("EDGECAM_SCENE_OFFSET_S")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+#[cfg(not(debug_assertions))]
+pub fn test_offset() -> Duration {
+    Duration::ZERO
+}
+
 /// What the scene shows `elapsed` after the pipeline started.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {

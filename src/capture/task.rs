@@ -236,7 +236,7 @@ impl Task {
                 },
                 _ = scene_tick.tick(), if scene.is_some() => {
                     if let Some(scene) = scene.as_mut() {
-                        scene.update(started.elapsed());
+                        scene.update(started.elapsed() + scene::test_offset());
                     }
                 }
                 _ = stall_check.tick() => {

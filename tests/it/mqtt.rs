@@ -555,9 +555,9 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
         .broker
         .daemon_config(&s.pki, &client, THING, "home_assistant = true");
     let model = crate::support::photos::model();
-    // The test scene: the ball (0-10 s) opens nothing, the person (40-50 s) does.
+    // The test scene started 34 s into its cycle: the person walks at 6-16 s.
     let _d = tokio::task::block_in_place(|| {
-        Daemon::start_edited(|t| {
+        Daemon::start_env(&[("EDGECAM_SCENE_OFFSET_S", "34")], |t| {
             format!(
                 "{t}\n{mqtt}\n[detect]\nenabled = true\nmodel = \"{}\"\nlabels = [\"person\", \"car\"]\nmin_scores = {{ person = 0.2 }}\n",
                 model.display()
@@ -575,7 +575,7 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
     assert_eq!(discovery[0].json()["state_topic"], "edgecam/cam1/person");
     let starts = s
         .observer
-        .wait("edgecam/cam1/events", Duration::from_secs(75), |m| {
+        .wait("edgecam/cam1/events", Duration::from_secs(45), |m| {
             m.iter().any(|x| x.json()["type"] == "start")
         })
         .await;
