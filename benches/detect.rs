@@ -22,61 +22,28 @@ use chrono::Utc;
 use edgecam::config::Detect;
 use edgecam::detect::{Model, Picture};
 use edgecam::events::{Objects, Rect};
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
+use support::photos::{self, Rgb};
 
-fn cache() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/edgecam")
-}
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 fn model_path() -> PathBuf {
-    std::env::var_os("EDGECAM_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache().join("models/yolov3-tiny-320.onnx"))
+    photos::model()
 }
 
-/// Packed RGB pictures of a GStreamer source: `count` of them.
-fn pictures(source: &str, count: usize) -> Vec<(Vec<u8>, usize, usize, usize)> {
-    gst::init().unwrap();
-    let text = format!(
-        "{source} ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false max-buffers={count}"
-    );
-    let pipeline = gst::parse::launch(&text)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while out.len() < count {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) else {
-            break;
-        };
-        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-        let map = sample.buffer().unwrap().map_readable().unwrap();
-        out.push((
-            map.as_slice().to_vec(),
-            info.width() as usize,
-            info.height() as usize,
-            info.stride()[0] as usize,
-        ));
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
+/// Packed RGB pictures of a GStreamer source that ends: its first `count`.
+fn pictures(source: &str, count: usize) -> Vec<Rgb> {
+    let mut all = photos::decode_all(source);
+    all.truncate(count);
+    all
 }
 
-fn picture(p: &(Vec<u8>, usize, usize, usize)) -> Picture<'_> {
+fn picture(p: &Rgb) -> Picture<'_> {
     Picture {
-        rgb: &p.0,
-        width: p.1,
-        height: p.2,
-        stride: p.3,
+        rgb: &p.data,
+        width: p.width,
+        height: p.height,
+        stride: p.stride,
     }
 }
 
@@ -86,7 +53,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn inference(model: &Model, runs: usize) {
-    let photo = cache().join("photos/skimage-astronaut.png");
+    let photo = photos::photo("skimage-astronaut");
     // As the pipeline gives it on a 16:9 camera: fitted to the input, 320×180.
     let source = format!(
         "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! video/x-raw,width=320,height=180 ! imagefreeze num-buffers=1",
@@ -124,7 +91,6 @@ struct PhotoSet {
 #[derive(serde::Deserialize)]
 struct Photo {
     name: String,
-    path: String,
     labels: Vec<String>,
     #[serde(default)]
     ambiguous: Vec<String>,
@@ -136,22 +102,12 @@ fn accuracy(model: &Model) {
     let detect = Detect::default();
     let scores = detect.scores();
     let thresholds = model.thresholds(&|l| scores.get(l).copied());
-    let dir = cache().join("photos");
     // Per label: true positives, false positives, false negatives.
     let mut counts: BTreeMap<String, [u32; 3]> =
         scores.keys().map(|l| (l.clone(), [0; 3])).collect();
     let mut misses = Vec::new();
     for p in &set.photo {
-        let ext = p.path.rsplit('.').next().unwrap_or("png");
-        let file = dir.join(format!("{}.{ext}", p.name));
-        let source = format!("filesrc location=\"{}\" ! decodebin", file.display());
-        let Some(pic) = pictures(&source, 1).pop() else {
-            eprintln!(
-                "{}: not decoded (run tests/data/fetch-photos.sh)",
-                file.display()
-            );
-            continue;
-        };
+        let pic = photos::decode(&photos::photo(&p.name));
         let found: BTreeSet<String> = model
             .detect(&picture(&pic), &thresholds, &mut Vec::new())
             .unwrap()
@@ -211,16 +167,15 @@ fn false_objects(model: &Model, seconds: usize) {
     let scenes = [
         (
             "test pattern ball",
-            "videotestsrc pattern=ball ! video/x-raw,width=320,height=180,framerate=2/1".to_owned(),
+            format!("videotestsrc pattern=ball num-buffers={n} ! video/x-raw,width=320,height=180,framerate=2/1"),
         ),
         (
             "sensor noise",
-            "videotestsrc pattern=snow ! video/x-raw,width=320,height=180,framerate=2/1".to_owned(),
+            format!("videotestsrc pattern=snow num-buffers={n} ! video/x-raw,width=320,height=180,framerate=2/1"),
         ),
         (
             "light changing",
-            "videotestsrc pattern=smpte ! video/x-raw,width=320,height=180,framerate=2/1"
-                .to_owned(),
+            format!("videotestsrc pattern=smpte num-buffers={n} ! video/x-raw,width=320,height=180,framerate=2/1"),
         ),
     ];
     println!("\nFalse objects on scenes with no one ({seconds} s at 2 pictures a second)");
@@ -232,7 +187,7 @@ fn false_objects(model: &Model, seconds: usize) {
             // Every picture brighter or darker than the last: a lamp, the sun, the IR cut.
             for (i, p) in pics.iter_mut().enumerate() {
                 let gain = [0.3f32, 1.0, 0.6, 1.4, 0.1][i % 5];
-                for v in p.0.iter_mut() {
+                for v in p.data.iter_mut() {
                     *v = (f32::from(*v) * gain).min(255.0) as u8;
                 }
             }

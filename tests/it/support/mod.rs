@@ -192,6 +192,21 @@ pub fn h264_decoder(live: bool) -> (gst::Pipeline, gst_app::AppSrc, gst_app::App
     ))
 }
 
+/// A pipeline (not started) from launch text ending in an `appsink name=out`.
+pub fn sink_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    (pipeline, out)
+}
+
 /// A pipeline (not started) from launch text with an `appsrc name=src` and an
 /// `appsink name=out`.
 pub fn appsrc_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {

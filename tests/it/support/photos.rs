@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 fn cache() -> PathBuf {
@@ -63,18 +62,9 @@ pub fn decode(path: &std::path::Path) -> Rgb {
 
 /// Every picture a GStreamer source gives (`… ! decodebin`, say) until it ends, as RGB.
 pub fn decode_all(source: &str) -> Vec<Rgb> {
-    gst::init().unwrap();
     let text =
         format!("{source} ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false");
-    let pipeline = gst::parse::launch(&text)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let (pipeline, sink) = super::sink_pipeline(&text);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut out = Vec::new();
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {

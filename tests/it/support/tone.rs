@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 pub const RATE: u32 = 48_000;
 
@@ -22,15 +21,7 @@ pub fn opus_packets(wave: &str, freq: f64, seconds: f64) -> Vec<Bytes> {
          ! audio/x-raw,rate={RATE},channels=1,format=S16LE ! opusenc frame-size=20 \
          ! appsink name=out sync=false"
     );
-    let pipeline = gst::parse::launch(&launch)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let (pipeline, sink) = super::sink_pipeline(&launch);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut out = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
