@@ -98,19 +98,10 @@ async fn fragments_read_in_mkvinfo_and_decode_in_gstreamer() {
     assert_eq!(lines("|+ Tags"), 3, "{text}");
     assert_eq!(text.matches("+ Simple block:").count(), written, "{text}");
 
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, out) = crate::support::sink_pipeline(&format!(
         "filesrc location={} ! matroskademux ! h264parse ! avdec_h264 ! appsink name=out sync=false",
         path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut decoded = 0;
     while out.pull_sample().is_ok() {

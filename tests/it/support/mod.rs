@@ -210,20 +210,11 @@ pub fn sink_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSink) {
 /// A pipeline (not started) from launch text with an `appsrc name=src` and an
 /// `appsink name=out`.
 pub fn appsrc_pipeline(launch: &str) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(launch)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let (pipeline, out) = sink_pipeline(launch);
     let appsrc = pipeline
         .by_name("src")
         .unwrap()
         .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
         .unwrap();
     (pipeline, appsrc, out)
 }
