@@ -150,6 +150,21 @@ impl Index {
         Ok(n.max(0) as u64)
     }
 
+    /// The labels of the objects seen in the event a clip belongs to, sorted (none for
+    /// an event of motion or a command).
+    pub async fn clip_labels(&self, clip_id: &str) -> Result<Vec<String>, IndexError> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT e.labels FROM clips c JOIN events e ON e.id = c.event_id WHERE c.id = ?1",
+        )
+        .bind(clip_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let labels: std::collections::BTreeMap<String, f64> = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        Ok(labels.into_keys().collect())
+    }
+
     /// Finished clips whose upload is not settled (their tail may still need fragments).
     pub async fn clips_to_upload(&self) -> Result<Vec<String>, IndexError> {
         let ids = sqlx::query_scalar(

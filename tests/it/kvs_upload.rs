@@ -655,3 +655,70 @@ async fn continuous_video_waits_on_disk_through_a_kill_and_goes_up_after() {
     );
     assert_eq!(fake.errors(), Vec::<String>::new());
 }
+
+/// What the KVS stream carries is masked too: the PutMedia body, decoded as a player
+/// decodes the stream, is black behind the privacy mask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_pixels_are_black_in_the_kvs_stream() {
+    let cloud = cloud().await;
+    let pipelines = tempfile::tempdir().unwrap();
+    crate::privacy::write_bars_pipeline(pipelines.path());
+    let env = static_env(&cloud);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = pipelines.path().to_owned();
+    let upload = upload_config(&cloud, "");
+    let d = tokio::task::block_in_place(|| {
+        Daemon::start_env(&env, |t| {
+            format!("{}\n{upload}", crate::privacy::bars_masked(&t, &dir))
+        })
+    });
+    let event = record(&d, 2).await;
+    let (_, frames, states) = settled(&d, &event, Duration::from_secs(40)).await;
+    assert_eq!(states, ["uploaded"]);
+    let body = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(body.path(), cloud.fake.body(1)).unwrap();
+    let source = format!(
+        "filesrc location=\"{}\" ! matroskademux ! h264parse ! avdec_h264",
+        body.path().display()
+    );
+    let decoded = tokio::task::block_in_place(|| crate::support::photos::decode_all(&source));
+    assert!(
+        decoded.len() as u64 >= frames.min(15),
+        "{} of {frames} frames decoded from the stream",
+        decoded.len()
+    );
+    for (i, f) in decoded.iter().enumerate() {
+        crate::privacy::check(&format!("KVS frame {i}"), f, 40);
+    }
+}
+
+/// Each fragment of an event the detector opened names its labels, so cloud playback
+/// can find every fragment with a person in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragments_of_a_person_event_are_tagged_with_her_label() {
+    let cloud = cloud().await;
+    let mut env = static_env(&cloud);
+    // The test scene starts 34 s into its cycle: the person walks at 6-16 s.
+    env.push(("EDGECAM_SCENE_OFFSET_S", "34".into()));
+    let config = format!(
+        "{}[detect]\nenabled = true\nmodel = \"{}\"\nlabels = [\"person\"]\nmin_scores = {{ person = 0.2 }}\n",
+        // The detector looks only while something moves.
+        upload_config(&cloud, "").replace("[motion]\nenabled = false\n", ""),
+        crate::support::photos::model().display()
+    );
+    let _d = start(&env, &config);
+    let tagged = |f: &Fragment| {
+        f.tags
+            .iter()
+            .any(|(n, v)| n == "EDGECAM_LABELS" && v == "person")
+    };
+    let found = cloud
+        .fake
+        .wait(Duration::from_secs(50), |fake| {
+            fake.persisted().iter().any(tagged)
+        })
+        .await;
+    let fragments = cloud.fake.persisted();
+    assert!(found, "no fragment tagged with the person: {fragments:?}");
+    assert_eq!(cloud.fake.errors(), Vec::<String>::new());
+}

@@ -135,7 +135,7 @@ async fn masked_pixels_are_black_in_every_output() {
 }
 
 /// The masked half is black (up to `noise`), the other half shows the bars.
-fn check(what: &str, f: &Rgb, noise: u8) {
+pub(crate) fn check(what: &str, f: &Rgb, noise: u8) {
     let masked = f.brightest(MASKED);
     assert!(masked <= noise, "{what}: the masked half reaches {masked}");
     // Its white bar, among others.
@@ -143,11 +143,9 @@ fn check(what: &str, f: &Rgb, noise: u8) {
     assert!(clear > 150, "{what}: the clear half is dark too ({clear})");
 }
 
-/// A clip the daemon recorded, read back from its file as a player would.
-#[test]
-fn masked_pixels_are_black_in_a_recorded_clip() {
-    let pipelines = tempfile::tempdir().unwrap();
-    // The shipped test pattern with colour bars that the scene leaves alone.
+/// Writes `bars.pipeline` into `dir`: the shipped test pattern with colour bars, which
+/// the scene leaves alone, so nothing is black by chance.
+pub(crate) fn write_bars_pipeline(dir: &std::path::Path) {
     let pattern =
         std::fs::read_to_string(crate::support::repo().join("pipelines/test-pattern.pipeline"))
             .unwrap()
@@ -155,13 +153,31 @@ fn masked_pixels_are_black_in_a_recorded_clip() {
                 "name=scene is-live=true pattern=ball",
                 "name=bars is-live=true pattern=smpte",
             );
-    std::fs::write(pipelines.path().join("bars.pipeline"), pattern).unwrap();
-    let dir = pipelines.path().display().to_string();
+    std::fs::write(dir.join("bars.pipeline"), pattern).unwrap();
+}
+
+/// A daemon's config `c` changed to capture `dir`'s `bars.pipeline` with a privacy mask
+/// over the right half.
+pub(crate) fn bars_masked(c: &str, dir: &std::path::Path) -> String {
+    let shipped = crate::support::repo().join("pipelines");
+    c.replace(
+        &format!("pipeline_dir = \"{}\"", shipped.display()),
+        &format!(
+            "pipeline = \"bars\"\npipeline_dir = \"{}\"\n\
+             privacy_masks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]]",
+            dir.display()
+        ),
+    )
+}
+
+/// A clip the daemon recorded, read back from its file as a player would.
+#[test]
+fn masked_pixels_are_black_in_a_recorded_clip() {
+    let pipelines = tempfile::tempdir().unwrap();
+    write_bars_pipeline(pipelines.path());
+    let dir = pipelines.path().to_owned();
     let mut d = crate::support::daemon::Daemon::start_edited(move |c| {
-        let c = c.replace(
-            &format!("pipeline_dir = \"{}\"", crate::support::repo().join("pipelines").display()),
-            &format!("pipeline = \"bars\"\npipeline_dir = \"{dir}\"\nprivacy_masks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]]"),
-        );
+        let c = bars_masked(&c, &dir);
         format!("{c}\n[motion]\nenabled = false\n[events]\npre_roll_s = 0\npost_roll_s = 0\n")
     });
     d.wait_healthy();

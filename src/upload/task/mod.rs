@@ -31,6 +31,10 @@ use store::FrameStore;
 
 /// Frames of the live stream the uploader may fall behind by in continuous mode.
 const LIVE_QUEUE: usize = 300;
+/// The fragment tag naming the labels of the objects seen in its event.
+pub const LABELS_TAG: &str = "EDGECAM_LABELS";
+/// The longest tag value KVS keeps.
+const LABELS_MAX: usize = 256;
 /// The same for its sound: 10 s of AAC frames.
 const LIVE_AUDIO_QUEUE: usize = 470;
 
@@ -345,6 +349,27 @@ impl Task {
         }
     }
 
+    /// What the detector saw in the fragment's event so far, as `EDGECAM_LABELS`'s
+    /// value ("car,person"), so cloud playback can find every fragment with a person.
+    async fn labels(&self, rows: &[FragmentRow]) -> String {
+        let Some(clip) = rows.first().and_then(|r| r.clip_id.as_deref()) else {
+            return String::new();
+        };
+        let labels = self.deps.index.clip_labels(clip).await.unwrap_or_default();
+        let mut value = String::new();
+        for l in labels {
+            // KVS takes tag values of at most 256 characters: the first labels will do.
+            if value.len() + l.len() + 1 > LABELS_MAX {
+                break;
+            }
+            if !value.is_empty() {
+                value.push(',');
+            }
+            value.push_str(&l);
+        }
+        value
+    }
+
     async fn write(&mut self, id: u64, rows: &[FragmentRow], tags: &[(&'static str, String)]) {
         let (track, frames, mut audio) = match self.store.load(rows).await {
             Ok(x) => x,
@@ -390,7 +415,11 @@ impl Task {
             .collect();
         // The trailing Tags (this fragment's metadata) also ends the cluster now, so the
         // fragment is acknowledged without waiting for the next GOP.
-        let tags: Vec<(&str, &str)> = tags.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let labels = self.labels(rows).await;
+        let mut tags: Vec<(&str, &str)> = tags.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if !labels.is_empty() {
+            tags.push((LABELS_TAG, &labels));
+        }
         let bytes = match mkv::fragment(&mkv_frames, &blocks, &tags) {
             Ok(b) => b,
             Err(e) => {
