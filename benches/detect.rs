@@ -10,9 +10,13 @@
 //!    (which should be 0), with the whole picture counted as moving.
 //! 4. The daemon's CPU with the detector on, a still scene against constant motion, and
 //!    with it off: what detection costs, and that it costs nothing while nothing moves.
+//! 5. From a person's first frame to her picture on MQTT: the daemon on its defaults
+//!    (1280×720, detector on) with a real mosquitto, started again for each sample with
+//!    the test scene 3 s before she walks in; from the scene's log line to the JPEG
+//!    reaching a subscriber (p50, p95).
 //!
-//! Arguments: `inference`, `accuracy`, `false` or `cpu` to run only those sections;
-//! `--quick` for shorter runs.
+//! Arguments: `inference`, `accuracy`, `false`, `cpu` or `notify` to run only those
+//! sections; `--quick` for shorter runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -298,11 +302,93 @@ fn cpu(seconds: u64) {
     }
 }
 
+/// One sample: a daemon whose scene's person walks in 3 s after it starts; how long
+/// from her first frame (the scene's log line) to her picture on `topic`.
+fn one_notification(
+    rt: &tokio::runtime::Runtime,
+    observer: &support::mosquitto::Observer,
+    mqtt: &str,
+    topic: &str,
+) -> Option<Duration> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = format!(
+        "[camera]\npipeline_dir = \"{pipelines}\"\n[storage]\ndata_dir = \"{dir}/data\"\nmin_free_percent = 0\n\
+         [web]\nlisten = \"127.0.0.1:{port}\"\n[live]\nenabled = false\n\
+         [detect]\nenabled = true\nmodel = \"{model}\"\n{mqtt}",
+        pipelines = support::repo().join("pipelines").display(),
+        dir = dir.path().display(),
+        model = model_path().display()
+    );
+    let path = dir.path().join("edgecam.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("EDGECAM_SCENE_OFFSET_S", "37")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("the person walks in") {
+                let _ = tx.send(Instant::now());
+            }
+        }
+    });
+    let walked_in = rx.recv_timeout(Duration::from_secs(30)).ok();
+    let arrived = walked_in.and_then(|t0| {
+        let seen = rt.block_on(observer.wait(topic, Duration::from_secs(20), |m| {
+            m.iter().any(|x| x.at > t0)
+        }));
+        seen.iter().find(|x| x.at > t0).map(|x| x.at - t0)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    arrived
+}
+
+fn notify(samples: usize) {
+    println!("\nFrom a person's first frame to her picture on MQTT ({samples} samples, the daemon on its defaults)");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki::Pki::new(dir.path());
+    let broker = support::mosquitto::Broker::start(dir.path(), &pki);
+    let client = support::mosquitto::client_leaf(&pki, "bench-cam");
+    let mqtt = broker.daemon_config(&pki, &client, "bench-cam", "");
+    let topic = "edgecam/bench-cam/snapshot";
+    let observer = rt.block_on(support::mosquitto::Observer::start(&broker, &pki, &[topic]));
+    let mut times = Vec::new();
+    let mut missed = 0;
+    for _ in 0..samples {
+        match one_notification(&rt, &observer, &mqtt, topic) {
+            Some(t) => times.push(t.as_secs_f64() * 1000.0),
+            None => missed += 1,
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!("| samples | missed | p50 | p95 | max | target |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {missed} | {:.0} ms | {:.0} ms | {:.0} ms | p95 ≤ 2000 ms |",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.95),
+        times.last().copied().unwrap_or(0.0)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let wants = |s: &str| {
-        let sections = ["inference", "accuracy", "false", "cpu"];
+        let sections = ["inference", "accuracy", "false", "cpu", "notify"];
         !args.iter().any(|a| sections.contains(&a.as_str())) || args.iter().any(|a| a == s)
     };
     let started = Instant::now();
@@ -325,5 +411,8 @@ fn main() {
     }
     if wants("cpu") {
         cpu(if quick { 10 } else { 30 });
+    }
+    if wants("notify") {
+        notify(if quick { 5 } else { 20 });
     }
 }

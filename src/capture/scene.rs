@@ -37,19 +37,14 @@ pub const PERSON_PHOTOS: &[&str] = &[
     "scene/person.png",
 ];
 
-/// Debug builds only: `EDGECAM_SCENE_OFFSET_S=<seconds>` starts the scene that far into
-/// its cycle, so a test that needs the person need not wait 40 s for her.
-#[cfg(debug_assertions)]
+/// `EDGECAM_SCENE_OFFSET_S=<seconds>` starts the scene that far into its cycle, so a
+/// test, a benchmark or a demo that needs the person need not wait 40 s for her. It
+/// changes nothing but the built-in test scene.
 pub fn test_offset() -> Duration {
     std::env::var("EDGECAM_SCENE_OFFSET_S")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_secs)
-}
-
-#[cfg(not(debug_assertions))]
-pub fn test_offset() -> Duration {
-    Duration::ZERO
 }
 
 /// What the scene shows `elapsed` after the pipeline started.
@@ -140,6 +135,10 @@ impl Scene {
             tracing::debug!(pattern, "test scene");
         }
         let Some(stage) = &self.person else { return };
+        if matches!(now, Phase::Person(_)) && !matches!(was, Some(Phase::Person(_))) {
+            // Benchmarks time what follows from here (`benches/detect.rs`).
+            tracing::info!("test scene: the person walks in");
+        }
         match now {
             Phase::Person(across) => {
                 let width = stage
