@@ -73,4 +73,9 @@ impl Commands {
     pub fn status(&self) -> watch::Receiver<RecorderStatus> {
         self.recorder.status()
     }
+
+    /// Each event's picture, as the recorder makes it.
+    pub fn best_shot(&self) -> watch::Receiver<Option<crate::recorder::BestShot>> {
+        self.recorder.best_shot()
+    }
 }

@@ -62,12 +62,13 @@ pub struct StatusReport {
 
 /// What the object detector sees now: whether it runs, whether objects (rather than
 /// motion) open events, and the objects in view by label (announced ones, seen in the
-/// last picture analysed).
+/// last picture analysed) and by `[[zones]]` zone (those that matter there).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ObjectsReport {
     pub enabled: bool,
     pub trigger: &'static str,
     pub present: std::collections::BTreeMap<String, u32>,
+    pub zones: std::collections::BTreeMap<String, u32>,
 }
 
 /// What the motion detector sees now, against what it needs: `score` is the percentage

@@ -46,6 +46,14 @@ impl Topics {
             label.replace([' ', '/', '+', '#'], "_")
         )
     }
+    /// `<prefix>/zone/<name>`: `ON` while an object that matters there is in the zone.
+    pub fn zone(&self, name: &str) -> String {
+        format!(
+            "{}/zone/{}",
+            self.prefix,
+            name.replace([' ', '/', '+', '#'], "_")
+        )
+    }
     pub fn talk(&self) -> String {
         format!("{}/talk", self.prefix)
     }
@@ -147,6 +155,9 @@ pub struct StateFacts {
     /// The objects in view by label (`[detect]` on, while something moves).
     #[serde(default)]
     pub objects: std::collections::BTreeMap<String, u32>,
+    /// The objects that matter in each zone.
+    #[serde(default)]
+    pub zones: std::collections::BTreeMap<String, u32>,
 }
 
 /// `<prefix>/state` (retained).
@@ -165,6 +176,7 @@ pub fn state(s: &StateFacts, camera: &str, at: DateTime<Utc>) -> Value {
         "upload_backlog": s.upload_backlog,
         "audio": { "enabled": s.audio.enabled, "flowing": s.audio.flowing },
         "objects": s.objects,
+        "zones": s.zones,
         "at": ts(at),
     })
 }
@@ -228,8 +240,13 @@ pub fn word(
 
 /// Home Assistant discovery configs: `(topic, payload)`, all retained, all tied to the
 /// availability topic; with the detector on, an occupancy binary sensor and a count
-/// sensor for each of its `labels`.
-pub fn discovery(t: &Topics, camera: &str, labels: &[String]) -> Vec<(String, Value)> {
+/// sensor for each of its `labels` and each of its `zones`.
+pub fn discovery(
+    t: &Topics,
+    camera: &str,
+    labels: &[String],
+    zones: &[String],
+) -> Vec<(String, Value)> {
     let device = json!({
         "identifiers": [format!("edgecam_{camera}")],
         "name": camera,
@@ -255,9 +272,22 @@ pub fn discovery(t: &Topics, camera: &str, labels: &[String]) -> Vec<(String, Va
         base
     };
     let mut configs = Vec::new();
-    for label in labels {
-        let key = label.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-        let mut name = label.clone();
+    // (what, its own topic, its key in the state's JSON, its name in Home Assistant, key)
+    let labelled = labels.iter().map(|l| {
+        let key = l.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        (l, t.object(l), "objects", l.clone(), key)
+    });
+    let zoned = zones.iter().map(|z| {
+        let key = z.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        (
+            z,
+            t.zone(z),
+            "zones",
+            format!("zone {z}"),
+            format!("zone_{key}"),
+        )
+    });
+    for (what, topic, field, mut name, key) in labelled.chain(zoned) {
         if let Some(first) = name.get_mut(0..1) {
             first.make_ascii_uppercase();
         }
@@ -267,20 +297,18 @@ pub fn discovery(t: &Topics, camera: &str, labels: &[String]) -> Vec<(String, Va
                 common(&name, &key),
                 json!({
                     "device_class": "occupancy",
-                    "state_topic": t.object(label),
+                    "state_topic": topic,
                     "payload_on": "ON",
                     "payload_off": "OFF",
                 }),
             ),
         ));
+        let template = format!("{{{{ value_json.{field}['{what}'] | default(0) }}}}");
         configs.push((
             format!("homeassistant/sensor/{node}/{key}_count/config"),
             merge(
                 common(&format!("{name} count"), &format!("{key}_count")),
-                json!({
-                    "state_topic": t.state(),
-                    "value_template": format!("{{{{ value_json.objects['{label}'] | default(0) }}}}"),
-                }),
+                json!({ "state_topic": t.state(), "value_template": template }),
             ),
         ));
     }
@@ -469,7 +497,7 @@ mod tests {
         let t = Topics {
             prefix: "edgecam/cam-1".into(),
         };
-        let configs = discovery(&t, "cam-1", &[]);
+        let configs = discovery(&t, "cam-1", &[], &[]);
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             topics,
@@ -491,8 +519,8 @@ mod tests {
         assert!(crate::commands::parse(press.as_bytes(), Some("record")).is_ok());
         // With the detector on: a binary sensor on each label's own topic and a count.
         let labels = ["person".to_owned(), "traffic light".to_owned()];
-        let configs = discovery(&t, "cam-1", &labels);
-        assert_eq!(configs.len(), 8);
+        let configs = discovery(&t, "cam-1", &labels, &["front yard".to_owned()]);
+        assert_eq!(configs.len(), 10);
         let (topic, person) = &configs[0];
         assert_eq!(topic, "homeassistant/binary_sensor/cam_1/person/config");
         assert_eq!(person["state_topic"], "edgecam/cam-1/person");
@@ -501,6 +529,18 @@ mod tests {
         assert_eq!(
             configs[3].1["value_template"],
             "{{ value_json.objects['traffic light'] | default(0) }}"
+        );
+        // And on each zone's.
+        let (topic, yard) = &configs[4];
+        assert_eq!(
+            topic,
+            "homeassistant/binary_sensor/cam_1/zone_front_yard/config"
+        );
+        assert_eq!(yard["state_topic"], "edgecam/cam-1/zone/front_yard");
+        assert_eq!(yard["name"], "Zone front yard");
+        assert_eq!(
+            configs[5].1["value_template"],
+            "{{ value_json.zones['front yard'] | default(0) }}"
         );
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::labels::Presence;
 use super::payload::{self, StateFacts};
 use super::settings::{options, MqttSettings, REQUESTS};
 use super::window::{Fetch, Window};
@@ -112,11 +113,12 @@ struct Connection<'a> {
     window: Window,
     connected: bool,
     last_state: Option<StateFacts>,
-    /// The labels last published `ON` on their own topics.
-    objects_on: Option<std::collections::BTreeSet<String>>,
+    /// The labels, and the zones, last published `ON` on their own topics.
+    presence: Presence,
     last_talk: Option<crate::speaker::TalkState>,
-    /// The event whose snapshot was last published for Home Assistant's camera image.
-    snapshot_event: Option<String>,
+    /// Each event's picture, published on the snapshot topic (Home Assistant's camera
+    /// image, and what notifications show).
+    best_shot: watch::Receiver<Option<crate::recorder::BestShot>>,
     storage: (u64, Option<Instant>),
 }
 
@@ -136,9 +138,14 @@ impl<'a> Connection<'a> {
             window: Window::new(WINDOW),
             connected: false,
             last_state: None,
-            objects_on: None,
+            presence: Presence::default(),
             last_talk: None,
-            snapshot_event: None,
+            best_shot: {
+                let mut shots = deps.commands.best_shot();
+                // Pictures made before this connection were sent (or were too late).
+                shots.mark_unchanged();
+                shots
+            },
             storage: (0, None),
         }
     }
@@ -161,6 +168,7 @@ impl<'a> Connection<'a> {
                     self.publish(topic, body, false, None);
                 }
                 _ = state_tick.tick(), if self.connected => self.maybe_state(false).await,
+                Ok(()) = self.best_shot.changed(), if self.connected => self.event_picture(),
             }
         }
     }
@@ -299,7 +307,8 @@ impl<'a> Connection<'a> {
     }
 
     fn discovery(&mut self) {
-        let configs = payload::discovery(&self.s.topics, &self.s.client_id, &self.s.labels);
+        let s = self.s;
+        let configs = payload::discovery(&s.topics, &s.client_id, &s.labels, &s.zones);
         for (topic, config) in configs {
             self.publish(topic, config.to_string().into_bytes(), true, None);
         }
@@ -319,7 +328,6 @@ impl<'a> Connection<'a> {
         }
         let upload_backlog = self.deps.index.upload_backlog().await.unwrap_or(0);
         let status = self.deps.commands.status().borrow().clone();
-        self.event_snapshot(status.event_id.as_deref());
         let facts = StateFacts {
             recording: status.recording,
             event_id: status.event_id,
@@ -332,8 +340,9 @@ impl<'a> Connection<'a> {
             upload_backlog,
             audio: audio::report(self.deps.audio.as_ref(), now),
             objects: status.objects,
+            zones: status.zones,
         };
-        self.object_states(&facts.objects, force);
+        self.object_states(&facts, force);
         self.maybe_talk(force).await;
         if !force && self.last_state.as_ref() == Some(&facts) {
             return;
@@ -359,33 +368,21 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// A new event refreshes the camera image Home Assistant shows (the snapshot topic),
-    /// once per event.
-    /// Publishes each `[detect]` label's `ON`/`OFF` when it changed (all on `force`).
-    fn object_states(&mut self, present: &std::collections::BTreeMap<String, u32>, force: bool) {
-        let before = self.objects_on.as_ref().filter(|_| !force);
-        let (on, messages) =
-            super::labels::changes(&self.s.topics, &self.s.labels, present, before);
-        for (topic, body) in messages {
+    /// Publishes each `[detect]` label's and zone's `ON`/`OFF` when it changed (all on
+    /// `force`).
+    fn object_states(&mut self, facts: &StateFacts, force: bool) {
+        for (topic, body) in self.presence.changes(self.s, facts, force) {
             self.publish(topic, body.as_bytes().to_vec(), true, None);
         }
-        self.objects_on = Some(on);
     }
 
-    fn event_snapshot(&mut self, event_id: Option<&str>) {
-        let Some(id) = event_id else { return };
-        if self.snapshot_event.as_deref() == Some(id) {
+    fn event_picture(&mut self) {
+        let Some(shot) = self.best_shot.borrow_and_update().clone() else {
             return;
-        }
-        self.snapshot_event = Some(id.to_owned());
-        let snapshot = self.deps.snapshot.clone();
+        };
         let topic = self.s.topics.snapshot();
         let tx = self.reply_tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = super::snapshot::snapshot_reply(&snapshot, topic, &tx).await {
-                debug!(error = %e, "no snapshot for the event's camera image");
-            }
-        });
+        tokio::spawn(super::snapshot::event_picture(shot, topic, tx));
     }
 
     /// Runs a command off the event loop; the reply comes back through `reply_tx`.

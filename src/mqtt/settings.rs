@@ -30,6 +30,9 @@ pub struct MqttSettings {
     /// The object detector's labels (`[detect]` on): each gets `<prefix>/<label>` and a
     /// Home Assistant sensor.
     pub labels: Vec<String>,
+    /// The `[[zones]]`' names (`[detect]` on): each gets `<prefix>/zone/<name>` and a
+    /// Home Assistant sensor.
+    pub zones: Vec<String>,
 }
 
 /// The session settings from the config, with the TLS files loaded and checked; `None`
@@ -61,6 +64,10 @@ pub fn settings(
             .then(|| config.upload.stream(&config.aws.thing_name).to_owned()),
         labels: match config.detect.enabled {
             true => config.detect.labels.clone(),
+            false => Vec::new(),
+        },
+        zones: match config.detect.enabled {
+            true => config.zones.iter().map(|z| z.name.clone()).collect(),
             false => Vec::new(),
         },
     }))

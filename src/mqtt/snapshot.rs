@@ -1,4 +1,5 @@
-//! The `snapshot` command over MQTT: the latest JPEG published on its own topic.
+//! Pictures on the snapshot topic: the latest JPEG for the `snapshot` command, and each
+//! event's picture.
 
 use tokio::sync::{mpsc, watch};
 
@@ -31,4 +32,27 @@ pub(super) async fn snapshot_reply(
         bytes,
         captured_at: snap.captured_at,
     })
+}
+
+/// Publishes an event's picture (scaled down when over the payload limit).
+pub(super) async fn event_picture(
+    shot: crate::recorder::BestShot,
+    topic: String,
+    tx: mpsc::Sender<(String, Vec<u8>)>,
+) {
+    let jpeg = shot.jpeg.clone();
+    let fitted = tokio::task::spawn_blocking(move || {
+        crate::media::jpeg::shrink(&jpeg, payload::MAX_PAYLOAD)
+    })
+    .await;
+    match fitted {
+        Ok(Ok(jpeg)) => {
+            tracing::debug!(event_id = %shot.event_id, label = %shot.label, bytes = jpeg.len(), "event picture published");
+            let _ = tx.send((topic, jpeg)).await;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(event_id = %shot.event_id, error = %e, "the event's picture does not fit in an MQTT message")
+        }
+        Err(_) => {}
+    }
 }

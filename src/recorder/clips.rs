@@ -89,6 +89,13 @@ impl Clips {
         }
     }
 
+    /// The thumbnails of `event_id`'s open clips.
+    pub fn thumbnails_of(&self, event_id: &str) -> Vec<PathBuf> {
+        let open = self.open.iter().filter(|c| c.event_id == event_id);
+        let rel = open.filter_map(|c| c.thumbnail.as_ref());
+        rel.map(|r| self.deps.data_dir.join(r)).collect()
+    }
+
     /// Clips being written now.
     pub fn len(&self) -> usize {
         self.open.len()

@@ -29,6 +29,8 @@ pub struct RecorderStatus {
     pub motion_score: f32,
     /// The objects in view by label (announced ones, while something moves).
     pub objects: std::collections::BTreeMap<String, u32>,
+    /// The objects that matter in each `[[zones]]` zone.
+    pub zones: std::collections::BTreeMap<String, u32>,
 }
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;
@@ -39,6 +41,7 @@ pub(super) type Request = (TriggerKind, RecorderCommand, Answer);
 pub struct RecorderHandle {
     pub(super) commands: mpsc::Sender<Request>,
     pub(super) status: watch::Receiver<RecorderStatus>,
+    pub(super) best_shot: watch::Receiver<Option<super::BestShot>>,
 }
 
 impl RecorderHandle {
@@ -58,5 +61,10 @@ impl RecorderHandle {
 
     pub fn status(&self) -> watch::Receiver<RecorderStatus> {
         self.status.clone()
+    }
+
+    /// Each event's picture, as it is made (see `BestShot`).
+    pub fn best_shot(&self) -> watch::Receiver<Option<super::BestShot>> {
+        self.best_shot.clone()
     }
 }

@@ -182,6 +182,16 @@ impl AudioRing {
     }
 }
 
+/// The next audio frame, or never when there is no sound.
+pub(super) async fn next_audio(
+    audio: &mut Option<crate::media::Subscription<AudioFrame>>,
+) -> Option<AudioFrame> {
+    match audio {
+        Some(sub) => sub.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

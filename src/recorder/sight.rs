@@ -2,6 +2,8 @@
 //! pictures, the zones that say which matter, and whether the detector should look at
 //! all (only while something moves). Objects that matter become triggers.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
@@ -61,9 +63,15 @@ impl Sight {
 
     /// What the status says of the detector.
     pub fn report(&self) -> ObjectsReport {
-        let mut present = std::collections::BTreeMap::new();
+        let (mut present, mut by_zone) = (BTreeMap::new(), BTreeMap::new());
+        for z in &self.zones {
+            by_zone.insert(z.name.clone(), 0);
+        }
         for o in &self.present {
             *present.entry(o.label.clone()).or_insert(0) += 1;
+            for name in zones::matters(&self.zones, o).unwrap_or_default() {
+                *by_zone.entry(name).or_insert(0) += 1;
+            }
         }
         ObjectsReport {
             enabled: true,
@@ -73,6 +81,7 @@ impl Sight {
                 "motion"
             },
             present,
+            zones: by_zone,
         }
     }
 
@@ -99,8 +108,8 @@ impl Sight {
     }
 
     /// Takes what the detector found at `now`: a trigger for each object that counts
-    /// and stands in a zone that wants it.
-    pub fn detections(&mut self, now: DateTime<Utc>, found: &Detections) -> Vec<Trigger> {
+    /// and stands in a zone that wants it, with where it is.
+    pub fn detections(&mut self, now: DateTime<Utc>, found: &Detections) -> Vec<(Trigger, Rect)> {
         // The motion box is worth something only if it is recent.
         let motion = self
             .motion_box
@@ -118,14 +127,15 @@ impl Sight {
             .iter()
             .filter(|o| o.active)
             .filter_map(|o| {
-                Some(Trigger {
+                let trigger = Trigger {
                     kind: TriggerKind::Object,
                     label: o.label.clone(),
                     score: o.score,
                     duration: None,
                     since: self.motion_began,
                     zones: zones::matters(&self.zones, o)?,
-                })
+                };
+                Some((trigger, o.rect))
             })
             .collect()
     }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -15,10 +14,12 @@ use super::clips::{ClipDeps, Clips, Sources, SOUND_MARGIN};
 use super::feed::ClipFeed;
 use super::handle::{RecorderCommand, RecorderHandle, RecorderStatus, Request};
 use super::motion::Motion;
+use super::preroll::next_audio;
 use super::preroll::{AudioRing, PreRoll};
 use super::publish;
+use super::shots::Shots;
 use super::sight::{self, Sight, SightConfig, SightDeps};
-use super::time::RecorderClock;
+use super::time::{until, RecorderClock};
 use crate::clock::ClockState;
 use crate::commands::{CommandError, ObjectsReport, Outcome, Record, StatusReport};
 use crate::detect::Detections;
@@ -117,6 +118,7 @@ pub async fn prepare(cfg: RecorderConfig, mut deps: RecorderDeps) -> (RecorderHa
         detect,
         ..RecorderStatus::default()
     });
+    let (shot_tx, best_shot) = watch::channel(None);
     let clips = Clips::new(ClipDeps {
         index: deps.index.clone(),
         data_dir: deps.data_dir.clone(),
@@ -150,6 +152,7 @@ pub async fn prepare(cfg: RecorderConfig, mut deps: RecorderDeps) -> (RecorderHa
         sight,
         detections,
         clips,
+        shots: Shots::spawn(deps.snapshot.clone(), shot_tx),
         lost_seen: 0,
         owed_checked: std::time::Instant::now(),
         clock: RecorderClock::new(),
@@ -157,7 +160,12 @@ pub async fn prepare(cfg: RecorderConfig, mut deps: RecorderDeps) -> (RecorderHa
         deps,
         commands: command_rx,
     };
-    (RecorderHandle { commands, status }, task)
+    let handle = RecorderHandle {
+        commands,
+        status,
+        best_shot,
+    };
+    (handle, task)
 }
 
 /// The recorder task's state; `run` it. It owns the frames' subscriptions, the pre-roll,
@@ -174,6 +182,8 @@ pub struct Recorder {
     sight: Option<Sight>,
     detections: Option<mpsc::Receiver<Detections>>,
     clips: Clips,
+    /// Each event's picture.
+    shots: Shots,
     lost_seen: u64,
     /// When ended events were last checked for an `end` message still owed.
     owed_checked: std::time::Instant,
@@ -181,22 +191,6 @@ pub struct Recorder {
     status: watch::Sender<RecorderStatus>,
     deps: RecorderDeps,
     commands: mpsc::Receiver<Request>,
-}
-
-/// The next audio frame, or never when there is no sound.
-async fn next_audio(audio: &mut Option<Subscription<AudioFrame>>) -> Option<AudioFrame> {
-    match audio {
-        Some(sub) => sub.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// How long from `now` until `deadline` (wall clock), for a tokio sleep.
-fn until(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
-    deadline
-        .and_then(|d| (d - now).to_std().ok())
-        .unwrap_or(Duration::ZERO)
-        .min(Duration::from_secs(3600))
 }
 
 impl Recorder {
@@ -285,12 +279,22 @@ impl Recorder {
         let Some(sight) = self.sight.as_mut() else {
             return;
         };
-        let before = self.status.borrow().objects.clone();
-        for trigger in sight.detections(now, found) {
+        let before = {
+            let s = self.status.borrow();
+            (s.objects.clone(), s.zones.clone())
+        };
+        let seen = sight.detections(now, found);
+        for (trigger, _) in seen.clone() {
             let actions = self.tracker.handle(now, Input::Trigger(trigger));
             self.apply(actions).await;
         }
-        if self.sight.as_ref().map(|s| s.report().present) != Some(before) {
+        if let Some(e) = self.tracker.current().filter(|_| !seen.is_empty()) {
+            let thumbnails = self.clips.thumbnails_of(&e.id);
+            let mono = self.clock.monotonic();
+            (self.shots).sighting(&e.id, &seen, found.captured_at, thumbnails, mono);
+        }
+        let report = self.sight.as_ref().map(Sight::report);
+        if report.map(|r| (r.present, r.zones)) != Some(before) {
             self.publish_status();
         }
     }
@@ -383,9 +387,8 @@ impl Recorder {
                     .as_ref()
                     .map(Sight::report)
                     .unwrap_or(ObjectsReport {
-                        enabled: false,
                         trigger: "motion",
-                        present: Default::default(),
+                        ..Default::default()
                     }),
             })),
         }
@@ -420,17 +423,15 @@ impl Recorder {
 
     fn publish_status(&mut self) {
         let (motion, motion_score) = self.motion.published(self.clock.monotonic());
+        let objects = self.sight.as_ref().map(Sight::report).unwrap_or_default();
         self.status.send_replace(RecorderStatus {
             recording: self.tracker.recording(),
             event_id: self.tracker.current().map(|e| e.id.clone()),
             detect: self.motion.detect(),
             motion,
             motion_score,
-            objects: self
-                .sight
-                .as_ref()
-                .map(|s| s.report().present)
-                .unwrap_or_default(),
+            objects: objects.present,
+            zones: objects.zones,
         });
     }
 
@@ -441,6 +442,10 @@ impl Recorder {
                 Action::EventStarted(e) => {
                     if e.trigger == TriggerKind::Motion {
                         self.deps.motion.events.inc();
+                    }
+                    if e.trigger != TriggerKind::Object {
+                        let (now, mono) = (self.clock.now(), self.clock.monotonic());
+                        self.shots.plain(&e.id, now, mono);
                     }
                     self.record_event(EventKind::Start, &e).await
                 }

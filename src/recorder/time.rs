@@ -54,3 +54,10 @@ impl RecorderClock {
         &self.applied
     }
 }
+/// How long from `now` until `deadline` (wall clock), for a tokio sleep.
+pub(super) fn until(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) -> std::time::Duration {
+    deadline
+        .and_then(|d| (d - now).to_std().ok())
+        .unwrap_or_default()
+        .min(std::time::Duration::from_secs(3600))
+}

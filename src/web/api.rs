@@ -127,6 +127,13 @@ pub async fn clip(State(s): State<WebState>, Path(file): Path<String>, req: Requ
         Some("mp4") => row.path,
         Some(_) => match row.thumbnail {
             Some(t) => t,
+            // A clip being recorded has its thumbnail beside it already (the index
+            // names it when the clip is finished).
+            None if row.status == ClipStatus::Recording => {
+                let file = row.path.strip_suffix(".part").unwrap_or(&row.path);
+                let jpg = std::path::Path::new(file).with_extension("jpg");
+                jpg.to_string_lossy().into_owned()
+            }
             None => return error(StatusCode::NOT_FOUND, "the clip has no thumbnail"),
         },
     };

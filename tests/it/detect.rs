@@ -206,6 +206,24 @@ fn the_test_scene_walking_person_opens_an_event_unless_her_zone_wants_only_cars(
         serde_json::from_slice::<Vec<Value>>(&body).unwrap().len()
     };
     assert_eq!((listed("person"), listed("car")), (1, 0));
+    // Her clip's picture shows her with a box drawn around her.
+    let id = clip["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let boxed = loop {
+        let green = d
+            .get(&format!("/api/clips/{id}.jpg"))
+            .ok()
+            .filter(|(status, _, _)| *status == 200)
+            .map_or(0, |(_, _, jpeg)| photos::box_pixels(&jpeg));
+        if green >= 200 || Instant::now() > deadline {
+            break green;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        boxed >= 200,
+        "no box on the clip's picture ({boxed} green pixels)"
+    );
     // The other camera saw her too, but its only zone wants cars.
     let person = "edgecam_detect_objects_total{label=\"person\"}";
     let deadline = Instant::now() + Duration::from_secs(15);

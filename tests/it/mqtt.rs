@@ -559,7 +559,8 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
     let _d = tokio::task::block_in_place(|| {
         Daemon::start_env(&[("EDGECAM_SCENE_OFFSET_S", "34")], |t| {
             format!(
-                "{t}\n{mqtt}\n[detect]\nenabled = true\nmodel = \"{}\"\nlabels = [\"person\", \"car\"]\nmin_scores = {{ person = 0.2 }}\n",
+                "{t}\n{mqtt}\n[detect]\nenabled = true\nmodel = \"{}\"\nlabels = [\"person\", \"car\"]\nmin_scores = {{ person = 0.2 }}\n\
+                 [[zones]]\nname = \"porch\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\nlabels = [\"person\"]\n",
                 model.display()
             )
         })
@@ -598,6 +599,17 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
         })
         .await;
     assert!(on.iter().any(|x| x.text() == "ON"), "never ON");
+    let porch = s
+        .observer
+        .wait("edgecam/cam1/zone/porch", Duration::from_secs(5), |m| {
+            m.iter().any(|x| x.text() == "ON")
+        })
+        .await;
+    assert!(porch.iter().any(|x| x.text() == "ON"), "her zone never ON");
+    assert!(!s
+        .observer
+        .on("homeassistant/binary_sensor/cam1/zone_porch/config")
+        .is_empty());
     let snapshot = s
         .observer
         .wait("edgecam/cam1/snapshot", Duration::from_secs(5), |m| {
@@ -606,6 +618,11 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
         .await;
     let jpeg = snapshot.iter().find(|x| x.at >= start.at).unwrap();
     assert_eq!(&jpeg.payload[..2], &[0xFF, 0xD8], "a JPEG");
+    let boxed = crate::support::photos::box_pixels(&jpeg.payload);
+    assert!(
+        boxed >= 200,
+        "her box is drawn on it ({boxed} green pixels)"
+    );
     eprintln!(
         "snapshot {:?} after the start message",
         jpeg.at.duration_since(start.at)
@@ -617,9 +634,15 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
                 .any(|x| x.json()["objects"]["person"].as_u64() >= Some(1))
         })
         .await;
-    assert!(counted
+    let seen = counted
         .iter()
-        .any(|x| x.json()["objects"]["person"].as_u64() >= Some(1)));
+        .find(|x| x.json()["objects"]["person"].as_u64() >= Some(1))
+        .map(|x| x.json());
+    assert_eq!(
+        seen.as_ref().map(|s| &s["zones"]["porch"]),
+        Some(&Value::from(1)),
+        "{seen:?}"
+    );
     // When she has gone and nothing moves, her topic goes OFF again.
     let off = s
         .observer

@@ -60,6 +60,14 @@ pub fn decode(path: &std::path::Path) -> Rgb {
         .unwrap_or_else(|| panic!("{} did not decode", path.display()))
 }
 
+/// How many pixels of a JPEG are the green edgecam draws boxes in.
+pub fn box_pixels(jpeg: &[u8]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("picture.jpg");
+    std::fs::write(&path, jpeg).unwrap();
+    decode(&path).count(|[r, g, b]| g > 150 && r < 100 && b < 120)
+}
+
 /// Every picture a GStreamer source gives (`… ! decodebin`, say) until it ends, as RGB.
 pub fn decode_all(source: &str) -> Vec<Rgb> {
     let text =
@@ -82,6 +90,17 @@ pub fn decode_all(source: &str) -> Vec<Rgb> {
 }
 
 impl Rgb {
+    /// How many pixels `pick` says yes to.
+    pub fn count(&self, pick: impl Fn([u8; 3]) -> bool) -> usize {
+        (0..self.height)
+            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let p = &self.data[y * self.stride + 3 * x..];
+                pick([p[0], p[1], p[2]])
+            })
+            .count()
+    }
+
     /// The brightest channel value in the box `[x0, y0, x1, y1]` (picture fractions).
     pub fn brightest(&self, [x0, y0, x1, y1]: [f32; 4]) -> u8 {
         let (w, h) = (self.width as f32, self.height as f32);
