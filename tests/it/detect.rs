@@ -240,3 +240,96 @@ fn the_test_scene_walking_person_opens_an_event_unless_her_zone_wants_only_cars(
         clips(&cars_only)
     );
 }
+
+/// A black 640×360 scene with `car` (a photograph) scaled to 256 pixels wide, its left
+/// edge at `x` (a fraction of the width), its top at a third of the height.
+fn scene_with(car: &photos::Rgb, x: f32) -> photos::Rgb {
+    let (w, h) = (640usize, 360usize);
+    let sw = 256usize;
+    let sh = sw * car.height / car.width;
+    let (left, top) = ((x * w as f32) as usize, h / 3);
+    let mut data = vec![0u8; w * h * 3];
+    for y in 0..sh.min(h - top) {
+        let sy = y * car.height / sh;
+        for cx in 0..sw.min(w.saturating_sub(left)) {
+            let sx = cx * car.width / sw;
+            let from = sy * car.stride + sx * 3;
+            let to = (top + y) * w * 3 + (left + cx) * 3;
+            data[to..to + 3].copy_from_slice(&car.data[from..from + 3]);
+        }
+    }
+    photos::Rgb {
+        data,
+        width: w,
+        height: h,
+        stride: w * 3,
+    }
+}
+
+/// The shipped model and the daemon's object tracker on a real photograph of a car
+/// moved about a black scene, two pictures a second: a car that was parked before
+/// anything moved is never announced; one that drives in and parks is announced once,
+/// keeps its id while parked and is not announced again.
+#[test]
+fn a_car_that_drives_in_and_parks_is_announced_once_and_a_parked_one_never() {
+    use edgecam::events::{ObjectSettings, Objects, Rect};
+    let model = Model::load(&photos::model()).unwrap();
+    let car = photos::decode(&photos::photo("vibrant-rally-car"));
+    let settings = ObjectSettings {
+        min_scores: BTreeMap::from([("car".to_owned(), 0.3)]),
+        still_after: Duration::from_secs(5),
+        ..ObjectSettings::default()
+    };
+    let thresholds = model.thresholds(&|l| (l == "car").then_some(0.3));
+    let mut tensor = Vec::new();
+    let mut look = |x: f32| {
+        let scene = scene_with(&car, x);
+        let picture = Picture {
+            rgb: &scene.data,
+            width: scene.width,
+            height: scene.height,
+            stride: scene.stride,
+        };
+        model.detect(&picture, &thresholds, &mut tensor).unwrap()
+    };
+    let t0 = chrono::Utc::now();
+    let at = |i: i64| t0 + chrono::Duration::milliseconds(500 * i);
+
+    // Parked before anything moved: seen, never announced.
+    let mut parked = Objects::new(settings.clone());
+    let mut seen = 0;
+    for i in 0..10 {
+        let found = look(0.5);
+        seen += usize::from(found.iter().any(|d| d.label == "car"));
+        let frame = parked.handle(at(i), &found, None);
+        assert!(
+            frame.announced.is_empty(),
+            "picture {i}: {:?}",
+            frame.announced
+        );
+    }
+    assert!(
+        seen >= 8,
+        "the parked car was found in only {seen} of 10 pictures"
+    );
+
+    // Drives in from the left over 3 s (the motion detector's box around it), then
+    // stands still for 15 s.
+    let mut objects = Objects::new(settings);
+    let mut announced = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..36 {
+        let x = (i as f32 / 6.0).min(1.0) * 0.5;
+        let motion = (i < 6).then(|| Rect::new(x, 0.3, x + 0.45, 0.75));
+        let found = look(x);
+        let frame = objects.handle(at(i), &found, motion);
+        announced.extend(frame.announced.iter().map(|o| (i, o.id)));
+        ids.extend(frame.present.iter().map(|o| o.id));
+    }
+    assert_eq!(announced.len(), 1, "announced: {announced:?}");
+    assert!(
+        announced[0].0 < 6,
+        "announced while it drove in: {announced:?}"
+    );
+    assert_eq!(ids.len(), 1, "one car, one id while it stands: {ids:?}");
+}
