@@ -309,6 +309,13 @@ fn check_config(path: &Path) -> ExitCode {
                 config.camera.fps,
                 config.web.listen
             );
+            let areas = config::areas_path(&config.storage.data_dir);
+            if areas.exists() {
+                println!(
+                    "zones and masks from {} (drawn on the viewer page; it replaces the config file's)",
+                    areas.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

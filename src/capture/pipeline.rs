@@ -32,8 +32,9 @@ pub struct Outputs {
     pub last_pts: Arc<AtomicU64>,
     /// The object detector's pictures (appsink `detect`), while `wanted` says so.
     pub pictures: Pictures,
-    /// Polygons blacked out at the pipeline's `privacy` point, before every branch.
-    pub privacy: Arc<Vec<Polygon>>,
+    /// Polygons blacked out at the pipeline's `privacy` point, before every branch; a
+    /// change applies from the next frame.
+    pub privacy: watch::Receiver<Arc<Vec<Polygon>>>,
 }
 
 /// Where the `detect` appsink's pictures go, and when.
@@ -73,16 +74,18 @@ impl Outputs {
             heartbeat,
             last_pts: Arc::new(AtomicU64::new(0)),
             pictures: Pictures::default(),
-            privacy: Arc::new(Vec::new()),
+            privacy: watch::channel(Arc::new(Vec::new())).1,
         }
     }
 
     /// The same outputs, with `masks` blacked out of every frame.
     pub fn with_privacy(self, masks: Vec<Polygon>) -> Self {
-        Self {
-            privacy: Arc::new(masks),
-            ..self
-        }
+        self.with_privacy_watch(watch::channel(Arc::new(masks)).1)
+    }
+
+    /// The same outputs, with the masks `privacy` holds (as they change) blacked out.
+    pub fn with_privacy_watch(self, privacy: watch::Receiver<Arc<Vec<Polygon>>>) -> Self {
+        Self { privacy, ..self }
     }
 
     /// The same outputs, with the detector's pictures going to `pictures`.
@@ -152,14 +155,15 @@ impl Running {
         fps: u32,
     ) -> Result<Self, CaptureError> {
         let pipeline = parse(spec)?;
-        if !outputs.privacy.is_empty() {
-            let point = pipeline.by_name("privacy");
-            if !point.is_some_and(|p| super::privacy::attach(&p, outputs.privacy.clone())) {
-                let _ = pipeline.set_state(gst::State::Null);
-                return Err(CaptureError::NoPrivacyPoint {
-                    path: spec.path.clone(),
-                });
-            }
+        // Masks can be drawn while the camera runs: a pipeline with a privacy point
+        // always gets the probe (it does nothing while there are no masks).
+        let point = pipeline.by_name("privacy");
+        let attached = point.is_some_and(|p| super::privacy::attach(&p, outputs.privacy.clone()));
+        if !attached && !outputs.privacy.borrow().is_empty() {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(CaptureError::NoPrivacyPoint {
+                path: spec.path.clone(),
+            });
         }
         super::scene::feed_person(&pipeline);
         let encoded =

@@ -16,6 +16,7 @@ use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use gstreamer_video::VideoFormat;
+use tokio::sync::watch;
 
 use crate::events::Polygon;
 
@@ -130,28 +131,37 @@ impl Plan {
     }
 }
 
-/// Blacks out `masks` in every frame leaving `element`'s src pad.
-pub fn attach(element: &gst::Element, masks: Arc<Vec<Polygon>>) -> bool {
+/// The plan in use: for which caps and masks it was made.
+type Planned = (gst::Caps, Arc<Vec<Polygon>>, Option<Arc<Plan>>);
+
+/// Blacks out the masks `masks` holds (as they change) in every frame leaving
+/// `element`'s src pad.
+pub fn attach(element: &gst::Element, masks: watch::Receiver<Arc<Vec<Polygon>>>) -> bool {
     let Some(pad) = element.static_pad("src") else {
         return false;
     };
     // The probe runs on the one streaming thread: the lock is never contended.
-    let plan: Mutex<Option<(gst::Caps, Option<Arc<Plan>>)>> = Mutex::new(None);
+    let plan: Mutex<Option<Planned>> = Mutex::new(None);
     let warned = AtomicBool::new(false);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, probe| {
+        let masks = Arc::clone(&masks.borrow());
+        if masks.is_empty() {
+            return gst::PadProbeReturn::Ok;
+        }
         let Some(caps) = pad.current_caps() else {
             return gst::PadProbeReturn::Drop;
         };
         let current = {
             let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-            if plan.as_ref().is_none_or(|(c, _)| *c != caps) {
+            let stale = |(c, m, _): &Planned| *c != caps || !Arc::ptr_eq(m, &masks);
+            if plan.as_ref().is_none_or(stale) {
                 let made = gst_video::VideoInfo::from_caps(&caps)
                     .ok()
                     .and_then(|info| Plan::new(&masks, &info))
                     .map(Arc::new);
-                *plan = Some((caps, made));
+                *plan = Some((caps, masks, made));
             }
-            plan.as_ref().and_then(|(_, p)| p.clone())
+            plan.as_ref().and_then(|(_, _, p)| p.clone())
         };
         let Some(gst::PadProbeData::Buffer(buffer)) = probe.data.as_mut() else {
             return gst::PadProbeReturn::Ok;

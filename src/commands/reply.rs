@@ -43,6 +43,8 @@ pub enum Outcome {
     Talk {
         talking: bool,
     },
+    /// New zones and masks: those now in force.
+    Areas(crate::events::Areas),
 }
 
 /// The `status` command's answer.

@@ -52,16 +52,50 @@ fn render(path: &Path, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
-/// Reads, parses and validates the file at `path`.
+/// Reads, parses and validates the file at `path`, with the zones and masks drawn on
+/// the viewer page (`<data_dir>/settings/areas.toml`, when there is one) in place of its
+/// own.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|problems| ConfigError::Invalid {
+    let mut config = parse(&text).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
-    })
+    })?;
+    let areas = super::areas::areas_path(&config.storage.data_dir);
+    let drawn = match std::fs::read_to_string(&areas) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(config),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: areas,
+                source,
+            })
+        }
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: areas.clone(),
+        problems: vec![Problem {
+            line: None,
+            field: String::new(),
+            message: format!(
+                "{message} (delete the file to use the config file's zones and masks)"
+            ),
+        }],
+    };
+    let drawn = super::areas_from_toml(&drawn).map_err(&invalid)?;
+    super::set_areas(&mut config, &drawn);
+    let problems: Vec<String> = config
+        .validate()
+        .into_iter()
+        .map(|inv| format!("{}.{}: {}", inv.section, inv.key, inv.message))
+        .collect();
+    match problems.is_empty() {
+        true => Ok(config),
+        false => Err(invalid(problems.join("; "))),
+    }
 }
 
 /// Parses and validates config text; the pure part of [`load`].
@@ -130,6 +164,46 @@ fn line_of_key(text: &str, section: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn areas_drawn_on_the_page_replace_the_files_own_and_are_checked_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgecam.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\ndata_dir = \"{}\"\n[motion]\nmasks = [[0.0, 0.0, 0.5, 0.5]]\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            load(&path).unwrap().motion.masks.len(),
+            1,
+            "no areas file yet"
+        );
+        let areas = crate::events::Areas {
+            privacy_masks: vec![crate::events::Polygon::from_xywh([0.5, 0.0, 0.5, 1.0])],
+            ..Default::default()
+        };
+        crate::config::write_areas(&data, &areas).unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(
+            crate::config::areas_of(&config),
+            areas,
+            "the file's replace"
+        );
+        // A zone wanting a label the detector does not look for is refused, naming the
+        // areas file.
+        let bad = "[[zones]]\nname = \"drive\"\npolygon = [0, 0, 1, 1]\nlabels = [\"boat\"]\n";
+        std::fs::write(crate::config::areas_path(&data), bad).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("settings/areas.toml") && err.contains("boat"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

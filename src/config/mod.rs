@@ -3,6 +3,7 @@
 //! Loading is strict (`deny_unknown_fields`): a typo is an error, not a silently ignored
 //! key. Every default is written beside its field and repeated in `config/edgecam.toml`.
 
+mod areas;
 mod audio;
 mod aws;
 mod detect;
@@ -17,6 +18,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use areas::{
+    areas_from_toml, areas_of, areas_path, areas_to_toml, set_areas, write_areas, AREAS_FILE,
+};
 pub use audio::{Audio, TALK_CHANNEL};
 pub use aws::{Aws, CredentialSource};
 pub use detect::{Detect, SHIPPED_MODEL};

@@ -98,9 +98,10 @@ pub struct Motion {
     pub threshold: u8,
     /// Percentage of the (unmasked) picture that must change, 0.01–100. Default 0.5.
     pub min_area_percent: f32,
-    /// Rectangles to ignore, as `[x, y, width, height]` fractions of the picture (0–1),
-    /// e.g. `[[0.0, 0.0, 0.3, 0.2]]` for the top-left corner. Default none.
-    pub masks: Vec<[f32; 4]>,
+    /// Areas to ignore: polygons of `[x, y]` fractions of the picture (0–1), or
+    /// rectangles `[x, y, width, height]`, e.g. `[[0.0, 0.0, 0.3, 0.2]]` for the top-left
+    /// corner. Default none.
+    pub masks: Vec<crate::events::Polygon>,
 }
 
 impl Default for Motion {
@@ -143,16 +144,9 @@ impl Motion {
                 ),
             );
         }
-        for m in &self.masks {
-            let inside = m.iter().all(|v| (0.0..=1.0).contains(v))
-                && m[0] + m[2] <= 1.0
-                && m[1] + m[3] <= 1.0;
-            if !inside {
-                bad(
-                    "motion",
-                    "masks",
-                    format!("each mask is [x, y, width, height] within 0–1, got {m:?}"),
-                );
+        for (i, m) in self.masks.iter().enumerate() {
+            if let Some(problem) = m.problem() {
+                bad("motion", "masks", format!("mask {}: {problem}", i + 1));
             }
         }
     }

@@ -2,6 +2,8 @@
 //! goes through: recording commands to the recorder, `playback` to the cloud, each with
 //! a typed answer.
 
+pub mod areas;
+
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -21,6 +23,8 @@ pub struct Commands {
     playback: Option<CloudPlayback>,
     /// The audio pipeline's heartbeat, when audio is on.
     audio: Option<Heartbeat>,
+    /// Zones and masks changed while the camera runs.
+    areas: Option<areas::AreasHandle>,
 }
 
 impl Commands {
@@ -29,7 +33,19 @@ impl Commands {
             recorder,
             playback,
             audio: None,
+            areas: None,
         }
+    }
+
+    /// Zones and masks can then be changed while the camera runs.
+    pub fn with_areas(mut self, areas: areas::AreasHandle) -> Self {
+        self.areas = Some(areas);
+        self
+    }
+
+    /// Who keeps the zones and masks (none in tests that do not need them).
+    pub fn areas(&self) -> Option<&areas::AreasHandle> {
+        self.areas.as_ref()
     }
 
     /// `status` then reports the audio pipeline behind `heartbeat`.

@@ -114,9 +114,12 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
     };
     let spec = capture::template::load_with(&config.camera, &picture)?;
     capture::check(&spec)?;
-    if !config.camera.privacy_masks.is_empty() {
-        capture::check_privacy(&spec)?;
-    }
+    // Masks can also be drawn later, on the viewer page, where this is checked again.
+    let privacy_point = match capture::check_privacy(&spec) {
+        Ok(()) => true,
+        Err(e) if !config.camera.privacy_masks.is_empty() => return Err(e.into()),
+        Err(_) => false,
+    };
     let audio = capture::template::load_audio(&config.camera, &config.audio)?;
     match &audio {
         Some(audio) => capture::audio::check(audio)?,
@@ -158,6 +161,7 @@ async fn open(config: &Config) -> Result<Opened, DaemonError> {
         https,
         index,
         data_dir,
+        privacy_point,
     })
 }
 

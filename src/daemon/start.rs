@@ -45,6 +45,8 @@ pub struct Opened {
     pub https: Option<web::https::Https>,
     pub index: Index,
     pub data_dir: PathBuf,
+    /// Whether the pipeline file has the privacy point masks need.
+    pub privacy_point: bool,
 }
 
 /// What the supervisor watches once the parts run.
@@ -66,6 +68,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         https,
         index,
         data_dir,
+        privacy_point,
     } = o;
     let mut parts = Parts::default();
     // Rung when an MQTT message is queued, and when the clock is set (messages held
@@ -80,13 +83,15 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     let frames = FrameBus::new("frames");
     let metrics = Arc::new(Metrics::new(frames.clone()));
     let heartbeat = Heartbeat::new(Instant::now());
+    // Privacy masks: the capture pipeline reads them; the areas task changes them.
+    let (privacy_tx, privacy_rx) = watch::channel(Arc::new(config.camera.privacy_masks.clone()));
     let mut outputs = Outputs::new(
         frames,
         AnalysisBus::new("analysis"),
         metrics.capture.clone(),
         heartbeat.clone(),
     )
-    .with_privacy(config.camera.privacy_masks.clone());
+    .with_privacy_watch(privacy_rx);
     // The detector: the capture's `detect` valve opens while the recorder says
     // something moves; its results go to the recorder.
     let detector = model.map(|model| {
@@ -153,8 +158,15 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     let playback = upload_aws
         .as_ref()
         .map(|aws| CloudPlayback::new(aws.clone(), stream.clone(), index.clone()));
-    let commands =
-        Commands::new(recorder, playback).with_audio(audio.as_ref().map(|a| a.heartbeat.clone()));
+    let areas = crate::control::areas::spawn(crate::control::areas::AreasDeps {
+        config: config.clone(),
+        privacy_point,
+        recorder: recorder.clone(),
+        privacy: privacy_tx,
+    });
+    let commands = Commands::new(recorder, playback)
+        .with_audio(audio.as_ref().map(|a| a.heartbeat.clone()))
+        .with_areas(areas);
 
     let (index2, dir2) = (index.clone(), data_dir.clone());
     let limits = retention_limits(config);
@@ -250,7 +262,6 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         lan,
         viewers,
         max_viewers: config.live.max_viewers,
-        masks: config.motion.masks.clone(),
         auth: Arc::new(web::auth::Auth::new(
             config.web.token.as_deref(),
             config.web.metrics_public,

@@ -75,10 +75,31 @@ impl Rect {
     }
 }
 
-/// A polygon: its corners in order, each `[x, y]` in picture fractions.
+/// A polygon: its corners in order, each `[x, y]` in picture fractions. Read from
+/// `[[x, y], …]`, or from a rectangle written `[x, y, width, height]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(transparent)]
+#[serde(from = "Shape")]
 pub struct Polygon(pub Vec<[f32; 2]>);
+
+/// The two ways a config writes a polygon.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a polygon [[x, y], [x, y], [x, y], …] or a rectangle [x, y, width, height], in fractions of the picture"
+)]
+enum Shape {
+    Rectangle([f32; 4]),
+    Corners(Vec<[f32; 2]>),
+}
+
+impl From<Shape> for Polygon {
+    fn from(s: Shape) -> Polygon {
+        match s {
+            Shape::Rectangle(r) => Polygon::from_xywh(r),
+            Shape::Corners(c) => Polygon(c),
+        }
+    }
+}
 
 impl Polygon {
     /// The polygon of a rectangle given as `[x, y, width, height]`.
@@ -175,5 +196,20 @@ mod tests {
             .problem()
             .is_some_and(|p| p.contains("[1.2, 0]")));
         assert_eq!(Polygon::from_xywh([0.1, 0.1, 0.2, 0.2]).problem(), None);
+    }
+
+    #[test]
+    fn a_polygon_is_read_from_its_corners_or_from_a_rectangle_and_written_as_corners() {
+        let read = |s: &str| serde_json::from_str::<Polygon>(s);
+        let corners = read("[[0.5, 0], [1, 0], [1, 1]]").unwrap();
+        assert_eq!(corners.0, [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0]]);
+        let rect = read("[0.5, 0, 0.5, 1]").unwrap();
+        assert_eq!(rect, Polygon::from_xywh([0.5, 0.0, 0.5, 1.0]));
+        assert_eq!(
+            serde_json::to_string(&rect).unwrap(),
+            "[[0.5,0.0],[1.0,0.0],[1.0,1.0],[0.5,1.0]]"
+        );
+        let wrong = read("[0.5, 0, 1]").unwrap_err().to_string();
+        assert!(wrong.contains("a polygon [[x, y]"), "{wrong}");
     }
 }

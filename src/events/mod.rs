@@ -31,4 +31,4 @@ pub use objects::{Detection, Object, ObjectSettings, Objects};
 pub use tracker::{
     Action, EventInfo, IdSource, Input, Tracker, TrackerSettings, Trigger, TriggerKind, UlidIds,
 };
-pub use zones::Zone;
+pub use zones::{Areas, Zone};

@@ -10,9 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A rectangle in frame-relative coordinates: `[x, y, width, height]`, each 0.0–1.0.
-pub type RelRect = [f32; 4];
-
 /// `[motion]` settings the detector needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotionSettings {
@@ -22,7 +19,7 @@ pub struct MotionSettings {
     /// Motion when at least this percentage of the unmasked area changed.
     pub min_area_percent: f32,
     /// Areas to ignore (a tree, a road).
-    pub masks: Vec<RelRect>,
+    pub masks: Vec<super::geometry::Polygon>,
     /// How fast the background follows the scene: 1/2^shift of the difference per frame
     /// (4 = 1/16: a lighting change is absorbed in a few seconds at 5 fps).
     pub adaptation_shift: u8,
@@ -228,6 +225,24 @@ impl MotionDetector {
         }
     }
 
+    /// New areas to ignore, from the next frame on (the background stays).
+    pub fn set_masks(&mut self, masks: Vec<super::geometry::Polygon>) {
+        self.settings.masks = masks;
+        self.masked = self.mask_map();
+    }
+
+    /// Which pixels of a frame of the current size are masked.
+    fn mask_map(&self) -> Vec<bool> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let (fx, fy) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
+                self.settings.masks.iter().any(|m| m.contains([fx, fy]))
+            })
+            .collect()
+    }
+
     fn reset(&mut self, data: &[u8], width: u32, height: u32, stride: u32) {
         let (w, h, s) = (width as usize, height as usize, stride as usize);
         self.width = width;
@@ -235,16 +250,7 @@ impl MotionDetector {
         self.background = (0..h)
             .flat_map(|y| data[y * s..y * s + w].iter().map(|&p| u16::from(p) << 8))
             .collect();
-        self.masked = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| {
-                let (fx, fy) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
-                self.settings
-                    .masks
-                    .iter()
-                    .any(|[mx, my, mw, mh]| fx >= *mx && fx < mx + mw && fy >= *my && fy < my + mh)
-            })
-            .collect();
+        self.masked = self.mask_map();
     }
 }
 

@@ -107,7 +107,7 @@ fn still_and_noisy_scenes_are_not_motion() {
 #[test]
 fn a_masked_area_is_ignored() {
     let settings = MotionSettings {
-        masks: vec![[0.0, 0.0, 0.5, 1.0]], // left half
+        masks: vec![crate::events::Polygon::from_xywh([0.0, 0.0, 0.5, 1.0])], // left half
         ..MotionSettings::default()
     };
     let mut d = MotionDetector::new(settings);

@@ -6,6 +6,19 @@ use serde::{Deserialize, Serialize};
 use super::geometry::Polygon;
 use super::objects::Object;
 
+/// The areas of the picture that mean something: zones, privacy masks (blacked out
+/// before anything sees the picture) and motion masks (ignored by the motion detector).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Areas {
+    #[serde(default)]
+    pub zones: Vec<Zone>,
+    #[serde(default)]
+    pub privacy_masks: Vec<Polygon>,
+    #[serde(default)]
+    pub motion_masks: Vec<Polygon>,
+}
+
 /// A named area and what matters there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,11 @@ use crate::events::TriggerKind;
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecorderCommand {
     Record(Record),
-    Detect { enabled: bool },
+    Detect {
+        enabled: bool,
+    },
+    /// New zones and motion masks, applied from the next picture on.
+    Areas(crate::events::Areas),
     Snapshot,
     Status,
 }
@@ -31,6 +35,8 @@ pub struct RecorderStatus {
     pub objects: std::collections::BTreeMap<String, u32>,
     /// The objects that matter in each `[[zones]]` zone.
     pub zones: std::collections::BTreeMap<String, u32>,
+    /// The announced objects in view, with where they are (what the page draws).
+    pub seen: Vec<crate::events::Object>,
 }
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, CommandError>>;

@@ -57,6 +57,12 @@ impl Motion {
         }
     }
 
+    /// New areas to ignore, from the next analysis frame on.
+    pub fn set_masks(&mut self, masks: Vec<crate::events::Polygon>) {
+        self.settings.masks = masks.clone();
+        self.detector.set_masks(masks);
+    }
+
     pub fn detect(&self) -> bool {
         self.detect
     }

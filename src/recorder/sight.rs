@@ -85,6 +85,16 @@ impl Sight {
         }
     }
 
+    /// New zones, from the next picture on.
+    pub fn set_zones(&mut self, zones: Vec<Zone>) {
+        self.zones = zones;
+    }
+
+    /// The announced objects in the last picture analysed.
+    pub fn present(&self) -> &[Object] {
+        &self.present
+    }
+
     /// Whether motion alone opens events.
     pub fn motion_opens_events(&self) -> bool {
         !self.objects_trigger

@@ -279,10 +279,7 @@ impl Recorder {
         let Some(sight) = self.sight.as_mut() else {
             return;
         };
-        let before = {
-            let s = self.status.borrow();
-            (s.objects.clone(), s.zones.clone())
-        };
+        let before = self.status.borrow().seen.clone();
         let seen = sight.detections(now, found);
         for (trigger, _) in seen.clone() {
             let actions = self.tracker.handle(now, Input::Trigger(trigger));
@@ -293,8 +290,8 @@ impl Recorder {
             let mono = self.clock.monotonic();
             (self.shots).sighting(&e.id, &seen, found.captured_at, thumbnails, mono);
         }
-        let report = self.sight.as_ref().map(Sight::report);
-        if report.map(|r| (r.present, r.zones)) != Some(before) {
+        // Counts, zones and boxes all follow from what is in view.
+        if self.sight.as_ref().map(|s| s.present()) != Some(before.as_slice()) {
             self.publish_status();
         }
     }
@@ -362,6 +359,14 @@ impl Recorder {
             RecorderCommand::Detect { enabled } => {
                 self.set_detect(enabled).await;
                 Ok(Outcome::Detect { detect: enabled })
+            }
+            RecorderCommand::Areas(areas) => {
+                self.motion.set_masks(areas.motion_masks.clone());
+                if let Some(sight) = self.sight.as_mut() {
+                    sight.set_zones(areas.zones.clone());
+                }
+                self.publish_status();
+                Ok(Outcome::Areas(areas))
             }
             RecorderCommand::Snapshot => match self.deps.snapshot.borrow().as_ref() {
                 Some(s) => Ok(Outcome::Snapshot {
@@ -432,6 +437,11 @@ impl Recorder {
             motion_score,
             objects: objects.present,
             zones: objects.zones,
+            seen: self
+                .sight
+                .as_ref()
+                .map(|s| s.present().to_vec())
+                .unwrap_or_default(),
         });
     }
 

@@ -73,7 +73,7 @@ pub struct ClipsQuery {
     label: Option<String>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(serde_json::json!({ "ok": false, "error": message.into() })),

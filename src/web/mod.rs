@@ -2,6 +2,7 @@
 //! viewer page and LAN signaling, all behind one authentication (`auth`).
 
 mod api;
+mod areas;
 pub mod auth;
 pub mod https;
 pub mod origin;
@@ -42,6 +43,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/commands", axum::routing::post(api::command))
         .route("/api/clips", get(api::clips))
         .route("/api/clips/{file}", get(api::clip))
+        .route("/api/areas", get(areas::get_areas).put(areas::put_areas))
         .route("/signaling", get(signaling))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", axum::routing::post(auth::logout))
@@ -139,7 +141,8 @@ async fn viewer_page() -> impl IntoResponse {
     )
 }
 
-/// `GET /api/live`: viewers, and what the motion detector sees (for the page's indicator).
+/// `GET /api/live`: viewers, what the motion detector sees (for the page's indicator),
+/// the objects in view and the zones and masks.
 async fn live_status(State(s): State<WebState>) -> impl IntoResponse {
     let viewers = *s.viewers.borrow();
     let status = s.commands.status().borrow().clone();
@@ -151,8 +154,10 @@ async fn live_status(State(s): State<WebState>) -> impl IntoResponse {
             "detect": status.detect,
             "moving": status.motion,
             "score": status.motion_score,
-            "masks": s.masks,
         },
+        // What the page draws over the picture: the objects in view and the areas.
+        "objects": status.seen,
+        "areas": s.commands.areas().map(|a| a.current()),
         "talk": talk_status(s.talk.as_ref()),
     }))
 }

@@ -29,8 +29,6 @@ pub struct WebState {
     /// Viewers connected (0 when live view is off) and the limit.
     pub viewers: watch::Receiver<usize>,
     pub max_viewers: usize,
-    /// `motion.masks`, drawn over the video on the viewer page.
-    pub masks: Vec<[f32; 4]>,
     /// The credential check in front of every route.
     pub auth: Arc<Auth>,
     /// The host names the camera answers to (DNS-rebinding defence).

@@ -97,10 +97,10 @@ async fn viewer_page_shows_motion_and_the_masks() {
     );
     let mut browser = Browser::launch().await;
     browser.goto(&format!("http://{}/", d.addr)).await;
-    let probe = "(() => { const m = document.querySelectorAll('#stage .mask'); \
+    let probe = "(() => { const m = document.querySelectorAll('#overlay polygon.mask'); \
                  return { motion: document.getElementById('motion').textContent, \
                  outlined: document.getElementById('stage').classList.contains('moving'), \
-                 masks: m.length, width: m.length ? m[0].style.width : '', height: m.length ? m[0].style.height : '' }; })()";
+                 masks: m.length, points: m.length ? m[0].getAttribute('points') : '' }; })()";
     let deadline = Instant::now() + Duration::from_secs(20);
     let state = loop {
         let s = browser.eval(probe).await;
@@ -123,8 +123,10 @@ async fn viewer_page_shows_motion_and_the_masks() {
         state["outlined"], true,
         "the video is outlined while motion goes on"
     );
-    assert_eq!(state["width"], "25%");
-    assert_eq!(state["height"], "50%");
+    assert_eq!(
+        state["points"], "0,0 0.25,0 0.25,0.5 0,0.5",
+        "a quarter wide, half high"
+    );
     let score: f64 = state["motion"]
         .as_str()
         .unwrap()
@@ -207,4 +209,97 @@ async fn viewer_page_holds_to_talk_over_https_and_the_camera_plays_it() {
 fn talk_state(d: &Daemon) -> serde_json::Value {
     let (_, _, live) = d.get("/api/live").unwrap();
     serde_json::from_slice(&live).unwrap()
+}
+
+/// The page shows the zones and masks over the picture, and an owner draws a new zone
+/// with the mouse, names it and saves it: the daemon has it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_draws_a_new_zone_and_the_daemon_keeps_it() {
+    let d = Daemon::start_edited(|c| {
+        let mask = "[camera]\nprivacy_masks = [[0.75, 0.0, 0.25, 0.25]]\n";
+        format!(
+            "{}\n[live]\nice_addresses = [\"127.0.0.1\"]\n\
+             [[zones]]\nname = \"porch\"\npolygon = [[0.0, 0.5], [0.5, 0.5], [0.5, 1.0]]\n",
+            c.replacen("[camera]\n", mask, 1)
+        )
+    });
+    let mut browser = Browser::launch().await;
+    browser.goto(&format!("http://{}/", d.addr)).await;
+    // Measured once the video has its size (the overlay is the video's box).
+    let shown = "(() => ({ zones: document.querySelectorAll('#overlay polygon.zone').length, \
+                 privacy: document.querySelectorAll('#overlay polygon.privacy').length, \
+                 playing: document.getElementById('live').videoWidth > 0, \
+                 tags: [...document.querySelectorAll('.tag.zone')].map((t) => t.textContent) }))()";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let s = browser.eval(shown).await;
+        if s["zones"] == 1 && s["privacy"] == 1 && s["playing"] == true {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "areas not drawn: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(state["tags"], serde_json::json!(["porch"]));
+    // Edit: a new zone, three corners clicked on the picture, closed on the first.
+    browser
+        .eval("document.getElementById('edit').click()")
+        .await;
+    browser
+        .eval("document.getElementById('add-zone').click()")
+        .await;
+    let r = browser
+        .eval(
+            "(() => { const r = document.getElementById('overlay').getBoundingClientRect(); \
+               return { x: r.left, y: r.top, w: r.width, h: r.height }; })()",
+        )
+        .await;
+    let (x, y, w, h) = (
+        r["x"].as_f64().unwrap(),
+        r["y"].as_f64().unwrap(),
+        r["w"].as_f64().unwrap(),
+        r["h"].as_f64().unwrap(),
+    );
+    for [fx, fy] in [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9], [0.5, 0.5]] {
+        for kind in ["mousePressed", "mouseReleased"] {
+            let at = serde_json::json!({ "type": kind, "x": x + fx * w, "y": y + fy * h, "button": "left", "clickCount": 1 });
+            browser.call("Input.dispatchMouseEvent", at).await;
+        }
+    }
+    let named = "(() => { const n = document.querySelectorAll('#shapes .zone-name'); \
+                 const l = document.querySelectorAll('#shapes .zone-labels'); \
+                 n[1].value = 'drive'; n[1].dispatchEvent(new Event('input')); \
+                 l[1].value = 'person, car'; l[1].dispatchEvent(new Event('input')); \
+                 document.getElementById('save').click(); return n.length; })()";
+    assert_eq!(browser.eval(named).await, 2, "the new zone is listed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let saved = loop {
+        let (_, _, body) = d.get("/api/areas").unwrap();
+        let areas: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if areas["zones"].as_array().is_some_and(|z| z.len() == 2) {
+            break areas;
+        }
+        assert!(Instant::now() < deadline, "the zone was not saved: {areas}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drive = &saved["zones"][1];
+    assert_eq!(drive["name"], "drive");
+    assert_eq!(drive["labels"], serde_json::json!(["person", "car"]));
+    let corners = drive["polygon"].as_array().unwrap();
+    assert_eq!(corners.len(), 3, "{drive}");
+    let near = |c: &serde_json::Value, fx: f64, fy: f64| {
+        (c[0].as_f64().unwrap() - fx).abs() < 0.02 && (c[1].as_f64().unwrap() - fy).abs() < 0.02
+    };
+    assert!(
+        near(&corners[0], 0.5, 0.5) && near(&corners[1], 0.9, 0.5) && near(&corners[2], 0.9, 0.9),
+        "{drive}"
+    );
+    assert_eq!(
+        saved["privacy_masks"].as_array().map(Vec::len),
+        Some(1),
+        "the mask stays"
+    );
+    let after = browser
+        .eval("document.getElementById('saved').textContent")
+        .await;
+    assert_eq!(after, "saved");
 }

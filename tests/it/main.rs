@@ -5,6 +5,7 @@
 mod support;
 
 mod architecture;
+mod areas;
 mod audio;
 mod audio_clips;
 mod browser;

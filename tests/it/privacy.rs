@@ -156,18 +156,23 @@ pub(crate) fn write_bars_pipeline(dir: &std::path::Path) {
     std::fs::write(dir.join("bars.pipeline"), pattern).unwrap();
 }
 
-/// A daemon's config `c` changed to capture `dir`'s `bars.pipeline` with a privacy mask
-/// over the right half.
-pub(crate) fn bars_masked(c: &str, dir: &std::path::Path) -> String {
+/// A daemon's config `c` changed to capture `dir`'s `bars.pipeline`, with `extra` in
+/// its `[camera]` section.
+pub(crate) fn bars(c: &str, dir: &std::path::Path, extra: &str) -> String {
     let shipped = crate::support::repo().join("pipelines");
     c.replace(
         &format!("pipeline_dir = \"{}\"", shipped.display()),
         &format!(
-            "pipeline = \"bars\"\npipeline_dir = \"{}\"\n\
-             privacy_masks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]]",
+            "pipeline = \"bars\"\npipeline_dir = \"{}\"\n{extra}",
             dir.display()
         ),
     )
+}
+
+/// The same, with a privacy mask over the right half.
+pub(crate) fn bars_masked(c: &str, dir: &std::path::Path) -> String {
+    let mask = "privacy_masks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]]";
+    bars(c, dir, mask)
 }
 
 /// A clip the daemon recorded, read back from its file as a player would.
