@@ -42,6 +42,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 const MAX_BUFFER: usize = 32 * 1024;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
+/// How long a newcomer waits for the connection it displaced to be closed, so the
+/// sockets held stay at `max_connections` however busy the machine is.
+const DISPLACED_WAIT: Duration = Duration::from_millis(250);
 
 /// How the server treats its connections.
 #[derive(Debug, Clone)]
@@ -75,11 +78,14 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(place) = Slots::admit(&slots) else {
+        let Some(mut place) = Slots::admit(&slots) else {
             // Every connection is in the middle of a request: this one waits its turn
             // nowhere, it is closed at once.
             continue;
         };
+        if let Some(gone) = place.displaced.take() {
+            let _ = tokio::time::timeout(DISPLACED_WAIT, gone.notified()).await;
+        }
         let conn = Connection {
             app: app.clone(),
             peer,
@@ -232,14 +238,19 @@ struct Open {
 struct Entry {
     busy: Arc<AtomicUsize>,
     evicted: CancellationToken,
+    /// Told when its connection is closed.
+    gone: Arc<tokio::sync::Notify>,
 }
 
-/// A connection's place; dropping it frees the place.
+/// A connection's place; dropping it (once its socket is closed) frees the place.
 struct Place {
     id: u64,
     slots: Arc<Slots>,
     busy: Arc<AtomicUsize>,
     evicted: CancellationToken,
+    gone: Arc<tokio::sync::Notify>,
+    /// The connection this one displaced: told when that one is closed.
+    displaced: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Slots {
@@ -261,6 +272,7 @@ impl Slots {
     /// middle of a request is closed to make room; `None` when all are busy.
     fn admit(slots: &Arc<Slots>) -> Option<Place> {
         let place = slots.with(|open| {
+            let mut displaced = None;
             if open.by_age.len() >= slots.max {
                 let oldest_idle = open
                     .by_age
@@ -274,6 +286,7 @@ impl Slots {
                 if let Some(entry) = open.by_age.remove(&victim) {
                     entry.evicted.cancel();
                     slots.metrics.evicted.inc();
+                    displaced = Some(entry.gone);
                 }
             }
             let id = open.next;
@@ -281,19 +294,21 @@ impl Slots {
             let entry = Entry {
                 busy: Arc::new(AtomicUsize::new(0)),
                 evicted: CancellationToken::new(),
+                gone: Arc::new(tokio::sync::Notify::new()),
             };
-            let place = (id, Arc::clone(&entry.busy), entry.evicted.clone());
+            let place = Place {
+                id,
+                slots: Arc::clone(slots),
+                busy: Arc::clone(&entry.busy),
+                evicted: entry.evicted.clone(),
+                gone: Arc::clone(&entry.gone),
+                displaced,
+            };
             open.by_age.insert(id, entry);
             Some(place)
         })?;
         slots.metrics.connections.set(slots.len() as i64);
-        let (id, busy, evicted) = place;
-        Some(Place {
-            id,
-            slots: Arc::clone(slots),
-            busy,
-            evicted,
-        })
+        Some(place)
     }
 
     fn len(&self) -> usize {
@@ -305,6 +320,8 @@ impl Drop for Place {
     fn drop(&mut self) {
         self.slots.with(|open| open.by_age.remove(&self.id));
         self.slots.metrics.connections.set(self.slots.len() as i64);
+        // A permit is kept if nobody waits yet.
+        self.gone.notify_one();
     }
 }
 
@@ -321,6 +338,10 @@ mod tests {
         let _busy = Busy::start(&places[0].busy);
 
         let fourth = Slots::admit(&slots).unwrap();
+        assert!(
+            fourth.displaced.is_some(),
+            "it waits for the one it displaced"
+        );
         assert!(!places[0].evicted.is_cancelled(), "busy: kept");
         assert!(places[1].evicted.is_cancelled(), "oldest idle: closed");
         assert!(!places[2].evicted.is_cancelled());
