@@ -13,7 +13,9 @@
 //! 5. From a person's first frame to her picture on MQTT: the daemon on its defaults
 //!    (1280×720, detector on) with a real mosquitto, started again for each sample with
 //!    the test scene 3 s before she walks in; from the scene's log line to the JPEG
-//!    reaching a subscriber (p50, p95).
+//!    reaching a subscriber (p50, p95), and from the first picture in which the
+//!    detector found her (its debug log), which leaves out how much of her must be in
+//!    view before the model knows her.
 //!
 //! Arguments: `inference`, `accuracy`, `false`, `cpu` or `notify` to run only those
 //! sections; `--quick` for shorter runs.
@@ -303,13 +305,14 @@ fn cpu(seconds: u64) {
 }
 
 /// One sample: a daemon whose scene's person walks in 3 s after it starts; how long
-/// from her first frame (the scene's log line) to her picture on `topic`.
+/// from her first frame (the scene's log line), and from the first picture the
+/// detector found someone in, to her picture on `topic`.
 fn one_notification(
     rt: &tokio::runtime::Runtime,
     observer: &support::mosquitto::Observer,
     mqtt: &str,
     topic: &str,
-) -> Option<Duration> {
+) -> Option<(Duration, Duration)> {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
@@ -325,7 +328,7 @@ fn one_notification(
     std::fs::write(&path, config).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
         .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,edgecam::detect=debug")
         .env("EDGECAM_SCENE_OFFSET_S", "37")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -333,21 +336,29 @@ fn one_notification(
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
+        let mut walked = false;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
             if line.contains("the person walks in") {
+                walked = true;
+                let _ = tx.send(Instant::now());
+            } else if walked && line.contains("picture analysed") && !line.contains("found=0") {
+                walked = false;
                 let _ = tx.send(Instant::now());
             }
         }
     });
     let walked_in = rx.recv_timeout(Duration::from_secs(30)).ok();
-    let arrived = walked_in.and_then(|t0| {
+    let found = walked_in.and_then(|_| rx.recv_timeout(Duration::from_secs(20)).ok());
+    let arrived = walked_in.zip(found).and_then(|(t0, t1)| {
         let seen = rt.block_on(observer.wait(topic, Duration::from_secs(20), |m| {
             m.iter().any(|x| x.at > t0)
         }));
-        seen.iter().find(|x| x.at > t0).map(|x| x.at - t0)
+        seen.iter()
+            .find(|x| x.at > t0)
+            .map(|x| (x.at - t0, x.at.saturating_duration_since(t1)))
     });
     let _ = child.kill();
     let _ = child.wait();
@@ -364,24 +375,32 @@ fn notify(samples: usize) {
     let mqtt = broker.daemon_config(&pki, &client, "bench-cam", "");
     let topic = "edgecam/bench-cam/snapshot";
     let observer = rt.block_on(support::mosquitto::Observer::start(&broker, &pki, &[topic]));
-    let mut times = Vec::new();
+    let (mut first_frame, mut first_found) = (Vec::new(), Vec::new());
     let mut missed = 0;
     for _ in 0..samples {
         match one_notification(&rt, &observer, &mqtt, topic) {
-            Some(t) => times.push(t.as_secs_f64() * 1000.0),
+            Some((a, b)) => {
+                first_frame.push(a.as_secs_f64() * 1000.0);
+                first_found.push(b.as_secs_f64() * 1000.0);
+            }
             None => missed += 1,
         }
     }
-    times.sort_by(f64::total_cmp);
-    println!("| samples | missed | p50 | p95 | max | target |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {} | {missed} | {:.0} ms | {:.0} ms | {:.0} ms | p95 ≤ 2000 ms |",
-        times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.95),
-        times.last().copied().unwrap_or(0.0)
-    );
+    println!("| from | samples | missed | p50 | p95 | max | target |");
+    println!("|---|---|---|---|---|---|---|");
+    for (from, times) in [
+        ("her first frame", &mut first_frame),
+        ("the detector first finding her", &mut first_found),
+    ] {
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {from} | {} | {missed} | {:.0} ms | {:.0} ms | {:.0} ms | p95 ≤ 2000 ms |",
+            times.len(),
+            percentile(times, 0.5),
+            percentile(times, 0.95),
+            times.last().copied().unwrap_or(0.0)
+        );
+    }
 }
 
 fn main() {

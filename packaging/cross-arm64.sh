@@ -42,4 +42,13 @@ echo "cross-arm64: checking the binary under qemu-aarch64"
 export GST_REGISTRY_FORK=no
 qemu-aarch64-static "$bin" version
 qemu-aarch64-static "$bin" check-config config/edgecam.toml
+# The detector is in the arm64 build: run it on the test scene's photograph. The time is
+# qemu's emulation on this machine, not an arm64 CPU's.
+if [[ -f models/yolov3-tiny-320.onnx && -f scene/person.png ]]; then
+  conf="$(mktemp --suffix=.toml)"
+  printf '[detect]\nmodel = "%s"\n' "$PWD/models/yolov3-tiny-320.onnx" >"$conf"
+  echo "cross-arm64: the object detector under qemu-aarch64 (emulated: not a real arm64 CPU's time)"
+  qemu-aarch64-static "$bin" --config "$conf" detect scene/person.png --runs 3
+  rm -f "$conf"
+fi
 ls -l "$CARGO_TARGET_DIR"/debian/*arm64.deb

@@ -82,6 +82,18 @@ enum Command {
         #[arg(long, default_value = ".", requires = "images")]
         out: PathBuf,
     },
+    /// Run the object detector (the config's detect.model, labels and scores) on a
+    /// picture: what it finds, and how long an inference takes here
+    Detect {
+        /// A picture file (JPEG, PNG, …)
+        image: PathBuf,
+        /// Run the inference this many times and report the median
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// Every label the model knows, at detect.min_score
+        #[arg(long)]
+        all_labels: bool,
+    },
     /// Print the edgecam and GStreamer versions
     Version,
 }
@@ -124,6 +136,14 @@ fn main() -> ExitCode {
             check_config(&path)
         }
         Command::Run => run(&cli.config.clone().unwrap_or_else(default_config)),
+        Command::Detect {
+            ref image,
+            runs,
+            all_labels,
+        } => match load_config(&cli.config.clone().unwrap_or_else(default_config)) {
+            Ok(config) => cli::detect::run(&config, image, runs, all_labels),
+            Err(code) => code,
+        },
         Command::Trigger {
             duration,
             ref label,

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 0 s | 10 s | the ball |
 //! | 10 s | 30 s | nothing |
-//! | 40 s | 10 s | a person walks from left to right |
+//! | 40 s | 10 s | a person walks from right to left |
 //! | 50 s | 30 s | nothing |
 //!
 //! So a camera on the defaults records events that start and end, as a real scene would,
@@ -51,7 +51,7 @@ pub fn test_offset() -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
     Ball,
-    /// The person, this far across (0 = entering on the left, 1 = gone on the right).
+    /// The person, this far across (0 = entering on the right, 1 = gone on the left).
     Person(f32),
     Still,
 }
@@ -146,8 +146,10 @@ impl Scene {
                     .and_then(|p| p.current_caps())
                     .and_then(|c| c.structure(0).and_then(|s| s.get::<i32>("width").ok()))
                     .unwrap_or(0);
+                // From right to left: the photograph's left part, where she stands,
+                // comes into view first, so she is in view from the first frame.
                 let person = stage.property::<i32>("overlay-width");
-                let x = -person as f32 + across * (width + person) as f32;
+                let x = width as f32 - across * (width + person) as f32;
                 stage.set_property("offset-x", x.round() as i32);
                 stage.set_property("alpha", 1.0f64);
             }

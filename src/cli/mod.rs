@@ -1,6 +1,7 @@
 //! Subcommands of the `edgecam` binary that talk to a running daemon or read its data.
 
 pub mod clips;
+pub mod detect;
 pub mod playback;
 pub mod trigger;
 

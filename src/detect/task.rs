@@ -80,6 +80,11 @@ pub fn spawn(
             metrics.inference.observe(took.as_secs_f64());
             match result {
                 Ok(objects) => {
+                    debug!(
+                        found = objects.len(),
+                        took_ms = took.as_millis() as u64,
+                        "picture analysed"
+                    );
                     let found = Detections {
                         captured_at: frame.captured_at,
                         pts: frame.pts,

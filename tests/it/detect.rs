@@ -134,6 +134,57 @@ fn a_missing_or_corrupt_model_stops_the_daemon_at_start_naming_detect_model() {
     }
 }
 
+/// `edgecam detect PICTURE` says what the config's detector finds and how long it took;
+/// a picture it cannot read and a broken model are errors that say so.
+#[test]
+fn the_detect_command_names_what_it_finds_in_a_photo_and_the_time_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let detect = |model: &std::path::Path, picture: &std::path::Path| {
+        let text = format!(
+            "[detect]\nmodel = \"{}\"\nlabels = [\"person\", \"cat\"]\nmin_score = 0.2\n",
+            model.display()
+        );
+        let config = write_file(dir.path(), "edgecam.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "detect",
+                "--runs",
+                "2",
+            ])
+            .arg(picture)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), said)
+    };
+    let model = photos::model();
+    let (code, said) = detect(&model, &photos::photo("skimage-astronaut"));
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("person")), "{said}");
+    assert!(!said.lines().any(|l| l.starts_with("cat")), "{said}");
+    assert!(said.contains("inference: 2 run(s), median"), "{said}");
+    let (code, said) = detect(&model, &photos::photo("skimage-coffee"));
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("nothing found"),
+        "a cup is not a label asked for: {said}"
+    );
+    let text = write_file(dir.path(), "notes.txt", "not a picture");
+    let (code, said) = detect(&model, &text);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("notes.txt"), "{said}");
+    let broken = write_file(dir.path(), "broken.onnx", "not a model");
+    let (code, said) = detect(&broken, &photos::photo("skimage-astronaut"));
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("detect.model"), "{said}");
+}
+
 /// The time of the first clip the daemon lists, and the clip.
 fn first_clip(d: &Daemon) -> Option<Value> {
     clips(d).into_iter().next()
