@@ -256,14 +256,7 @@ fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> (f64, f64) {
         dir = dir.path().display(),
         model = model_path().display()
     );
-    let path = dir.path().join("edgecam.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = daemon(dir.path(), &config, &[("RUST_LOG", "warn")], false);
     std::thread::sleep(Duration::from_secs(5));
     let (cpu0, n0) = (process_cpu(child.id()), analysed(port));
     std::thread::sleep(Duration::from_secs(seconds));
@@ -271,6 +264,28 @@ fn daemon_cpu(scene: &str, detect: bool, seconds: u64) -> (f64, f64) {
     let _ = child.kill();
     let _ = child.wait();
     (cpu.as_secs_f64() / seconds as f64, n / seconds as f64)
+}
+
+/// Runs the daemon on `config` (written into `dir`) with `env`; its log piped to the
+/// caller when `log`, else dropped.
+fn daemon(
+    dir: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+    log: bool,
+) -> std::process::Child {
+    let path = dir.join("edgecam.toml");
+    std::fs::write(&path, config).unwrap();
+    let stderr = match log {
+        true => std::process::Stdio::piped(),
+        false => std::process::Stdio::null(),
+    };
+    std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .envs(env.iter().copied())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
 
 /// The daemon's count of pictures the detector analysed.
@@ -324,15 +339,11 @@ fn one_notification(
         dir = dir.path().display(),
         model = model_path().display()
     );
-    let path = dir.path().join("edgecam.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgecam"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info,edgecam::detect=debug")
-        .env("EDGECAM_SCENE_OFFSET_S", "37")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let env = [
+        ("RUST_LOG", "info,edgecam::detect=debug"),
+        ("EDGECAM_SCENE_OFFSET_S", "37"),
+    ];
+    let mut child = daemon(dir.path(), &config, &env, true);
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

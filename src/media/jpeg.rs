@@ -164,6 +164,25 @@ pub fn shrink(jpeg: &[u8], max: usize) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// The one picture a `… ! appsink name=sink` pipeline gives.
+    fn still(text: &str) -> Vec<u8> {
+        gst::init().unwrap();
+        let p = gst::parse::launch(text)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let sink = p
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let sample = sink.pull_sample().unwrap();
+        let bytes = sample.buffer().unwrap().map_readable().unwrap().to_vec();
+        p.set_state(gst::State::Null).unwrap();
+        bytes
+    }
+
     #[test]
     fn reads_the_size_from_the_frame_header() {
         // SOI, APP0 (length 4, 2 bytes of data), SOF0: length 11, precision 8,
@@ -180,24 +199,11 @@ mod tests {
 
     #[test]
     fn a_large_snapshot_is_scaled_under_the_limit() {
-        gst::init().unwrap();
         // A noisy 1920×1080 picture compresses badly: well over 128 KB at quality 95.
-        let text =
+        let big = still(
             "videotestsrc pattern=snow num-buffers=1 ! video/x-raw,width=1920,height=1080 ! \
-                    jpegenc quality=95 ! appsink name=sink";
-        let p = gst::parse::launch(text)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let sink = p
-            .by_name("sink")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        p.set_state(gst::State::Playing).unwrap();
-        let sample = sink.pull_sample().unwrap();
-        let big = sample.buffer().unwrap().map_readable().unwrap().to_vec();
-        p.set_state(gst::State::Null).unwrap();
+             jpegenc quality=95 ! appsink name=sink",
+        );
         assert!(big.len() > 128 * 1024, "{} bytes", big.len());
         let small = shrink(&big, 128 * 1024).unwrap();
         assert!(small.len() <= 128 * 1024);
@@ -229,28 +235,10 @@ mod tests {
 
     #[test]
     fn an_annotated_snapshot_is_a_jpeg_of_the_same_size_with_the_box_on_it() {
-        gst::init().unwrap();
-        let text = "videotestsrc pattern=black num-buffers=1 ! video/x-raw,width=640,height=360 ! \
-                    jpegenc ! appsink name=sink";
-        let p = gst::parse::launch(text)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let sink = p
-            .by_name("sink")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        p.set_state(gst::State::Playing).unwrap();
-        let black = sink
-            .pull_sample()
-            .unwrap()
-            .buffer()
-            .unwrap()
-            .map_readable()
-            .unwrap()
-            .to_vec();
-        p.set_state(gst::State::Null).unwrap();
+        let black = still(
+            "videotestsrc pattern=black num-buffers=1 ! video/x-raw,width=640,height=360 ! \
+             jpegenc ! appsink name=sink",
+        );
         let marked = annotate(&black, &[Rect::new(0.25, 0.25, 0.75, 0.75)]).unwrap();
         assert_eq!(jpeg_size(&marked), Some((640, 360)));
         let rgb = one_picture(
