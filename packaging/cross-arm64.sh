@@ -24,6 +24,16 @@ for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+# Debian 12's arm64 GStreamer -dev packages replace the amd64 ones (they cannot be
+# installed side by side): put the native ones back when this script ends, however it
+# ends, so native builds and tests keep working.
+native="$(dpkg --print-architecture)"
+restore() {
+  $sudo apt-get install -y -qq --no-install-recommends \
+    "libgstreamer-plugins-base1.0-dev:$native" "libgstreamer-plugins-bad1.0-dev:$native" \
+    "libgstreamer1.0-dev:$native" >/dev/null
+}
+trap restore EXIT
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 
