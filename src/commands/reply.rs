@@ -68,6 +68,8 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ObjectsReport {
     pub enabled: bool,
+    /// The model file in use (none while the detector is off).
+    pub model: Option<String>,
     pub trigger: &'static str,
     pub present: std::collections::BTreeMap<String, u32>,
     pub zones: std::collections::BTreeMap<String, u32>,

@@ -300,6 +300,7 @@ fn recorder_cfg(config: &Config) -> RecorderConfig {
             objects: config.detect.objects(),
             zones: config.zones.clone(),
             objects_trigger: config.trigger() == crate::config::EventTrigger::Objects,
+            model: config.detect.model.display().to_string(),
         }),
     }
 }

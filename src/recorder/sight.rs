@@ -19,6 +19,8 @@ pub struct SightConfig {
     pub zones: Vec<Zone>,
     /// Objects open events (`events.trigger = "objects"`); motion alone does not.
     pub objects_trigger: bool,
+    /// The model file, for the status.
+    pub model: String,
 }
 
 /// The detector's side of the recorder's dependencies.
@@ -37,6 +39,7 @@ pub(super) struct Sight {
     objects: Objects,
     zones: Vec<Zone>,
     objects_trigger: bool,
+    model: String,
     wanted: watch::Sender<bool>,
     metrics: DetectMetrics,
     /// When the current movement began: an event it leads to starts its clip before it.
@@ -53,6 +56,7 @@ impl Sight {
             objects: Objects::new(cfg.objects),
             zones: cfg.zones,
             objects_trigger: cfg.objects_trigger,
+            model: cfg.model,
             wanted,
             metrics,
             motion_began: None,
@@ -75,6 +79,7 @@ impl Sight {
         }
         ObjectsReport {
             enabled: true,
+            model: Some(self.model.clone()),
             trigger: if self.objects_trigger {
                 "objects"
             } else {
