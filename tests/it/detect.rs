@@ -254,7 +254,12 @@ fn the_test_scene_walking_person_opens_an_event_unless_her_zone_wants_only_cars(
     let (_, status) = d.command(r#"{"command":"status"}"#);
     let objects = &status["result"]["objects"];
     assert_eq!(objects["enabled"], true, "{status}");
-    assert!(objects["model"].as_str().is_some_and(|m| m.ends_with(".onnx")), "{status}");
+    assert!(
+        objects["model"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(".onnx")),
+        "{status}"
+    );
     assert!(clip["labels"]["person"].as_f64().unwrap() >= 0.2, "{clip}");
     let listed = |label: &str| {
         let (_, _, body) = d.get(&format!("/api/clips?label={label}")).unwrap();
