@@ -57,6 +57,17 @@ pub fn set_areas(config: &mut Config, areas: &Areas) {
     config.motion.masks = areas.motion_masks.clone();
 }
 
+/// What is wrong with `config` once `areas` replace its own, in the config file's words
+/// (`zones.polygon: …`): the rules of the config file, whoever draws the areas.
+pub fn areas_problems(config: &Config, areas: &Areas) -> Vec<String> {
+    let mut candidate = config.clone();
+    set_areas(&mut candidate, areas);
+    let problems = candidate.validate().into_iter();
+    problems
+        .map(|inv| format!("{}.{}: {}", inv.section, inv.key, inv.message))
+        .collect()
+}
+
 /// The areas file's text.
 pub fn areas_to_toml(areas: &Areas) -> Result<String, String> {
     let file = AreasFile {

@@ -86,16 +86,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }],
     };
     let drawn = super::areas_from_toml(&drawn).map_err(&invalid)?;
-    super::set_areas(&mut config, &drawn);
-    let problems: Vec<String> = config
-        .validate()
-        .into_iter()
-        .map(|inv| format!("{}.{}: {}", inv.section, inv.key, inv.message))
-        .collect();
-    match problems.is_empty() {
-        true => Ok(config),
-        false => Err(invalid(problems.join("; "))),
+    let problems = super::areas_problems(&config, &drawn);
+    if !problems.is_empty() {
+        return Err(invalid(problems.join("; ")));
     }
+    super::set_areas(&mut config, &drawn);
+    Ok(config)
 }
 
 /// Parses and validates config text; the pure part of [`load`].

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use areas::{
-    areas_from_toml, areas_of, areas_path, areas_to_toml, set_areas, write_areas, AREAS_FILE,
+    areas_from_toml, areas_of, areas_path, areas_problems, areas_to_toml, set_areas, write_areas,
+    AREAS_FILE,
 };
 pub use audio::{Audio, TALK_CHANNEL};
 pub use aws::{Aws, CredentialSource};

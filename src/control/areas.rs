@@ -99,13 +99,7 @@ async fn run(
 
 /// The problems `areas` would give the config in force, in the config file's words.
 pub fn problems(config: &Config, areas: &Areas, privacy_point: bool) -> Vec<String> {
-    let mut candidate = config.clone();
-    crate::config::set_areas(&mut candidate, areas);
-    let mut out: Vec<String> = candidate
-        .validate()
-        .into_iter()
-        .map(|inv| format!("{}.{}: {}", inv.section, inv.key, inv.message))
-        .collect();
+    let mut out = crate::config::areas_problems(config, areas);
     if !areas.privacy_masks.is_empty() && !privacy_point {
         out.push("camera.privacy_masks: this camera's pipeline file has no privacy point (an identity named \"privacy\" before its tee), so nothing can be masked".into());
     }
