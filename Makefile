@@ -35,6 +35,7 @@ bench: deps
 	cargo bench --locked --bench motion
 	cargo bench --locked --bench talk
 	cargo bench --locked --bench detect
+	cargo bench --locked --bench rtsp
 
 ## A thousand viewers coming and going: memory, descriptors and tasks before and after
 soak: deps

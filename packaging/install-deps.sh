@@ -12,6 +12,7 @@ runtime=(
   libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev
   libgstreamer-plugins-bad1.0-dev
+  libgstrtspserver-1.0-dev
   gstreamer1.0-tools
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good
@@ -89,5 +90,12 @@ if [[ "${1:-}" == "--test" ]]; then
     echo "install-deps: installing moto[server] into $moto" >&2
     python3 -m venv "$moto"
     "$moto/bin/pip" install -q 'moto[server]==5.2.1'
+  fi
+  # The ONVIF tests' client (onvif-zeep), every file pinned by sha256.
+  onvif="$HOME/.cache/edgecam/onvif"
+  if [[ ! -x "$onvif/bin/python" ]] || ! "$onvif/bin/python" -c 'import onvif' 2>/dev/null; then
+    echo "install-deps: installing onvif-zeep into $onvif" >&2
+    python3 -m venv "$onvif"
+    "$onvif/bin/pip" install -q --require-hashes -r "$repo/tests/it/support/onvif-requirements.txt"
   fi
 fi

@@ -168,11 +168,16 @@ pub const AAC_DELAY_SAMPLES: u64 = 1600;
 /// whose sound track must go on while the microphone is quiet. Runs a short pipeline:
 /// call from a blocking thread.
 pub fn silent_aac(format: &AudioFormat) -> Result<Bytes, CaptureError> {
+    silence(format.rate, format.channels).map(|(frame, _)| frame)
+}
+
+/// One AAC-LC frame of silence at `rate` and `channels`, and its format (the encoder's
+/// AudioSpecificConfig). Runs a short pipeline: call from a blocking thread.
+pub fn silence(rate: u32, channels: u32) -> Result<(Bytes, AudioFormat), CaptureError> {
     let text = format!(
         "audiotestsrc wave=silence num-buffers=6 samplesperbuffer={AAC_FRAME_SAMPLES} \
-         ! audio/x-raw,format=S16LE,layout=interleaved,rate={},channels={} ! voaacenc \
-         ! aacparse ! audio/mpeg,stream-format=raw ! appsink name=out sync=false",
-        format.rate, format.channels
+         ! audio/x-raw,format=S16LE,layout=interleaved,rate={rate},channels={channels} ! voaacenc \
+         ! aacparse ! audio/mpeg,stream-format=raw ! appsink name=out sync=false"
     );
     let fail = |message: String| CaptureError::Parse {
         path: "(silence)".into(),
@@ -190,14 +195,26 @@ pub fn silent_aac(format: &AudioFormat) -> Result<Bytes, CaptureError> {
     // The encoder's first frames carry its start-up; a later one is plain silence.
     let mut last = None;
     while let Ok(sample) = sink.pull_sample() {
-        if let Some(buffer) = sample.buffer() {
-            if let Ok(map) = buffer.map_readable() {
-                last = Some(Bytes::copy_from_slice(map.as_slice()));
+        if let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) {
+            if let (Ok(map), Ok(format)) = (buffer.map_readable(), format_of(caps, AudioCodec::Aac))
+            {
+                last = Some((Bytes::copy_from_slice(map.as_slice()), format));
             }
         }
     }
     let _ = pipeline.set_state(gst::State::Null);
     last.ok_or_else(|| fail("the encoder gave nothing".into()))
+}
+
+/// The caps of raw AAC-LC frames in `format` (for an `appsrc` that plays them).
+pub fn aac_caps(format: &AudioFormat) -> gst::Caps {
+    gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("rate", i32::try_from(format.rate).unwrap_or(48_000))
+        .field("channels", i32::try_from(format.channels).unwrap_or(1))
+        .field("codec_data", gst::Buffer::from_slice(format.config.clone()))
+        .build()
 }
 
 fn wire(

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::backoff::Backoff;
-pub use audio::AudioOutputs;
+pub use audio::{aac_caps, AudioOutputs};
 pub use pipeline::{check, check_privacy, Outputs, Pictures, Running};
 pub use task::{spawn, spawn_audio, CaptureHandle, CaptureState, TaskConfig};
 pub use template::PipelineSpec;

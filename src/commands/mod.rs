@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 pub use reply::{
     AudioReport, CommandError, MotionReport, ObjectsReport, Outcome, PlaybackUrl, Reply,
-    StatusReport,
+    RtspReport, StatusReport,
 };
 
 /// Longest timed recording a command may ask for.

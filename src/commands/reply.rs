@@ -60,6 +60,7 @@ pub struct StatusReport {
     pub audio: AudioReport,
     pub motion: MotionReport,
     pub objects: ObjectsReport,
+    pub rtsp: RtspReport,
 }
 
 /// What the object detector sees now: whether it runs, whether objects (rather than
@@ -92,6 +93,22 @@ pub struct MotionReport {
 pub struct AudioReport {
     pub enabled: bool,
     pub flowing: bool,
+}
+
+/// The RTSP server: whether it runs, its URL (without credentials), and its clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtspReport {
+    pub enabled: bool,
+    /// `rtsp://host:port/path`; the host is the listen address (`0.0.0.0` when it
+    /// listens on every address: use the camera's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// RTSP connections open now.
+    pub clients: u64,
+    /// Sessions set up to receive the stream now.
+    pub sessions: u64,
+    /// RTP bytes handed to clients since start.
+    pub bytes: u64,
 }
 
 /// The `playback` command's answer: an HLS URL of the camera's KVS stream.

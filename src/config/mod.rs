@@ -10,7 +10,9 @@ mod detect;
 mod live;
 mod load;
 mod mqtt;
+mod onvif;
 mod recording;
+mod rtsp;
 mod upload;
 mod web;
 
@@ -28,7 +30,9 @@ pub use detect::{Detect, SHIPPED_MODEL};
 pub use live::{Live, Signaling};
 pub use load::{load, parse, ConfigError, Problem};
 pub use mqtt::Mqtt;
+pub use onvif::Onvif;
 pub use recording::{EventTrigger, Events, Motion, Storage};
+pub use rtsp::Rtsp;
 pub use upload::{ImageFormat, Upload, UploadMode};
 pub use web::{TlsMode, Web, MIN_TOKEN_LEN};
 
@@ -82,6 +86,8 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub upload: Upload,
     pub web: Web,
+    pub rtsp: Rtsp,
+    pub onvif: Onvif,
     pub log: Log,
     /// `[[zones]]`: named areas and the labels that matter in each. Default none: the
     /// whole picture, every label of `detect.labels`.
@@ -321,6 +327,8 @@ impl Config {
             );
         }
         self.web.validate(&mut bad);
+        self.rtsp.validate(&self.web, &mut bad);
+        self.onvif.validate(&self.rtsp, &mut bad);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log",

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::capture::{audio, Heartbeat};
-use crate::commands::{Command, CommandError, Outcome};
+use crate::commands::{Command, CommandError, Outcome, RtspReport};
 use crate::events::TriggerKind;
 use crate::recorder::{RecorderCommand, RecorderHandle, RecorderStatus};
 use crate::upload::CloudPlayback;
@@ -25,6 +25,8 @@ pub struct Commands {
     audio: Option<Heartbeat>,
     /// Zones and masks changed while the camera runs.
     areas: Option<areas::AreasHandle>,
+    /// The RTSP server's state, when it runs.
+    rtsp: Option<watch::Receiver<RtspReport>>,
 }
 
 impl Commands {
@@ -34,6 +36,7 @@ impl Commands {
             playback,
             audio: None,
             areas: None,
+            rtsp: None,
         }
     }
 
@@ -51,6 +54,12 @@ impl Commands {
     /// `status` then reports the audio pipeline behind `heartbeat`.
     pub fn with_audio(mut self, heartbeat: Option<Heartbeat>) -> Self {
         self.audio = heartbeat;
+        self
+    }
+
+    /// `status` then reports the RTSP server behind `report`.
+    pub fn with_rtsp(mut self, report: watch::Receiver<RtspReport>) -> Self {
+        self.rtsp = Some(report);
         self
     }
 
@@ -81,6 +90,9 @@ impl Commands {
         let mut outcome = self.recorder.execute(source, to_recorder).await?;
         if let Outcome::Status(report) = &mut outcome {
             report.audio = audio::report(self.audio.as_ref(), Instant::now());
+            if let Some(rtsp) = &self.rtsp {
+                report.rtsp = rtsp.borrow().clone();
+            }
         }
         Ok(outcome)
     }

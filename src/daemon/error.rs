@@ -37,6 +37,8 @@ pub enum DaemonError {
     Detect(#[from] crate::detect::DetectError),
     #[error(transparent)]
     Speaker(#[from] crate::speaker::PlaybackError),
+    #[error(transparent)]
+    Rtsp(#[from] crate::rtsp::RtspError),
     #[error("upload: {0}")]
     Upload(#[source] crate::aws::AwsError),
     #[error("cannot install signal handlers: {0}")]

@@ -164,9 +164,20 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         recorder: recorder.clone(),
         privacy: privacy_tx,
     });
-    let commands = Commands::new(recorder, playback)
+    let rtsp_settings = crate::rtsp::RtspSettings::from_config(config, audio.is_some());
+    let mqtt_settings = mqtt_settings.map(|mut m| {
+        m.rtsp_url = rtsp_settings
+            .as_ref()
+            .map(crate::rtsp::RtspSettings::advertised_url);
+        m
+    });
+    let (rtsp_report, rtsp_report_rx) = watch::channel(crate::commands::RtspReport::default());
+    let mut commands = Commands::new(recorder, playback)
         .with_audio(audio.as_ref().map(|a| a.heartbeat.clone()))
         .with_areas(areas);
+    if rtsp_settings.is_some() {
+        commands = commands.with_rtsp(rtsp_report_rx);
+    }
 
     let (index2, dir2) = (index.clone(), data_dir.clone());
     let limits = retention_limits(config);
@@ -208,6 +219,21 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
             Ok::<_, DaemonError>(((p.lan, p.viewers), p.tasks))
         })
         .await?;
+    if let Some(settings) = rtsp_settings {
+        let deps = crate::rtsp::RtspDeps {
+            frames: outputs.frames.clone(),
+            aac: audio.as_ref().map(|a| a.aac.clone()),
+            capture: capture.clone(),
+            metrics: metrics.rtsp.clone(),
+            report: rtsp_report,
+        };
+        parts
+            .try_start("rtsp", |stop| async move {
+                let tasks = crate::rtsp::start(settings, deps, stop).await?;
+                Ok::<_, DaemonError>(((), tasks))
+            })
+            .await?;
+    }
     if let (Some(settings), Some(outbox)) = (mqtt_settings, outbox) {
         let deps = mqtt::MqttDeps {
             index: index.clone(),
@@ -252,6 +278,19 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
     parts.start("recorder", |stop| {
         ((), vec![tokio::spawn(recorder_task.run(stop))])
     });
+    let onvif =
+        crate::onvif::identity::from_config(config, https.is_some(), audio.is_some()).map(Arc::new);
+    if let Some(o) = onvif
+        .as_ref()
+        .filter(|_| config.onvif.discovery_on(&config.web))
+    {
+        let web_addr = listen_addr(&listener, config);
+        let bind = std::net::SocketAddr::new(web_addr.ip(), config.onvif.discovery_port);
+        let id = crate::onvif::identity::discovery_identity(o, web_addr.port());
+        parts.start("discovery", |stop| {
+            ((), vec![crate::onvif::discovery::spawn(bind, id, stop)])
+        });
+    }
     let web_state = WebState {
         metrics,
         heartbeat: heartbeat.clone(),
@@ -269,6 +308,7 @@ pub async fn start(config: &Config, o: Opened) -> Result<Started, DaemonError> {
         )),
         hosts: Arc::new(hosts),
         talk: speaker.as_ref().map(speaker::SpeakerHandle::state),
+        onvif,
     };
     let tls = https.map(|h| h.config);
     let limits = web::Limits {

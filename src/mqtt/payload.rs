@@ -57,6 +57,10 @@ impl Topics {
     pub fn talk(&self) -> String {
         format!("{}/talk", self.prefix)
     }
+    /// `<prefix>/rtsp`: the camera's RTSP URL (no credentials), retained.
+    pub fn rtsp(&self) -> String {
+        format!("{}/rtsp", self.prefix)
+    }
     /// The subscription for commands.
     pub fn commands(&self) -> String {
         format!("{}/cmd/+", self.prefix)
@@ -240,12 +244,14 @@ pub fn word(
 
 /// Home Assistant discovery configs: `(topic, payload)`, all retained, all tied to the
 /// availability topic; with the detector on, an occupancy binary sensor and a count
-/// sensor for each of its `labels` and each of its `zones`.
+/// sensor for each of its `labels` and each of its `zones`; with RTSP on, a diagnostic
+/// sensor showing its URL (`rtsp`) for Home Assistant's generic camera or go2rtc.
 pub fn discovery(
     t: &Topics,
     camera: &str,
     labels: &[String],
     zones: &[String],
+    rtsp: bool,
 ) -> Vec<(String, Value)> {
     let device = json!({
         "identifiers": [format!("edgecam_{camera}")],
@@ -357,6 +363,19 @@ pub fn discovery(
             ),
         ),
     ]);
+    if rtsp {
+        configs.push((
+            format!("homeassistant/sensor/{node}/rtsp/config"),
+            merge(
+                common("RTSP stream", "rtsp"),
+                json!({
+                    "state_topic": t.rtsp(),
+                    "entity_category": "diagnostic",
+                    "icon": "mdi:cctv",
+                }),
+            ),
+        ));
+    }
     configs
 }
 
@@ -497,7 +516,7 @@ mod tests {
         let t = Topics {
             prefix: "edgecam/cam-1".into(),
         };
-        let configs = discovery(&t, "cam-1", &[], &[]);
+        let configs = discovery(&t, "cam-1", &[], &[], false);
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             topics,
@@ -519,8 +538,13 @@ mod tests {
         assert!(crate::commands::parse(press.as_bytes(), Some("record")).is_ok());
         // With the detector on: a binary sensor on each label's own topic and a count.
         let labels = ["person".to_owned(), "traffic light".to_owned()];
-        let configs = discovery(&t, "cam-1", &labels, &["front yard".to_owned()]);
-        assert_eq!(configs.len(), 10);
+        let configs = discovery(&t, "cam-1", &labels, &["front yard".to_owned()], true);
+        assert_eq!(configs.len(), 11);
+        // With RTSP on, last: a diagnostic sensor showing its URL.
+        let (topic, rtsp) = &configs[10];
+        assert_eq!(topic, "homeassistant/sensor/cam_1/rtsp/config");
+        assert_eq!(rtsp["state_topic"], "edgecam/cam-1/rtsp");
+        assert_eq!(rtsp["entity_category"], "diagnostic");
         let (topic, person) = &configs[0];
         assert_eq!(topic, "homeassistant/binary_sensor/cam_1/person/config");
         assert_eq!(person["state_topic"], "edgecam/cam-1/person");

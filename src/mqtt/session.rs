@@ -165,7 +165,10 @@ impl<'a> Connection<'a> {
                 ev = self.eventloop.poll() => self.on_event(ev?).await,
                 _ = self.deps.outbox.queued.notified(), if self.connected => self.top_up().await,
                 Some((topic, body)) = replies.recv(), if self.connected => {
-                    self.publish(topic, body, false, None);
+                    // Pictures are kept: Home Assistant's camera shows the last one
+                    // after it restarts.
+                    let retain = topic == self.s.topics.snapshot();
+                    self.publish(topic, body, retain, None);
                 }
                 _ = state_tick.tick(), if self.connected => self.maybe_state(false).await,
                 Ok(()) = self.best_shot.changed(), if self.connected => self.event_picture(),
@@ -308,9 +311,13 @@ impl<'a> Connection<'a> {
 
     fn discovery(&mut self) {
         let s = self.s;
-        let configs = payload::discovery(&s.topics, &s.client_id, &s.labels, &s.zones);
+        let rtsp = s.rtsp_url.is_some();
+        let configs = payload::discovery(&s.topics, &s.client_id, &s.labels, &s.zones, rtsp);
         for (topic, config) in configs {
             self.publish(topic, config.to_string().into_bytes(), true, None);
+        }
+        if let Some(url) = &s.rtsp_url {
+            self.publish(s.topics.rtsp(), url.clone().into_bytes(), true, None);
         }
     }
 

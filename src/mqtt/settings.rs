@@ -33,6 +33,9 @@ pub struct MqttSettings {
     /// The `[[zones]]`' names (`[detect]` on): each gets `<prefix>/zone/<name>` and a
     /// Home Assistant sensor.
     pub zones: Vec<String>,
+    /// The RTSP URL (no credentials) when `[rtsp]` is on: Home Assistant's discovery
+    /// shows it, retained on `<prefix>/rtsp`.
+    pub rtsp_url: Option<String>,
 }
 
 /// The session settings from the config, with the TLS files loaded and checked; `None`
@@ -70,6 +73,8 @@ pub fn settings(
             true => config.zones.iter().map(|z| z.name.clone()).collect(),
             false => Vec::new(),
         },
+        // The daemon fills it in: it knows the RTSP server's address.
+        rtsp_url: None,
     }))
 }
 

@@ -111,16 +111,6 @@ pub fn final_path(part: &Path) -> PathBuf {
     part.with_extension("")
 }
 
-fn aac_caps(format: &AudioFormat) -> gst::Caps {
-    gst::Caps::builder("audio/mpeg")
-        .field("mpegversion", 4i32)
-        .field("stream-format", "raw")
-        .field("rate", i32::try_from(format.rate).unwrap_or(48_000))
-        .field("channels", i32::try_from(format.channels).unwrap_or(1))
-        .field("codec_data", gst::Buffer::from_slice(format.config.clone()))
-        .build()
-}
-
 impl ClipWriter {
     /// Starts writing `<final_path>.part`, with an AAC track of `audio` when given.
     pub fn create(final_path: &Path, audio: Option<&AudioFormat>) -> Result<Self, ClipError> {
@@ -165,7 +155,7 @@ impl ClipWriter {
         let audio = match audio {
             Some(format) => {
                 let asrc = gst_app::AppSrc::builder()
-                    .caps(&aac_caps(format))
+                    .caps(&crate::capture::aac_caps(format))
                     .format(gst::Format::Time)
                     .is_live(true)
                     .max_bytes(0)

@@ -395,6 +395,8 @@ impl Recorder {
                         trigger: "motion",
                         ..Default::default()
                     }),
+                // The dispatcher knows about the RTSP server too.
+                rtsp: Default::default(),
             })),
         }
     }

@@ -29,7 +29,15 @@ pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Sessions kept at most; the oldest goes first.
 const MAX_SESSIONS: usize = 64;
 /// Paths that answer without a credential.
-pub const PUBLIC: &[&str] = &["/healthz", "/login"];
+pub const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/login",
+    // ONVIF authenticates by its own WS-Security (NVRs cannot log in); the snapshot
+    // URI it hands out by HTTP Basic with the same user and password.
+    "/onvif/device_service",
+    "/onvif/media_service",
+    "/onvif/snapshot.jpg",
+];
 
 /// The credential check, shared by the server's connections.
 #[derive(Debug)]

@@ -5,8 +5,10 @@ mod api;
 mod areas;
 pub mod auth;
 pub mod https;
+mod onvif;
 pub mod origin;
 mod serve;
+mod snapshot;
 mod state;
 mod throttle;
 
@@ -39,7 +41,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/live", get(live_status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/snapshot.jpg", get(snapshot))
+        .route("/api/snapshot.jpg", get(snapshot::latest))
         .route("/api/commands", axum::routing::post(api::command))
         .route("/api/clips", get(api::clips))
         .route("/api/clips/{file}", get(api::clip))
@@ -47,6 +49,9 @@ pub fn router(state: WebState) -> Router {
         .route("/signaling", get(signaling))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", axum::routing::post(auth::logout))
+        .route("/onvif/device_service", axum::routing::post(onvif::service))
+        .route("/onvif/media_service", axum::routing::post(onvif::service))
+        .route("/onvif/snapshot.jpg", get(onvif::snapshot))
         .fallback(not_found)
         // Over every route and the fallback: a route added later is protected too.
         .layer(axum::middleware::from_fn_with_state(
@@ -104,31 +109,6 @@ async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
-}
-
-async fn snapshot(State(s): State<WebState>) -> Response {
-    let latest = s.snapshot.borrow().clone();
-    match latest {
-        Some(snap) => (
-            [
-                (header::CONTENT_TYPE, "image/jpeg".to_string()),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-                (
-                    header::LAST_MODIFIED,
-                    snap.captured_at
-                        .format("%a, %d %b %Y %H:%M:%S GMT")
-                        .to_string(),
-                ),
-            ],
-            snap.jpeg,
-        )
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no snapshot yet: the camera has not produced one\n",
-        )
-            .into_response(),
-    }
 }
 
 async fn viewer_page() -> impl IntoResponse {

@@ -25,6 +25,11 @@ pub struct Hosts {
 }
 
 impl Hosts {
+    /// The address the server listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// `listen` and `web.hosts`, plus `localhost` and this machine's hostname.
     pub fn new(listen: SocketAddr, configured: &[String]) -> Self {
         let mut names: Vec<String> = configured.iter().map(|h| h.to_lowercase()).collect();

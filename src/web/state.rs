@@ -35,6 +35,8 @@ pub struct WebState {
     pub hosts: Arc<Hosts>,
     /// Who talks through the speaker, when the camera has one.
     pub talk: Option<watch::Receiver<crate::speaker::TalkState>>,
+    /// The ONVIF services, when `[onvif]` is on.
+    pub onvif: Option<Arc<crate::onvif::Onvif>>,
 }
 
 impl FromRef<WebState> for Arc<Auth> {

@@ -660,3 +660,52 @@ async fn a_person_event_carries_its_label_her_topic_turns_on_and_her_snapshot_fo
         .await;
     assert!(told.first().is_some_and(|x| x.retain && x.text() == "OFF"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_is_told_the_rtsp_url_and_keeps_the_last_picture() {
+    let s = setup().await;
+    let port = support::free_port();
+    let _d = daemon(
+        &s,
+        &format!("home_assistant = true\n[rtsp]\nenabled = true\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let url = s
+        .observer
+        .wait("edgecam/cam1/rtsp", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert_eq!(url[0].text(), format!("rtsp://127.0.0.1:{port}/live"));
+    let sensor = s
+        .observer
+        .wait(
+            "homeassistant/sensor/cam1/rtsp/config",
+            Duration::from_secs(5),
+            |m| !m.is_empty(),
+        )
+        .await;
+    assert_eq!(sensor[0].json()["state_topic"], "edgecam/cam1/rtsp");
+    // A picture is kept by the broker: a Home Assistant that starts later shows it.
+    s.observer
+        .publish("edgecam/cam1/cmd/snapshot", r#"{"id":"ha"}"#)
+        .await;
+    s.observer
+        .wait("edgecam/cam1/snapshot", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    let topics = ["edgecam/cam1/snapshot", "edgecam/cam1/rtsp"];
+    let late = Observer::start_as(&s.broker, &s.pki, "late-observer", &topics).await;
+    let kept = late
+        .wait("edgecam/cam1/snapshot", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert!(kept[0].retain && kept[0].payload.starts_with(&[0xFF, 0xD8]));
+    let kept = late
+        .wait("edgecam/cam1/rtsp", Duration::from_secs(10), |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert!(kept[0].retain, "the RTSP URL is kept too");
+}

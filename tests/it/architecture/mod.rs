@@ -12,14 +12,14 @@ use crate::support::repo;
 /// The layers, lowest first (ARCHITECTURE.md explains each). A module may import only
 /// modules on a lower layer, never one beside or above it.
 const LAYERS: &[&[&str]] = &[
-    &["backoff", "clock", "tls", "events"],
+    &["backoff", "clock", "tls", "events", "net"],
     &["commands", "media", "config"],
     &["metrics", "index", "aws"],
     &["capture", "detect", "speaker"],
     &["recorder"],
     &["upload"],
     &["control"],
-    &["mqtt", "live"],
+    &["mqtt", "live", "rtsp", "onvif"],
     &["web"],
     &["daemon"],
     &["cli", "main"],

@@ -166,8 +166,14 @@ pub async fn try_connect(broker: &Broker, pki: &Pki, leaf: Option<&Leaf>) -> Res
 
 impl Observer {
     pub async fn start(broker: &Broker, pki: &Pki, filters: &[&str]) -> Self {
+        Self::start_as(broker, pki, "observer", filters).await
+    }
+
+    /// A second observer beside the first needs its own client id (a broker closes the
+    /// older of two sessions with one id).
+    pub async fn start_as(broker: &Broker, pki: &Pki, id: &str, filters: &[&str]) -> Self {
         let leaf = client_leaf(pki, "observer");
-        let mut o = MqttOptions::new("observer", "127.0.0.1", broker.port);
+        let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
         o.set_clean_session(false);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(512 * 1024, 512 * 1024);

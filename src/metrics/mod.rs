@@ -14,6 +14,9 @@ use std::sync::atomic::AtomicU64;
 
 use crate::media::{AudioCodec, FrameBus};
 
+mod rtsp;
+pub use rtsp::RtspMetrics;
+
 /// Counters the capture path increments. Clones share the same values.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureCounters {
@@ -187,6 +190,7 @@ pub struct Metrics {
     pub detect: DetectMetrics,
     pub web: WebMetrics,
     pub talk: TalkMetrics,
+    pub rtsp: RtspMetrics,
 }
 
 impl Metrics {
@@ -380,6 +384,8 @@ impl Metrics {
             "1 while a viewer talks through the speaker",
             talk.talking.clone(),
         );
+        let rtsp = RtspMetrics::default();
+        rtsp.register(&mut registry);
         Self {
             registry,
             capture,
@@ -391,6 +397,7 @@ impl Metrics {
             detect,
             web,
             talk,
+            rtsp,
         }
     }
 

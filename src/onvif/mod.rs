@@ -1,0 +1,156 @@
+//! ONVIF Profile S, the part NVRs and Home Assistant use to add a camera: the Device and
+//! Media services (SOAP 1.2 at `/onvif/device_service` and `/onvif/media_service` on the
+//! local HTTP server, authenticated by WS-Security UsernameToken rather than the web
+//! login) and WS-Discovery (`discovery`). The stream it points at is the RTSP server's.
+//!
+//! `Onvif::answer` is pure: request bytes, the address the client used and the time in;
+//! an HTTP status and a SOAP body out. Bad XML gets a fault, never a panic.
+
+pub mod answers;
+pub mod auth;
+pub mod discovery;
+pub mod identity;
+pub mod soap;
+
+use chrono::{DateTime, Utc};
+
+pub use answers::{Camera, Reached};
+
+use soap::{TDS, TRT};
+
+/// The ONVIF services of one camera.
+#[derive(Debug, Clone)]
+pub struct Onvif {
+    pub camera: Camera,
+    /// User and password every operation but the pre-authentication ones needs;
+    /// `None`: none (a camera only this machine reaches).
+    pub credentials: Option<(String, String)>,
+}
+
+/// An answer: HTTP status and SOAP envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    fn ok(body: String) -> Self {
+        Self {
+            status: 200,
+            body: soap::envelope(&body),
+        }
+    }
+    fn fault(status: u16, code: &str, subcode: &str, reason: &str) -> Self {
+        Self {
+            status,
+            body: soap::fault(code, subcode, reason),
+        }
+    }
+}
+
+/// Operations the ONVIF Core spec lets anyone call (access class PRE_AUTH).
+const PRE_AUTH: &[&str] = &[
+    "GetSystemDateAndTime",
+    "GetCapabilities",
+    "GetServices",
+    "GetServiceCapabilities",
+    "GetHostname",
+    "GetWsdlUrl",
+    "GetEndpointReference",
+];
+
+impl Onvif {
+    /// Answers one SOAP request.
+    pub fn answer(&self, body: &[u8], at: &Reached, now: DateTime<Utc>) -> Answer {
+        let request = match soap::parse(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return Answer::fault(400, "env:Sender", "ter:WellFormed", &e.to_string());
+            }
+        };
+        let op = request.operation.as_str();
+        if !PRE_AUTH.contains(&op) && !self.authorized(&request) {
+            return Answer::fault(
+                400,
+                "env:Sender",
+                "ter:NotAuthorized",
+                "Sender not Authorized",
+            );
+        }
+        let c = &self.camera;
+        let body = match (request.namespace.as_str(), op) {
+            (TDS, "GetSystemDateAndTime") => answers::system_date_and_time(now),
+            (TDS, "GetDeviceInformation") => answers::device_information(c),
+            (TDS, "GetCapabilities") => answers::capabilities(c, at),
+            (TDS, "GetServices") => {
+                let with = request.argument("IncludeCapability") == Some("true");
+                answers::services(c, at, with)
+            }
+            (TDS, "GetServiceCapabilities") => device_service_capabilities(),
+            (TDS, "GetNetworkInterfaces") => answers::network_interfaces(c, at),
+            (TDS, "GetScopes") => answers::get_scopes(c),
+            (TDS, "GetHostname") => answers::hostname(c),
+            (TRT, "GetServiceCapabilities") => answers::media_service_capabilities(),
+            (TRT, "GetProfiles") => answers::profiles(c),
+            (TRT, "GetVideoSources") => answers::video_sources(c),
+            (TRT, "GetProfile" | "GetStreamUri" | "GetSnapshotUri") => {
+                if request.argument("ProfileToken") != Some(answers::PROFILE) {
+                    return Answer::fault(
+                        400,
+                        "env:Sender",
+                        "ter:InvalidArgVal",
+                        &format!(
+                            "no such profile; the camera's one profile is \"{}\"",
+                            answers::PROFILE
+                        ),
+                    );
+                }
+                match op {
+                    "GetProfile" => answers::get_profile(c),
+                    "GetStreamUri" => answers::media_uri("GetStreamUriResponse", &at.stream_uri(c)),
+                    _ => answers::media_uri("GetSnapshotUriResponse", &at.snapshot_uri(c)),
+                }
+            }
+            _ => {
+                return Answer::fault(
+                    500,
+                    "env:Receiver",
+                    "ter:ActionNotSupported",
+                    &format!("Optional Action Not Implemented: {op}"),
+                );
+            }
+        };
+        Answer::ok(body)
+    }
+
+    fn authorized(&self, request: &soap::Request) -> bool {
+        match (&self.credentials, &request.token) {
+            (None, _) => true,
+            (Some((user, password)), Some(token)) => auth::verify(token, user, password),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether HTTP Basic credentials (`user:password`, decoded) are the camera's: the
+    /// snapshot URI's authentication, as NVRs fetch it.
+    pub fn basic_ok(&self, user: &str, password: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        match &self.credentials {
+            None => true,
+            Some((u, p)) => u == user && bool::from(p.as_bytes().ct_eq(password.as_bytes())),
+        }
+    }
+}
+
+fn device_service_capabilities() -> String {
+    "<tds:GetServiceCapabilitiesResponse><tds:Capabilities>\
+     <tds:Network IPFilter=\"false\" ZeroConfiguration=\"false\" IPVersion6=\"false\" DynDNS=\"false\"/>\
+     <tds:Security UsernameToken=\"true\" HttpDigest=\"false\"/>\
+     <tds:System DiscoveryResolve=\"false\" DiscoveryBye=\"true\" RemoteDiscovery=\"false\"/>\
+     </tds:Capabilities></tds:GetServiceCapabilitiesResponse>"
+        .into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! The ONVIF routes: the Device and Media services (SOAP, authenticated by their own
+//! WS-Security, so they are public to `web::auth`) and the snapshot URI they hand out
+//! (HTTP Basic with the same user and password, as NVRs fetch it). 404 while `[onvif]`
+//! is off.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::state::WebState;
+use crate::onvif::Reached;
+
+fn off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "ONVIF is off: set [onvif] enabled = true\n",
+    )
+        .into_response()
+}
+
+/// Where the client reached us, from its `Host` header (else the listen address).
+fn reached(headers: &HeaderMap, s: &WebState) -> Reached {
+    let listen = s.hosts.listen();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (name, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => {
+            (h.to_owned(), p.parse().unwrap_or(listen.port()))
+        }
+        _ if !host.is_empty() => (host.to_owned(), listen.port()),
+        _ => (listen.ip().to_string(), listen.port()),
+    };
+    Reached { host: name, port }
+}
+
+/// `POST /onvif/device_service` and `/onvif/media_service` (either takes either
+/// service's operations: the namespace says which).
+pub async fn service(State(s): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(onvif) = &s.onvif else {
+        return off();
+    };
+    let at = reached(&headers, &s);
+    let answer = onvif.answer(&body, &at, chrono::Utc::now());
+    if answer.status != 200 {
+        tracing::debug!(
+            status = answer.status,
+            "ONVIF request answered with a fault"
+        );
+    }
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/soap+xml; charset=utf-8")],
+        answer.body,
+    )
+        .into_response()
+}
+
+/// The user and password of an `Authorization: Basic` header.
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// `GET /onvif/snapshot.jpg`: the latest snapshot for ONVIF clients.
+pub async fn snapshot(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(onvif) = &s.onvif else {
+        return off();
+    };
+    let allowed = match basic(&headers) {
+        Some((user, password)) => onvif.basic_ok(&user, &password),
+        None => onvif.credentials.is_none(),
+    };
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"edgecam\"")],
+            "the camera's RTSP/ONVIF user and password are needed\n",
+        )
+            .into_response();
+    }
+    super::snapshot::latest(State(s)).await
+}
