@@ -15,7 +15,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 # The arm64 plugins are only for checking the binary's pipelines under qemu.
 need=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgstreamer1.0-dev:arm64
-      libgstreamer-plugins-base1.0-dev:arm64 qemu-user-static
+      libgstreamer-plugins-base1.0-dev:arm64 libgstrtspserver-1.0-dev:arm64 qemu-user-static
       gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64
       gstreamer1.0-plugins-ugly:arm64 gstreamer1.0-plugins-bad:arm64
       gstreamer1.0-alsa:arm64)
@@ -31,7 +31,7 @@ native="$(dpkg --print-architecture)"
 restore() {
   $sudo apt-get install -y -qq --no-install-recommends \
     "libgstreamer-plugins-base1.0-dev:$native" "libgstreamer-plugins-bad1.0-dev:$native" \
-    "libgstreamer1.0-dev:$native" >/dev/null
+    "libgstreamer1.0-dev:$native" "libgstrtspserver-1.0-dev:$native" >/dev/null
 }
 trap restore EXIT
 rustup target add aarch64-unknown-linux-gnu >/dev/null

@@ -51,6 +51,13 @@ impl Reached {
     pub fn media_xaddr(&self, c: &Camera) -> String {
         format!("{}/onvif/media_service", self.base(c))
     }
+    pub fn events_xaddr(&self, c: &Camera) -> String {
+        format!("{}/onvif/events_service", self.base(c))
+    }
+    /// Subscriptions live under this, one path each.
+    pub fn subscription_base(&self, c: &Camera) -> String {
+        format!("{}/onvif/subscription", self.base(c))
+    }
     pub fn stream_uri(&self, c: &Camera) -> String {
         format!("rtsp://{}:{}/{}", self.host, c.rtsp_port, c.rtsp_path)
     }
@@ -96,14 +103,21 @@ pub fn device_information(c: &Camera) -> String {
 }
 
 pub fn capabilities(c: &Camera, at: &Reached) -> String {
+    // The schema's order: Analytics, Device, Events, Imaging, Media, PTZ.
     format!(
         "<tds:GetCapabilitiesResponse><tds:Capabilities>\
          <tt:Device><tt:XAddr>{}</tt:XAddr></tt:Device>\
+         <tt:Events><tt:XAddr>{}</tt:XAddr>\
+         <tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>\
+         <tt:WSPullPointSupport>true</tt:WSPullPointSupport>\
+         <tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport>\
+         </tt:Events>\
          <tt:Media><tt:XAddr>{}</tt:XAddr><tt:StreamingCapabilities>\
          <tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>\
          <tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>\
          </tds:Capabilities></tds:GetCapabilitiesResponse>",
         esc(&at.device_xaddr(c)),
+        esc(&at.events_xaddr(c)),
         esc(&at.media_xaddr(c))
     )
 }
@@ -129,7 +143,7 @@ pub fn services(c: &Camera, at: &Reached, with_capabilities: bool) -> String {
         )
     };
     format!(
-        "<tds:GetServicesResponse>{}{}</tds:GetServicesResponse>",
+        "<tds:GetServicesResponse>{}{}{}</tds:GetServicesResponse>",
         service(
             super::soap::TDS,
             at.device_xaddr(c),
@@ -139,7 +153,15 @@ pub fn services(c: &Camera, at: &Reached, with_capabilities: bool) -> String {
              SystemBackup=\"false\" SystemLogging=\"false\" FirmwareUpgrade=\"false\"/></tds:Capabilities>"
         ),
         service(super::soap::TRT, at.media_xaddr(c), media_capabilities()),
+        service(super::soap::TEV, at.events_xaddr(c), events_capabilities()),
     )
+}
+
+/// The events service's capabilities.
+pub fn events_capabilities() -> &'static str {
+    "<tev:Capabilities WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" \
+     WSPausableSubscriptionManagerInterfaceSupport=\"false\" MaxNotificationProducers=\"0\" \
+     MaxPullPoints=\"16\"/>"
 }
 
 pub fn media_service_capabilities() -> String {

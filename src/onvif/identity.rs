@@ -108,10 +108,7 @@ pub fn from_config(config: &Config, https: bool, audio: bool) -> Option<Onvif> {
         rtsp_path: config.rtsp.path.clone(),
         scheme: if https { "https" } else { "http" },
     };
-    Some(Onvif {
-        camera,
-        credentials: config.rtsp.credentials(&config.web),
-    })
+    Some(Onvif::new(camera, config.rtsp.credentials(&config.web)))
 }
 
 /// What discovery says, for the HTTP server on `port`.

@@ -8,7 +8,9 @@
 
 pub mod answers;
 pub mod auth;
+mod call;
 pub mod discovery;
+pub mod events;
 pub mod identity;
 pub mod soap;
 
@@ -16,37 +18,19 @@ use chrono::{DateTime, Utc};
 
 pub use answers::{Camera, Reached};
 
-use soap::{TDS, TRT};
+use soap::{TDS, TEV, TRT, WSNT};
+
+pub use call::{Answer, Call, Reply, Scene};
 
 /// The ONVIF services of one camera.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Onvif {
     pub camera: Camera,
     /// User and password every operation but the pre-authentication ones needs;
     /// `None`: none (a camera only this machine reaches).
     pub credentials: Option<(String, String)>,
-}
-
-/// An answer: HTTP status and SOAP envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-}
-
-impl Answer {
-    fn ok(body: String) -> Self {
-        Self {
-            status: 200,
-            body: soap::envelope(&body),
-        }
-    }
-    fn fault(status: u16, code: &str, subcode: &str, reason: &str) -> Self {
-        Self {
-            status,
-            body: soap::fault(code, subcode, reason),
-        }
-    }
+    /// The Events service's pull-point subscriptions.
+    pub subscriptions: events::Subscriptions,
 }
 
 /// Operations the ONVIF Core spec lets anyone call (access class PRE_AUTH).
@@ -61,23 +45,52 @@ const PRE_AUTH: &[&str] = &[
 ];
 
 impl Onvif {
-    /// Answers one SOAP request.
+    pub fn new(camera: Camera, credentials: Option<(String, String)>) -> Self {
+        Self {
+            camera,
+            credentials,
+            subscriptions: events::Subscriptions::default(),
+        }
+    }
+
+    /// Answers one SOAP request of the Device or Media service (never waits).
     pub fn answer(&self, body: &[u8], at: &Reached, now: DateTime<Utc>) -> Answer {
-        let request = match soap::parse(body) {
+        let call = Call {
+            body,
+            at,
+            subscription: None,
+            scene: Scene::default(),
+            may_wait: false,
+        };
+        match self.reply(&call, now) {
+            Reply::Now(a) => a,
+            Reply::Wait(_) => Answer::fault(500, "env:Receiver", "ter:Action", "no answer"),
+        }
+    }
+
+    /// Answers one SOAP request of any service.
+    pub fn reply(&self, call: &Call, now: DateTime<Utc>) -> Reply {
+        let request = match soap::parse(call.body) {
             Ok(r) => r,
             Err(e) => {
-                return Answer::fault(400, "env:Sender", "ter:WellFormed", &e.to_string());
+                let f = Answer::fault(400, "env:Sender", "ter:WellFormed", &e.to_string());
+                return Reply::Now(f);
             }
         };
         let op = request.operation.as_str();
         if !PRE_AUTH.contains(&op) && !self.authorized(&request) {
-            return Answer::fault(
-                400,
-                "env:Sender",
-                "ter:NotAuthorized",
-                "Sender not Authorized",
-            );
+            let reason = "Sender not Authorized";
+            let f = Answer::fault(400, "env:Sender", "ter:NotAuthorized", reason);
+            return Reply::Now(f);
         }
+        if matches!(request.namespace.as_str(), TEV | WSNT) {
+            return events::reply(&self.subscriptions, &request, call, &self.camera, now);
+        }
+        Reply::Now(self.device_or_media(&request, call.at, now))
+    }
+
+    fn device_or_media(&self, request: &soap::Request, at: &Reached, now: DateTime<Utc>) -> Answer {
+        let op = request.operation.as_str();
         let c = &self.camera;
         let body = match (request.namespace.as_str(), op) {
             (TDS, "GetSystemDateAndTime") => answers::system_date_and_time(now),

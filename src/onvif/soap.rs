@@ -12,6 +12,7 @@ pub const ENV: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const TDS: &str = "http://www.onvif.org/ver10/device/wsdl";
 pub const TRT: &str = "http://www.onvif.org/ver10/media/wsdl";
 pub const TEV: &str = "http://www.onvif.org/ver10/events/wsdl";
+pub const WSNT: &str = "http://docs.oasis-open.org/wsn/b-2";
 const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 const WSU: &str =
@@ -198,7 +199,10 @@ pub fn envelope(body: &str) -> String {
          <env:Envelope xmlns:env=\"{ENV}\" xmlns:tds=\"{TDS}\" xmlns:trt=\"{TRT}\" \
          xmlns:tev=\"{TEV}\" xmlns:tt=\"http://www.onvif.org/ver10/schema\" \
          xmlns:ter=\"http://www.onvif.org/ver10/error\" \
-         xmlns:wsa=\"http://www.w3.org/2005/08/addressing\">\
+         xmlns:wsa=\"http://www.w3.org/2005/08/addressing\" xmlns:wsnt=\"{WSNT}\" \
+         xmlns:wstop=\"http://docs.oasis-open.org/wsn/t-1\" \
+         xmlns:tns1=\"http://www.onvif.org/ver10/topics\" \
+         xmlns:xs=\"http://www.w3.org/2001/XMLSchema\">\
          <env:Body>{body}</env:Body></env:Envelope>\n"
     )
 }

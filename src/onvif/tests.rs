@@ -5,10 +5,10 @@ use super::*;
 const NOW: &str = "2026-12-08T10:00:00Z";
 
 fn onvif() -> Onvif {
-    Onvif {
-        camera: answers::tests::camera(),
-        credentials: Some(("edgecam".into(), "secret".into())),
-    }
+    Onvif::new(
+        answers::tests::camera(),
+        Some(("edgecam".into(), "secret".into())),
+    )
 }
 
 fn at() -> Reached {
@@ -112,10 +112,7 @@ fn malformed_xml_and_unknown_operations_get_faults() {
 
 #[test]
 fn without_credentials_configured_everything_is_open() {
-    let open = Onvif {
-        credentials: None,
-        ..onvif()
-    };
+    let open = Onvif::new(answers::tests::camera(), None);
     let a = open.answer(
         &request(soap::TRT, "GetProfiles", "", None),
         &at(),

@@ -36,8 +36,12 @@ pub const PUBLIC: &[&str] = &[
     // URI it hands out by HTTP Basic with the same user and password.
     "/onvif/device_service",
     "/onvif/media_service",
+    "/onvif/events_service",
     "/onvif/snapshot.jpg",
 ];
+
+/// Paths under which every path is public: each pull-point subscription's address.
+pub const PUBLIC_UNDER: &[&str] = &["/onvif/subscription/"];
 
 /// The credential check, shared by the server's connections.
 #[derive(Debug)]
@@ -89,7 +93,9 @@ impl Auth {
     }
 
     fn public(&self, path: &str) -> bool {
-        PUBLIC.contains(&path) || (self.metrics_public && path == "/metrics")
+        PUBLIC.contains(&path)
+            || PUBLIC_UNDER.iter().any(|p| path.starts_with(p))
+            || (self.metrics_public && path == "/metrics")
     }
 
     fn token_matches(&self, given: &str) -> bool {

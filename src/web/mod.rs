@@ -51,6 +51,11 @@ pub fn router(state: WebState) -> Router {
         .route("/logout", axum::routing::post(auth::logout))
         .route("/onvif/device_service", axum::routing::post(onvif::service))
         .route("/onvif/media_service", axum::routing::post(onvif::service))
+        .route("/onvif/events_service", axum::routing::post(onvif::service))
+        .route(
+            "/onvif/subscription/{id}",
+            axum::routing::post(onvif::subscription),
+        )
         .route("/onvif/snapshot.jpg", get(onvif::snapshot))
         .fallback(not_found)
         // Over every route and the fallback: a route added later is protected too.

@@ -4,13 +4,13 @@
 //! is off.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::state::WebState;
-use crate::onvif::Reached;
+use crate::onvif::{Call, Reached, Reply, Scene};
 
 fn off() -> Response {
     (
@@ -37,14 +37,69 @@ fn reached(headers: &HeaderMap, s: &WebState) -> Reached {
     Reached { host: name, port }
 }
 
-/// `POST /onvif/device_service` and `/onvif/media_service` (either takes either
-/// service's operations: the namespace says which).
+/// `POST /onvif/device_service`, `/onvif/media_service` and `/onvif/events_service`
+/// (each takes any service's operations: the namespace says which).
 pub async fn service(State(s): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(onvif) = &s.onvif else {
+    serve(s, &headers, &body, None).await
+}
+
+/// `POST /onvif/subscription/<id>`: a pull-point subscription's own address.
+pub async fn subscription(
+    State(s): State<WebState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // An id that is not a number names no subscription: the answer says so.
+    let id = id.parse().unwrap_or(u64::MAX);
+    serve(s, &headers, &body, Some(id)).await
+}
+
+fn scene_of(status: &crate::recorder::RecorderStatus) -> Scene {
+    Scene::new(status.motion, status.objects.keys())
+}
+
+async fn serve(
+    s: WebState,
+    headers: &HeaderMap,
+    body: &[u8],
+    subscription: Option<u64>,
+) -> Response {
+    let Some(onvif) = s.onvif.clone() else {
         return off();
     };
-    let at = reached(&headers, &s);
-    let answer = onvif.answer(&body, &at, chrono::Utc::now());
+    let at = reached(headers, &s);
+    let mut status = s.commands.status();
+    let call = Call {
+        body,
+        at: &at,
+        subscription,
+        scene: scene_of(&status.borrow_and_update()),
+        may_wait: true,
+    };
+    let answer = match onvif.reply(&call, chrono::Utc::now()) {
+        Reply::Now(a) => a,
+        Reply::Wait(wait) => {
+            // A PullMessages with nothing to tell yet: answer when what the camera sees
+            // changes, or when the client's timeout is up.
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                match tokio::time::timeout_at(deadline, status.changed()).await {
+                    Ok(Ok(())) if scene_of(&status.borrow_and_update()) == call.scene => {}
+                    _ => break,
+                }
+            }
+            let later = Call {
+                scene: scene_of(&status.borrow()),
+                may_wait: false,
+                ..call
+            };
+            match onvif.reply(&later, chrono::Utc::now()) {
+                Reply::Now(a) => a,
+                Reply::Wait(_) => return off(),
+            }
+        }
+    };
     if answer.status != 200 {
         tracing::debug!(
             status = answer.status,

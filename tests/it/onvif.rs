@@ -74,6 +74,16 @@ fn an_onvif_client_discovers_the_camera_and_plays_the_stream_it_is_given() {
     assert_eq!(found["profile"]["width"], 320, "{found}");
     let stream = format!("rtsp://127.0.0.1:{rtsp}/live");
     assert_eq!(found["stream_uri"], stream.as_str(), "{found}");
+    // The Events service: the first pull says every topic's state, motion among them.
+    let events = found["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.iter().any(
+            |e| e["topic"] == "tns1:RuleEngine/CellMotionDetector/Motion"
+                && e["operation"] == "Initialized"
+        ),
+        "{found}"
+    );
+    assert!(found["events_then"].as_u64().is_some(), "{found}");
     let wrong = found["wrong_password"].as_str().unwrap_or_default();
     assert!(wrong.contains("not Authorized"), "{found}");
 
