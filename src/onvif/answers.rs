@@ -144,14 +144,7 @@ pub fn services(c: &Camera, at: &Reached, with_capabilities: bool) -> String {
     };
     format!(
         "<tds:GetServicesResponse>{}{}{}</tds:GetServicesResponse>",
-        service(
-            super::soap::TDS,
-            at.device_xaddr(c),
-            "<tds:Capabilities><tds:Network IPFilter=\"false\" ZeroConfiguration=\"false\" \
-             IPVersion6=\"false\" DynDNS=\"false\"/><tds:Security UsernameToken=\"true\"/>\
-             <tds:System DiscoveryResolve=\"false\" DiscoveryBye=\"true\" RemoteDiscovery=\"false\" \
-             SystemBackup=\"false\" SystemLogging=\"false\" FirmwareUpgrade=\"false\"/></tds:Capabilities>"
-        ),
+        service(super::soap::TDS, at.device_xaddr(c), device_capabilities()),
         service(super::soap::TRT, at.media_xaddr(c), media_capabilities()),
         service(super::soap::TEV, at.events_xaddr(c), events_capabilities()),
     )
@@ -162,6 +155,22 @@ pub fn events_capabilities() -> &'static str {
     "<tev:Capabilities WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" \
      WSPausableSubscriptionManagerInterfaceSupport=\"false\" MaxNotificationProducers=\"0\" \
      MaxPullPoints=\"16\"/>"
+}
+
+/// The device service's capabilities (GetServices and GetServiceCapabilities).
+fn device_capabilities() -> &'static str {
+    "<tds:Capabilities><tds:Network IPFilter=\"false\" ZeroConfiguration=\"false\" \
+     IPVersion6=\"false\" DynDNS=\"false\"/>\
+     <tds:Security UsernameToken=\"true\" HttpDigest=\"false\"/>\
+     <tds:System DiscoveryResolve=\"false\" DiscoveryBye=\"true\" RemoteDiscovery=\"false\" \
+     SystemBackup=\"false\" SystemLogging=\"false\" FirmwareUpgrade=\"false\"/></tds:Capabilities>"
+}
+
+pub fn device_service_capabilities() -> String {
+    format!(
+        "<tds:GetServiceCapabilitiesResponse>{}</tds:GetServiceCapabilitiesResponse>",
+        device_capabilities()
+    )
 }
 
 pub fn media_service_capabilities() -> String {

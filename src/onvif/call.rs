@@ -15,6 +15,9 @@ pub struct Call<'a> {
     pub scene: Scene,
     /// A PullMessages with nothing to tell may be answered later (`Reply::Wait`).
     pub may_wait: bool,
+    /// The same request again after a `Reply::Wait`: its token was checked (and its
+    /// nonce used) the first time.
+    pub again: bool,
 }
 
 /// What to do with a request.

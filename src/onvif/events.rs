@@ -24,9 +24,9 @@ pub const MAX_PULL_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 struct Subscription {
     expires: DateTime<Utc>,
-    /// What the client was last told; `None`: nothing yet (or it asked to be told
-    /// everything again), so the next pull says every topic's state.
-    told: Option<Scene>,
+    /// What the client was last told, topic by topic (`Scene::items` order); `None`:
+    /// nothing yet (or it asked to be told everything again).
+    told: Option<[Option<bool>; 4]>,
 }
 
 /// The live subscriptions.
@@ -148,20 +148,22 @@ impl Subscriptions {
     ) -> Option<(Vec<String>, DateTime<Utc>)> {
         self.with(|(_, subs)| {
             let s = subs.get_mut(&id).filter(|s| s.expires > now)?;
-            let before = s.told;
             let mut out = Vec::new();
-            let old = before.map(|b| b.items());
+            // What the client knows, topic by topic: only what is sent becomes known.
+            let mut told = s.told.unwrap_or([None; 4]);
             for (i, (topic, item, value)) in scene.items().into_iter().enumerate() {
-                let op = match &old {
+                let op = match told[i] {
                     None => "Initialized",
-                    Some(o) if o[i].2 != value => "Changed",
+                    Some(v) if v != value => "Changed",
                     Some(_) => continue,
                 };
-                if out.len() < limit.max(1) {
-                    out.push(message(topic, item, value, op, now));
+                if out.len() >= limit.max(1) {
+                    break;
                 }
+                out.push(message(topic, item, value, op, now));
+                told[i] = Some(value);
             }
-            s.told = Some(scene);
+            s.told = Some(told);
             Some((out, s.expires))
         })
     }
@@ -378,6 +380,18 @@ mod tests {
         let (changed, _) = subs.pull(id, walking, at(3), 100).unwrap();
         assert_eq!(changed.len(), 2, "motion and person");
         assert!(changed[1].contains("PeopleDetect") && changed[1].contains("Value=\"true\""));
+        // A limit of one tells one change at a time, and the rest at the next pull.
+        let (one, _) = subs.pull(id, Scene::default(), at(3), 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            subs.pull(id, Scene::default(), at(3), 1).unwrap().0.len(),
+            1
+        );
+        assert!(subs
+            .pull(id, Scene::default(), at(3), 1)
+            .unwrap()
+            .0
+            .is_empty());
         assert!(subs.synchronize(id, at(4)));
         assert_eq!(subs.pull(id, walking, at(5), 100).unwrap().0.len(), 4);
         // Renewed, it lives on; unrenewed, it is gone.

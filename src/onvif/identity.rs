@@ -44,7 +44,8 @@ fn mac(seed: &str) -> String {
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lo")
+        // Real interfaces only (a device link): bridges and veths come and go.
+        .filter(|n| std::path::Path::new(&format!("/sys/class/net/{n}/device")).exists())
         .collect();
     names.sort();
     let real = names.iter().find_map(|n| {

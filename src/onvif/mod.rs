@@ -31,18 +31,25 @@ pub struct Onvif {
     pub credentials: Option<(String, String)>,
     /// The Events service's pull-point subscriptions.
     pub subscriptions: events::Subscriptions,
+    /// Tokens seen, so none is good twice.
+    replays: auth::Replays,
 }
 
-/// Operations the ONVIF Core spec lets anyone call (access class PRE_AUTH).
-const PRE_AUTH: &[&str] = &[
-    "GetSystemDateAndTime",
-    "GetCapabilities",
-    "GetServices",
-    "GetServiceCapabilities",
-    "GetHostname",
-    "GetWsdlUrl",
-    "GetEndpointReference",
-];
+/// Whether the ONVIF Core spec lets anyone call this operation (access class PRE_AUTH).
+fn pre_auth(namespace: &str, op: &str) -> bool {
+    matches!(
+        (namespace, op),
+        (
+            TDS,
+            "GetSystemDateAndTime"
+                | "GetCapabilities"
+                | "GetServices"
+                | "GetHostname"
+                | "GetWsdlUrl"
+                | "GetEndpointReference"
+        ) | (TDS | TRT | TEV, "GetServiceCapabilities")
+    )
+}
 
 impl Onvif {
     pub fn new(camera: Camera, credentials: Option<(String, String)>) -> Self {
@@ -50,6 +57,7 @@ impl Onvif {
             camera,
             credentials,
             subscriptions: events::Subscriptions::default(),
+            replays: auth::Replays::default(),
         }
     }
 
@@ -61,6 +69,7 @@ impl Onvif {
             subscription: None,
             scene: Scene::default(),
             may_wait: false,
+            again: false,
         };
         match self.reply(&call, now) {
             Reply::Now(a) => a,
@@ -78,7 +87,8 @@ impl Onvif {
             }
         };
         let op = request.operation.as_str();
-        if !PRE_AUTH.contains(&op) && !self.authorized(&request) {
+        let open = pre_auth(&request.namespace, op);
+        if !open && !call.again && !self.authorized(&request, now) {
             let reason = "Sender not Authorized";
             let f = Answer::fault(400, "env:Sender", "ter:NotAuthorized", reason);
             return Reply::Now(f);
@@ -100,7 +110,7 @@ impl Onvif {
                 let with = request.argument("IncludeCapability") == Some("true");
                 answers::services(c, at, with)
             }
-            (TDS, "GetServiceCapabilities") => device_service_capabilities(),
+            (TDS, "GetServiceCapabilities") => answers::device_service_capabilities(),
             (TDS, "GetNetworkInterfaces") => answers::network_interfaces(c, at),
             (TDS, "GetScopes") => answers::get_scopes(c),
             (TDS, "GetHostname") => answers::hostname(c),
@@ -137,10 +147,12 @@ impl Onvif {
         Answer::ok(body)
     }
 
-    fn authorized(&self, request: &soap::Request) -> bool {
+    fn authorized(&self, request: &soap::Request, now: DateTime<Utc>) -> bool {
         match (&self.credentials, &request.token) {
             (None, _) => true,
-            (Some((user, password)), Some(token)) => auth::verify(token, user, password),
+            (Some((user, password)), Some(token)) => {
+                auth::verify(token, user, password) && self.replays.fresh(token, now)
+            }
             (Some(_), None) => false,
         }
     }
@@ -154,15 +166,6 @@ impl Onvif {
             Some((u, p)) => u == user && bool::from(p.as_bytes().ct_eq(password.as_bytes())),
         }
     }
-}
-
-fn device_service_capabilities() -> String {
-    "<tds:GetServiceCapabilitiesResponse><tds:Capabilities>\
-     <tds:Network IPFilter=\"false\" ZeroConfiguration=\"false\" IPVersion6=\"false\" DynDNS=\"false\"/>\
-     <tds:Security UsernameToken=\"true\" HttpDigest=\"false\"/>\
-     <tds:System DiscoveryResolve=\"false\" DiscoveryBye=\"true\" RemoteDiscovery=\"false\"/>\
-     </tds:Capabilities></tds:GetServiceCapabilitiesResponse>"
-        .into()
 }
 
 #[cfg(test)]

@@ -17,10 +17,7 @@ const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 const WSU: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
-const PASSWORD_TEXT: &str = "#PasswordText";
-
-/// Largest request body read: ONVIF requests are a few kilobytes.
-pub const MAX_REQUEST: usize = 64 * 1024;
+const PASSWORD_DIGEST: &str = "#PasswordDigest";
 
 /// A parsed request: the operation (the first element of the Body), its arguments as
 /// `(local name, text)` of every element inside it, and the security header.
@@ -108,8 +105,9 @@ pub fn parse(xml: &[u8]) -> Result<Request, ParseError> {
                         has_token = true;
                     }
                     (Place::Token, _, _, "Password") => {
+                        // WSS's default type is PasswordText: a digest says so.
                         token.digest =
-                            !attribute(e, "Type").is_some_and(|t| t.ends_with(PASSWORD_TEXT));
+                            attribute(e, "Type").is_some_and(|t| t.ends_with(PASSWORD_DIGEST));
                         current = Some(local);
                     }
                     (Place::Token, _, WSSE | WSU, _) => current = Some(local),

@@ -1,5 +1,7 @@
 //! `Onvif::answer` end to end on request bytes: who may call what, and the faults.
 
+use base64::Engine;
+
 use super::*;
 
 const NOW: &str = "2026-12-08T10:00:00Z";
@@ -21,12 +23,16 @@ fn at() -> Reached {
 /// A request for `op` in `ns` with `args` (XML) and, when given, a digest token made with
 /// `password`.
 fn request(ns: &str, op: &str, args: &str, password: Option<&str>) -> Vec<u8> {
-    let (nonce, created) = ("MDEyMzQ1Njc4OWFiY2RlZg==", "2026-12-08T10:00:00Z");
+    // A new nonce each time: a nonce is good once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nonce = base64::engine::general_purpose::STANDARD.encode(format!("nonce-{n:08}"));
+    let created = "2026-12-08T10:00:00Z";
     let header = password
         .map(|p| {
             format!(
                 r#"<s:Header><Security xmlns="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><UsernameToken><Username>edgecam</Username><Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">{}</Password><Nonce>{nonce}</Nonce><Created xmlns="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd">{created}</Created></UsernameToken></Security></s:Header>"#,
-                auth::password_digest(nonce, created, p).unwrap()
+                auth::password_digest(&nonce, created, p).unwrap()
             )
         })
         .unwrap_or_default();
@@ -108,6 +114,30 @@ fn malformed_xml_and_unknown_operations_get_faults() {
     let a = answer(&request(soap::TDS, "SystemReboot", "", Some("secret")));
     assert_eq!(a.status, 500);
     assert!(a.body.contains("ter:ActionNotSupported"), "{}", a.body);
+}
+
+#[test]
+fn a_token_is_good_once() {
+    let o = onvif();
+    let once = request(soap::TRT, "GetProfiles", "", Some("secret"));
+    let now = NOW.parse().unwrap();
+    assert_eq!(o.answer(&once, &at(), now).status, 200);
+    let again = o.answer(&once, &at(), now);
+    assert!(
+        again.body.contains("ter:NotAuthorized"),
+        "a replayed token: {}",
+        again.body
+    );
+    let later = "2026-12-08T10:30:00Z".parse().unwrap();
+    let stale = o.answer(
+        &request(soap::TRT, "GetProfiles", "", Some("secret")),
+        &at(),
+        later,
+    );
+    assert!(
+        stale.body.contains("ter:NotAuthorized"),
+        "a token from 30 min ago"
+    );
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct Timing {
     duration: Option<Duration>,
 }
 
+/// How far ahead of the running time the last PTS may be and still be followed on.
+const MAX_AHEAD: Duration = Duration::from_secs(1);
+
 /// How far a sound frame's capture timing may stray from following on the last one
 /// before it is taken as a gap.
 const AUDIO_JITTER: Duration = Duration::from_millis(50);
@@ -59,7 +62,10 @@ impl Timing {
             .filter(|lag| *lag <= MAX_LAG)
             .unwrap_or_default();
         let mut pts = running.saturating_sub(lag);
-        if let Some(last) = self.last {
+        // Never ahead of the pipeline by more than a moment: a media paused and played
+        // again runs from an earlier running time, and frames held to an old last PTS
+        // would wait for the clock in the sinks.
+        if let Some(last) = self.last.filter(|l| *l <= running + MAX_AHEAD) {
             pts = pts.max(last + Duration::from_micros(1));
         }
         self.last = Some(pts);
@@ -78,8 +84,10 @@ impl Timing {
     ) -> Duration {
         let expected = self.last.zip(self.duration).map(|(l, d)| l + d);
         let measured = self.pts(running, now, captured_at);
+        // Follow on the last frame while capture agrees within the jitter; else (a gap,
+        // or a stream that drifted) take the capture timing.
         let pts = match expected {
-            Some(e) if measured <= e + AUDIO_JITTER => e,
+            Some(e) if measured + AUDIO_JITTER >= e && measured <= e + AUDIO_JITTER => e,
             _ => measured,
         };
         self.last = Some(pts);
@@ -88,12 +96,18 @@ impl Timing {
     }
 }
 
-/// The element's running time now, if it runs on a clock yet.
+/// The element's running time now, once it is playing (not while its state is
+/// changing: a pipeline hands out its clock before the base time, and in between this
+/// would read the clock's own time, hours ahead).
 fn running_time(src: &gst_app::AppSrc) -> Option<Duration> {
+    let (_, state, pending) = src.state(gst::ClockTime::ZERO);
+    if state != gst::State::Playing || pending != gst::State::VoidPending {
+        return None;
+    }
     let clock = src.clock()?;
     let base = src.base_time()?;
     let now = clock.time();
-    Some(Duration::from_nanos(now.saturating_sub(base).nseconds()))
+    Some(Duration::from_nanos(now.checked_sub(base)?.nseconds()))
 }
 
 /// Whether the media holds so much already that this frame should go.
@@ -132,7 +146,9 @@ pub async fn video(
         skipping = false;
         waiting.push(frame);
         let Some(running) = running_time(&src) else {
-            debug!(waiting = waiting.len(), "RTSP media has no clock yet");
+            if waiting.len() == 1 {
+                debug!("RTSP media not playing yet: frames wait");
+            }
             continue;
         };
         for frame in waiting.drain(..) {
@@ -148,18 +164,15 @@ pub async fn video(
                     b.set_flags(gst::BufferFlags::DELTA_UNIT);
                 }
             }
-            if src.push_buffer(buffer).is_err() {
-                debug!("RTSP video feed stopped");
-                return;
+            if let Err(e) = src.push_buffer(buffer) {
+                // Flushing (the media seeks or changes state): only `stop` ends a feed.
+                debug!(error = ?e, "RTSP video frame not taken; resuming at a keyframe");
+                skipping = true;
+                break;
             }
         }
     }
     debug!("RTSP video feed stopped");
-}
-
-/// The caps of raw AAC-LC frames in `format`.
-fn aac_caps(format: &crate::media::AudioFormat) -> gst::Caps {
-    crate::capture::aac_caps(format)
 }
 
 /// Pushes the AAC sound into `src` until the media goes. Caps follow the frames' format.
@@ -193,7 +206,7 @@ pub async fn audio(
                 None => continue,
             },
         };
-        let want = aac_caps(&format);
+        let want = crate::capture::aac_caps(&format);
         if caps.as_ref() != Some(&want) {
             src.set_caps(Some(&want));
             caps = Some(want);
@@ -209,8 +222,9 @@ pub async fn audio(
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
         }
-        if src.push_buffer(buffer).is_err() {
-            break;
+        if let Err(e) = src.push_buffer(buffer) {
+            // Flushing (the media seeks or changes state): only `stop` ends a feed.
+            debug!(error = ?e, "RTSP audio frame not taken");
         }
     }
     debug!("RTSP audio feed stopped");

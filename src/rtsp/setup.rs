@@ -33,6 +33,12 @@ impl RtspSettings {
         if !rtsp.enabled {
             return None;
         }
+        if rtsp.password.is_none() && config.web.token.is_some() {
+            tracing::warn!(
+                "rtsp.password is unset: RTSP and ONVIF clients log in with the web token; \
+                 give them a password of their own so NVRs never hold it"
+            );
+        }
         Some(Self {
             addr: rtsp.listen_addr(&config.web)?,
             path: rtsp.path.clone(),

@@ -145,11 +145,11 @@ impl Auth {
         self.with(|s| s.sessions.remove(id));
     }
 
-    fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    pub(super) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         self.with(|s| s.throttle.blocked(ip, now))
     }
 
-    fn failed(&self, ip: IpAddr, now: Instant) {
+    pub(super) fn failed(&self, ip: IpAddr, now: Instant) {
         self.with(|s| s.throttle.failed(ip, now));
     }
 
@@ -209,14 +209,14 @@ pub async fn require(State(auth): State<Arc<Auth>>, req: Request, next: Next) ->
 
 /// Where a request came from (the server is run with connect info; without it, e.g. a
 /// router driven in-process, every request counts as one unknown address).
-fn peer_of(ext: &axum::http::Extensions) -> SocketAddr {
+pub(super) fn peer_of(ext: &axum::http::Extensions) -> SocketAddr {
     ext.get::<ConnectInfo<SocketAddr>>()
         .map_or(UNKNOWN_PEER, |ConnectInfo(p)| *p)
 }
 
 const UNKNOWN_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-fn too_many(wait: Duration) -> Response {
+pub(super) fn too_many(wait: Duration) -> Response {
     let secs = wait.as_secs().max(1);
     (
         StatusCode::TOO_MANY_REQUESTS,

@@ -4,7 +4,10 @@
 //! is off.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -39,20 +42,26 @@ fn reached(headers: &HeaderMap, s: &WebState) -> Reached {
 
 /// `POST /onvif/device_service`, `/onvif/media_service` and `/onvif/events_service`
 /// (each takes any service's operations: the namespace says which).
-pub async fn service(State(s): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(s, &headers, &body, None).await
+pub async fn service(
+    State(s): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(s, peer, &headers, &body, None).await
 }
 
 /// `POST /onvif/subscription/<id>`: a pull-point subscription's own address.
 pub async fn subscription(
     State(s): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     // An id that is not a number names no subscription: the answer says so.
     let id = id.parse().unwrap_or(u64::MAX);
-    serve(s, &headers, &body, Some(id)).await
+    serve(s, peer, &headers, &body, Some(id)).await
 }
 
 fn scene_of(status: &crate::recorder::RecorderStatus) -> Scene {
@@ -61,6 +70,7 @@ fn scene_of(status: &crate::recorder::RecorderStatus) -> Scene {
 
 async fn serve(
     s: WebState,
+    peer: SocketAddr,
     headers: &HeaderMap,
     body: &[u8],
     subscription: Option<u64>,
@@ -68,6 +78,10 @@ async fn serve(
     let Some(onvif) = s.onvif.clone() else {
         return off();
     };
+    // Wrong passwords count against the address as wrong web tokens do.
+    if let Some(wait) = s.auth.blocked(peer.ip(), Instant::now()) {
+        return super::auth::too_many(wait);
+    }
     let at = reached(headers, &s);
     let mut status = s.commands.status();
     let call = Call {
@@ -76,6 +90,7 @@ async fn serve(
         subscription,
         scene: scene_of(&status.borrow_and_update()),
         may_wait: true,
+        again: false,
     };
     let answer = match onvif.reply(&call, chrono::Utc::now()) {
         Reply::Now(a) => a,
@@ -92,6 +107,7 @@ async fn serve(
             let later = Call {
                 scene: scene_of(&status.borrow()),
                 may_wait: false,
+                again: true,
                 ..call
             };
             match onvif.reply(&later, chrono::Utc::now()) {
@@ -105,6 +121,10 @@ async fn serve(
             status = answer.status,
             "ONVIF request answered with a fault"
         );
+    }
+    if answer.body.contains("ter:NotAuthorized") {
+        s.auth.failed(peer.ip(), Instant::now());
+        tracing::warn!(client = %peer.ip(), "ONVIF request with a wrong user or password");
     }
     (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -130,15 +150,25 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// `GET /onvif/snapshot.jpg`: the latest snapshot for ONVIF clients.
-pub async fn snapshot(State(s): State<WebState>, headers: HeaderMap) -> Response {
+pub async fn snapshot(
+    State(s): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let Some(onvif) = &s.onvif else {
         return off();
     };
+    if let Some(wait) = s.auth.blocked(peer.ip(), Instant::now()) {
+        return super::auth::too_many(wait);
+    }
     let allowed = match basic(&headers) {
         Some((user, password)) => onvif.basic_ok(&user, &password),
         None => onvif.credentials.is_none(),
     };
     if !allowed {
+        if basic(&headers).is_some() {
+            s.auth.failed(peer.ip(), Instant::now());
+        }
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic realm=\"edgecam\"")],
