@@ -73,37 +73,23 @@ fn the_clock_and_capabilities_need_no_password_and_the_rest_does() {
 
 #[test]
 fn the_stream_uri_is_the_rtsp_server_at_the_address_the_client_used() {
-    let a = answer(&request(
-        soap::TRT,
-        "GetStreamUri",
-        "<ProfileToken>main</ProfileToken>",
-        Some("secret"),
-    ));
-    assert!(
-        a.body
-            .contains("<tt:Uri>rtsp://192.168.1.20:8554/live</tt:Uri>"),
-        "{}",
-        a.body
-    );
-    let a = answer(&request(
-        soap::TRT,
-        "GetSnapshotUri",
-        "<ProfileToken>main</ProfileToken>",
-        Some("secret"),
-    ));
-    assert!(
-        a.body
-            .contains("http://192.168.1.20:8080/onvif/snapshot.jpg"),
-        "{}",
-        a.body
-    );
-    let a = answer(&request(
-        soap::TRT,
-        "GetStreamUri",
-        "<ProfileToken>other</ProfileToken>",
-        Some("secret"),
-    ));
-    assert!(a.body.contains("ter:InvalidArgVal"), "{}", a.body);
+    for (op, token, wanted) in [
+        (
+            "GetStreamUri",
+            "main",
+            "<tt:Uri>rtsp://192.168.1.20:8554/live</tt:Uri>",
+        ),
+        (
+            "GetSnapshotUri",
+            "main",
+            "http://192.168.1.20:8080/onvif/snapshot.jpg",
+        ),
+        ("GetStreamUri", "other", "ter:InvalidArgVal"),
+    ] {
+        let args = format!("<ProfileToken>{token}</ProfileToken>");
+        let a = answer(&request(soap::TRT, op, &args, Some("secret")));
+        assert!(a.body.contains(wanted), "{op} {token}: {}", a.body);
+    }
 }
 
 #[test]
