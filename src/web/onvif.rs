@@ -30,14 +30,19 @@ fn reached(headers: &HeaderMap, s: &WebState) -> Reached {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let (name, port) = match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => {
-            (h.to_owned(), p.parse().unwrap_or(listen.port()))
-        }
-        _ if !host.is_empty() => (host.to_owned(), listen.port()),
-        _ => (listen.ip().to_string(), listen.port()),
-    };
-    Reached { host: name, port }
+    if host.is_empty() {
+        let ip = std::net::SocketAddr::new(listen.ip(), 0).to_string();
+        let ip = ip.trim_end_matches(":0").to_owned();
+        return Reached {
+            host: ip,
+            port: listen.port(),
+        };
+    }
+    let (name, port) = super::origin::split_host(host);
+    Reached {
+        host: name.to_owned(),
+        port: port.unwrap_or(listen.port()),
+    }
 }
 
 /// `POST /onvif/device_service`, `/onvif/media_service` and `/onvif/events_service`

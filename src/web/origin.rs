@@ -79,7 +79,7 @@ impl Hosts {
 }
 
 /// `name[:port]`, IPv6 literals in brackets.
-fn split_host(host: &str) -> (&str, Option<u16>) {
+pub(super) fn split_host(host: &str) -> (&str, Option<u16>) {
     let cut = match host.rfind(':') {
         Some(i) if !host[i..].contains(']') => i,
         _ => return (host, None),
