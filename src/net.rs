@@ -1,4 +1,4 @@
-//! Which of this machine's addresses others reach it on: for the URLs the camera hands
+//! This machine's name, and which of its addresses others reach it on: for the URLs the camera hands
 //! out (ONVIF's discovery, the RTSP URL in Home Assistant's discovery) when it listens
 //! on every address.
 
@@ -23,6 +23,14 @@ pub fn local_ip_towards(peer: Option<SocketAddr>, bound: IpAddr) -> IpAddr {
         .ok()
         .filter(|ip| !ip.is_unspecified())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// This machine's hostname, if it has one.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 #[cfg(test)]

@@ -9,14 +9,6 @@ use super::discovery::Identity;
 use super::Onvif;
 use crate::config::Config;
 
-/// This machine's hostname, if it has one.
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-}
-
 /// A name-based UUID (SHA-1, version 5 layout) of `seed`.
 fn uuid_of(seed: &str) -> String {
     let h = Sha1::digest(seed.as_bytes());
@@ -74,7 +66,7 @@ pub fn from_config(config: &Config, https: bool, audio: bool) -> Option<Onvif> {
     if !config.onvif.enabled {
         return None;
     }
-    let host = hostname().unwrap_or_else(|| "edgecam".into());
+    let host = crate::net::hostname().unwrap_or_else(|| "edgecam".into());
     let thing = (!config.aws.thing_name.is_empty()).then(|| config.aws.thing_name.clone());
     let name = config
         .onvif

@@ -34,12 +34,10 @@ impl Hosts {
     pub fn new(listen: SocketAddr, configured: &[String]) -> Self {
         let mut names: Vec<String> = configured.iter().map(|h| h.to_lowercase()).collect();
         names.push("localhost".into());
-        if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            let h = h.trim().to_lowercase();
-            if !h.is_empty() {
-                names.push(format!("{h}.local"));
-                names.push(h);
-            }
+        if let Some(h) = crate::net::hostname() {
+            let h = h.to_lowercase();
+            names.push(format!("{h}.local"));
+            names.push(h);
         }
         Self { listen, names }
     }
